@@ -1,0 +1,140 @@
+"""Slot assignment maps: what each GLMix block's soft clustering did to the pixel grid.
+
+A GLMix block compares every pixel feature with every initial slot and gets one logit per
+(slot, pixel) pair: ``slot_scale * cos(initial slot_s, normed pixel_p)``. The block then uses
+the same logits twice:
+
+* softmax over pixels (``grouping``): each slot's weights for pooling pixels into it;
+* softmax over slots (``dispatch``): each pixel's distribution over slots, used to move the
+  updated slots back to the grid (this is what the GLMix authors visualise).
+
+:class:`SlotMap` keeps the raw logits and derives those views on demand, in float32 whatever
+the dtype the forward pass ran in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["SlotMap", "SlotOutput"]
+
+
+@dataclass(frozen=True)
+class SlotMap:
+    """The slot assignment of one GLMix block.
+
+    Attributes:
+        stage: index of the stage (0..3) the block belongs to.
+        block: index of the block inside its stage.
+        grid: ``(h, w)`` of the pixel grid the block ran on.
+        logits: ``(B, S, h*w)`` assignment logits, locations flattened row-major.
+        slots: ``(B, S, C)`` slot features after the block's slot self-attention.
+        input_size: ``(H, W)`` of the image batch given to the model.
+    """
+
+    stage: int
+    block: int
+    grid: tuple[int, int]
+    logits: torch.Tensor
+    slots: torch.Tensor
+    input_size: tuple[int, int]
+
+    @property
+    def name(self) -> str:
+        return f"stages.{self.stage}.blocks.{self.block}"
+
+    @property
+    def num_slots(self) -> int:
+        return self.logits.shape[1]
+
+    def _grid_view(self, t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(t.shape[0], t.shape[1], *self.grid)
+
+    @property
+    def dispatch(self) -> torch.Tensor:
+        """``(B, S, h, w)``: softmax over slots; sums to 1 over S at every pixel."""
+        return self._grid_view(self.logits.float().softmax(dim=1))
+
+    @property
+    def grouping(self) -> torch.Tensor:
+        """``(B, S, h, w)``: softmax over pixels; each slot's weights sum to 1 over the grid."""
+        return self._grid_view(self.logits.float().softmax(dim=-1))
+
+    @property
+    def hard(self) -> torch.Tensor:
+        """``(B, h, w)`` int64: the most likely slot of every pixel."""
+        return self.logits.argmax(dim=1).reshape(self.logits.shape[0], *self.grid)
+
+    def upsample(self, size: Sequence[int] | None = None, mode: str = "bilinear") -> torch.Tensor:
+        """The dispatch map resized to ``size`` (default: the input size), still summing to 1.
+
+        Interpolating the logits rather than the probabilities keeps every pixel a proper
+        distribution over slots and gives smooth, sharp-edged boundaries.
+        """
+        size = tuple(size) if size is not None else self.input_size
+        logits = self._grid_view(self.logits.float())
+        if mode == "nearest":
+            up = F.interpolate(logits, size=size, mode="nearest")
+        else:
+            up = F.interpolate(logits, size=size, mode=mode, align_corners=False)
+        return up.softmax(dim=1)
+
+    def hard_upsampled(self, size: Sequence[int] | None = None) -> torch.Tensor:
+        """``(B, H, W)`` hard slot labels at ``size`` (default: the input size)."""
+        return self.upsample(size).argmax(dim=1)
+
+    def share(self) -> torch.Tensor:
+        """``(B, S)``: the fraction of the image each slot wins in the hard assignment."""
+        hard = self.hard.flatten(1)
+        counts = F.one_hot(hard, self.num_slots).sum(dim=1).float()
+        return counts / hard.shape[1]
+
+    def detach(self) -> SlotMap:
+        return SlotMap(self.stage, self.block, self.grid, self.logits.detach(), self.slots.detach(),
+                       self.input_size)
+
+    def to(self, *args, **kwargs) -> SlotMap:
+        return SlotMap(self.stage, self.block, self.grid, self.logits.to(*args, **kwargs),
+                       self.slots.to(*args, **kwargs), self.input_size)
+
+
+@dataclass
+class SlotOutput:
+    """What :meth:`GLNet.forward_slots` returns.
+
+    Attributes:
+        logits: ``(B, num_classes)``, the same as ``model(x)`` in eval mode (or the pooled
+            features when the model has no head).
+        features: ``(B, C, h, w)`` final features after the last norm.
+        maps: one :class:`SlotMap` per GLMix block, in forward order.
+        cls_logits: token-labeling models only: the head on the mean-pooled features.
+        token_logits: token-labeling models only: ``(B, h*w, num_classes)`` dense head.
+    """
+
+    logits: torch.Tensor
+    features: torch.Tensor
+    maps: list[SlotMap] = field(default_factory=list)
+    cls_logits: torch.Tensor | None = None
+    token_logits: torch.Tensor | None = None
+
+    def __iter__(self) -> Iterator[SlotMap]:
+        return iter(self.maps)
+
+    def __len__(self) -> int:
+        return len(self.maps)
+
+    def select(self, blocks: Sequence[int] | None) -> list[SlotMap]:
+        """Maps of the given GLMix block indices (negative indices count from the end)."""
+        if blocks is None:
+            return list(self.maps)
+        n = len(self.maps)
+        out = []
+        for b in blocks:
+            if not -n <= b < n:
+                raise IndexError(f"GLMix block index {b} out of range: this model has {n} GLMix blocks")
+            out.append(self.maps[b])
+        return out
