@@ -1,6 +1,17 @@
 """glmix-vis: slot assignment maps, weakly-supervised segmentation and figures for GLNet (GLMix)."""
 
-from .models import GLNet, SlotMap, SlotOutput
+from .models import (
+    CheckpointError,
+    GLNet,
+    SlotMap,
+    SlotOutput,
+    create_model,
+    detect_variant,
+    load_checkpoint,
+    read_checkpoint_meta,
+    resolve_checkpoint,
+)
 
 __version__ = "0.1.0"
-__all__ = ["GLNet", "SlotMap", "SlotOutput", "__version__"]
+__all__ = ["GLNet", "SlotMap", "SlotOutput", "create_model", "load_checkpoint", "read_checkpoint_meta",
+           "detect_variant", "resolve_checkpoint", "CheckpointError", "__version__"]

@@ -1,0 +1,29 @@
+"""Files shipped inside the package: the demo checkpoint and example images."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+__all__ = ["DEFAULT_CHECKPOINT_NAME", "default_checkpoint", "example_images"]
+
+DEFAULT_CHECKPOINT_NAME = "glnet_nano_scenes.safetensors"
+_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+def _assets_dir() -> Path:
+    return Path(str(resources.files("glmix_vis") / "assets"))
+
+
+def default_checkpoint() -> Path:
+    """The bundled demo model: ``glnet_nano`` trained on the generated scenes (see eval/RESULTS.md)."""
+    path = _assets_dir() / DEFAULT_CHECKPOINT_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"the bundled checkpoint {path} is missing: the installation is incomplete")
+    return path
+
+
+def example_images() -> dict[str, Path]:
+    """Bundled example images by name (generated scenes, one per file)."""
+    folder = _assets_dir() / "examples"
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in _IMAGE_SUFFIXES}

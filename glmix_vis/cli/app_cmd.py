@@ -1,0 +1,57 @@
+"""``glmix-vis app``: the web demo (Gradio) on the bundled model or a chosen checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._dispatch import UserError
+
+__all__ = ["add_parser", "add_arguments", "run"]
+
+# glmix_vis.app's defaults, repeated so that building the parser does not import gradio
+# (tests/test_app.py checks they agree).
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+DEFAULT_MAX_FILE_SIZE = "20mb"
+DEFAULT_MAX_SIDE = 1024
+DEFAULT_CONCURRENCY = 2
+
+
+def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
+    """Register the ``app`` subcommand."""
+    p = subparsers.add_parser(name, help="start the web app",
+                              description="Serve the web demo: upload or pick an image and see each GLMix "
+                                          "block's slot groups, soft maps, class evidence and pseudo-masks. "
+                                          "Visitors choose among the bundled demo model, CKPT and the "
+                                          "checkpoints in $GLMIX_CHECKPOINT_DIR.")
+    add_arguments(p)
+    return p
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options shared by ``glmix-vis app`` and ``apps/gradio_app.py``."""
+    p.add_argument("--host", default=DEFAULT_HOST,
+                   help=f"address to bind (default {DEFAULT_HOST}: this machine only; 0.0.0.0 serves the network)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    p.add_argument("--checkpoint", metavar="CKPT",
+                   help="checkpoint file or name to serve first (default: the bundled demo model)")
+    p.add_argument("--max-file-size", default=DEFAULT_MAX_FILE_SIZE,
+                   help=f"largest accepted upload, e.g. 20mb (default {DEFAULT_MAX_FILE_SIZE})")
+    p.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE,
+                   help=f"uploads are downscaled to this longer side first (default {DEFAULT_MAX_SIDE})")
+    p.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
+                   help=f"requests computed at once; others queue (default {DEFAULT_CONCURRENCY})")
+    p.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start the server; returns when it is stopped."""
+    if not 0 < args.port < 65536:
+        raise UserError(f"--port must be between 1 and 65535, got {args.port}")
+    if args.concurrency < 1 or args.max_side < 32:
+        raise UserError("--concurrency must be at least 1 and --max-side at least 32")
+    from ..app import launch
+
+    launch(args.checkpoint, host=args.host, port=args.port, max_file_size=args.max_file_size,
+           concurrency=args.concurrency, max_side=args.max_side, device=args.device)
+    return 0

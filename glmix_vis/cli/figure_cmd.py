@@ -1,0 +1,202 @@
+"""``glmix-vis figure``: publication figures (PDF, SVG, PNG) of slot maps and class evidence."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ._dispatch import UserError
+
+LAYOUTS = ("grid", "soft", "representative", "evidence")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
+FORMATS = ("pdf", "svg", "png")
+
+
+def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        name, help="publication figures of slot maps and class evidence (PDF, SVG, PNG)",
+        description="Draw a figure sized for a paper column: 'grid' shows the hard slot groups of several "
+                    "GLMix blocks with colours that follow a group from block to block; 'soft' the dispatch "
+                    "maps of the largest slots; 'representative' all slots and k-medoids representatives; "
+                    "'evidence' CAM and slot-CAM with their pseudo-masks. A folder means every image in it: "
+                    "one figure per image, or one figure for all with --combine.")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files and/or folders of images")
+    p.add_argument("--checkpoint", metavar="CKPT", help="checkpoint file or name (default: the bundled demo model)")
+    p.add_argument("--layout", choices=LAYOUTS, default="grid", help="what to draw (default: grid)")
+    p.add_argument("--blocks", metavar="LIST", help="GLMix block indices, e.g. 0,3,6 (write --blocks=-1,-2 for negative lists; "
+                                    "default: up to 4 spread blocks for grid, the last block otherwise)")
+    p.add_argument("-o", "--out", help="output file (.pdf, .svg, .png); with several images and no --combine, "
+                                       "a folder or a pattern such as 'figs/{stem}.pdf' "
+                                       "(default: <image stem>_<layout>.pdf here)")
+    p.add_argument("--format", choices=FORMATS, help="format of files written into a folder (default: pdf)")
+    p.add_argument("--combine", action="store_true", help="one figure with a row per image")
+    p.add_argument("--width", choices=("single", "double"), default="double",
+                   help="single (3.3 in) or double (6.9 in) column (default: double)")
+    p.add_argument("--dpi", type=float, default=300, help="resolution of the images in the figure (default: 300)")
+    p.add_argument("--input-size", type=int, metavar="N", help="short side the network sees (default: the model's)")
+    p.add_argument("--slots", metavar="LIST", help="soft layout: slot indices to show, e.g. 3,7 (default: the largest)")
+    p.add_argument("-k", type=int, default=4, help="representative layout: how many slots to pick (default: 4)")
+    p.add_argument("--class", dest="target", metavar="NAME", help="evidence layout: class name to show (default: the top one)")
+    p.add_argument("--bg-threshold", type=float, metavar="T",
+                   help="evidence layout: background threshold of the pseudo-masks (default: IRN's 0.15)")
+    p.add_argument("--no-crf", action="store_true", help="evidence layout: leave out the CRF-refined mask")
+    p.add_argument("--counts", action="store_true", help="grid layout: write how many slots each block uses")
+    p.add_argument("--labels", action=argparse.BooleanOptionalAction, default=None,
+                   help="label rows with the image names (default: with --combine)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    return p
+
+
+def _int_list(text: str | None, option: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"{option} must be comma-separated integers such as 0,3,6, got {text!r}") from None
+    if not values:
+        raise UserError(f"{option} is empty")
+    return values
+
+
+def expand_inputs(inputs: list[str]) -> list[Path]:
+    """Image files from files and folders (a folder's images, sorted, not recursive)."""
+    images: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise UserError(f"{path}: no images in this folder (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+            images.extend(found)
+        elif path.exists():
+            images.append(path)
+        else:
+            raise UserError(f"{path}: no such file or folder")
+    return images
+
+
+def _check_suffix(path: Path) -> Path:
+    from ..figures.style import SAVE_FORMATS
+
+    if path.suffix.lower() not in SAVE_FORMATS:
+        raise UserError(f"{path}: unknown output extension {path.suffix or '(none)'!r}; "
+                        f"use {', '.join(SAVE_FORMATS)}")
+    return path
+
+
+def output_paths(images: list[Path], out: str | None, fmt: str | None, layout: str, combine: bool) -> list[Path]:
+    """One output path per figure: a single one when combined or for one image."""
+    ext = f".{fmt or 'pdf'}"
+    single = combine or len(images) == 1
+    if single:
+        stem = f"figure_{layout}" if len(images) > 1 else f"{images[0].stem}_{layout}"
+        if out is None:
+            return [Path(stem + ext)]
+        target = Path(out)
+        if target.is_dir() or (not target.suffix and "{" not in out):
+            return [target / (stem + ext)]
+        return [_check_suffix(Path(out.format(stem=images[0].stem, name=images[0].name, index=0)))]
+    if out is not None and "{" in out:
+        try:
+            paths = [Path(out.format(stem=p.stem, name=p.name, index=i)) for i, p in enumerate(images)]
+        except (KeyError, IndexError, ValueError) as exc:
+            raise UserError(f"--out pattern {out!r}: use {{stem}}, {{name}} or {{index}} ({exc})") from None
+        for p in paths:
+            _check_suffix(p)
+        if len(set(paths)) < len(paths):
+            raise UserError(f"--out pattern {out!r} gives the same file for several images: add {{index}}")
+        return paths
+    folder = Path(out) if out is not None else Path(".")
+    if out is not None and folder.suffix and not folder.is_dir():
+        raise UserError(f"{len(images)} images give {len(images)} figures: --out must be a folder or a pattern "
+                        f"such as 'figs/{{stem}}{folder.suffix}', or use --combine for one figure")
+    paths, seen = [], set()
+    for p in images:
+        name = f"{p.stem}_{layout}" if out is None else p.stem
+        candidate, n = name, 2
+        while candidate in seen:  # the same file name in two folders
+            candidate, n = f"{name}_{n}", n + 1
+        seen.add(candidate)
+        paths.append(folder / (candidate + ext))
+    return paths
+
+
+def _layout_function(args: argparse.Namespace, blocks: list[int] | None) -> Callable[..., Any]:
+    from functools import partial
+
+    from .. import figures
+
+    common: dict[str, Any] = dict(width=args.width, dpi=args.dpi)
+    if args.layout == "grid":
+        return partial(figures.slot_grid, blocks=blocks, show_counts=args.counts, **common)
+    if args.layout == "soft":
+        return partial(figures.soft_slot_maps, blocks=blocks, slots=_int_list(args.slots, "--slots"), **common)
+    if args.layout == "representative":
+        if args.k < 1:
+            raise UserError(f"-k must be at least 1, got {args.k}")
+        return partial(figures.representative_slots, blocks=blocks, k=args.k, **common)
+    return partial(figures.evidence_panel, target=args.target, crf=not args.no_crf,
+                   bg_threshold=args.bg_threshold, **common)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..figures import resolve_blocks, save_figure
+    from ..io import load_image
+    from ..predictor import SlotPredictor
+
+    images = expand_inputs(args.inputs)
+    paths = output_paths(images, args.out, args.format, args.layout, args.combine)
+    blocks = _int_list(args.blocks, "--blocks")
+    if args.input_size is not None and args.input_size < 32:
+        raise UserError(f"--input-size must be at least 32, got {args.input_size}")
+    predictor = SlotPredictor.from_checkpoint(args.checkpoint, device=args.device)
+    num_blocks = int(getattr(predictor.model, "num_glmix_blocks", 0))
+    if num_blocks == 0:
+        raise UserError(f"{predictor.info.name} has no GLMix blocks: there are no slot maps to draw")
+    if blocks is not None:
+        resolve_blocks(num_blocks, blocks)  # a clear error now, before any image is processed
+    if args.layout == "evidence" and not predictor.info.foreground_names:
+        raise UserError(f"{predictor.info.name} has no classification head: the evidence layout needs one")
+    if args.target is not None and args.target not in predictor.info.foreground_names:
+        raise UserError(f"--class {args.target!r} is not one of the model's classes: "
+                        f"{', '.join(predictor.info.foreground_names)}")
+    draw = _layout_function(args, blocks)
+    labels = args.labels if args.labels is not None else (args.combine and len(images) > 1)
+
+    if args.combine or len(images) == 1:
+        loaded, names = [], []
+        for path in images:
+            try:
+                loaded.append(load_image(path))
+                names.append(path.stem)
+            except ValueError as exc:
+                if len(images) == 1:
+                    raise UserError(str(exc)) from None
+                print(f"skipping {exc}", file=sys.stderr)
+        if not loaded:
+            raise UserError("none of the images could be read")
+        rows = tqdm(loaded, desc="figure", unit="image", disable=None) if len(loaded) > 1 else loaded
+        fig = draw((predictor, rows), row_labels=names if labels else None, input_size=args.input_size)
+        print(f"wrote {save_figure(fig, paths[0])}")
+        return 0 if len(loaded) == len(images) else 1
+
+    failed = 0
+    for path, out in tqdm(list(zip(images, paths)), desc="figures", unit="image", disable=None):
+        try:
+            image = load_image(path)
+        except ValueError as exc:
+            tqdm.write(f"skipping {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        fig = draw((predictor, [image]), row_labels=[path.stem] if labels else None, input_size=args.input_size)
+        save_figure(fig, out)
+    written = len(images) - failed
+    where = sorted({str(p.parent) for p in paths})
+    print(f"wrote {written} figure{'s' * (written != 1)} to {', '.join(where)}")
+    return 0 if failed == 0 else 1

@@ -1,0 +1,82 @@
+"""``glmix-vis slots``: print the slot groupings of an image, block by block (no server, no figure)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+from ..assets import example_images
+from ..predictor import SlotPredictor
+from ._dispatch import UserError
+
+
+def parse_blocks(text: str | None) -> list[int] | None:
+    """``"0,2,-1"`` -> ``[0, 2, -1]``; ``None``/``"all"`` -> every block."""
+    if text is None or text == "all":
+        return None
+    try:
+        return [int(b) for b in text.split(",") if b.strip()]
+    except ValueError as exc:
+        raise UserError(f"--blocks must be comma-separated integers, got {text!r}") from exc
+
+
+def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(name, help="print the slot maps of an image",
+                              description="Run the model once and print, for every GLMix block, its grid, "
+                                          "the share of the image each slot takes and a coarse map of the "
+                                          "hard slot assignment. Without IMAGE, a bundled example is used.")
+    p.add_argument("image", nargs="?", help="image file (default: a bundled example)")
+    p.add_argument("--checkpoint", help="checkpoint file or name (default: the bundled demo model)")
+    p.add_argument("--blocks", help="GLMix block indices, e.g. 0,2,-1 (default: all)")
+    p.add_argument("--input-size", type=int, help="short side the network sees (default: the model's)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    return p
+
+
+def _ascii_map(hard: np.ndarray, width: int = 32) -> list[str]:
+    symbols = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz#@"
+    h, w = hard.shape
+    step = max(1, w // width)
+    return ["".join(symbols[v % len(symbols)] for v in row[::step]) for row in hard[::step]]
+
+
+def run(args: argparse.Namespace) -> int:
+    image = args.image
+    if image is None:
+        examples = example_images()
+        if not examples:
+            raise UserError("no image given and no bundled example found")
+        image = next(iter(examples.values()))
+    predictor = SlotPredictor.from_checkpoint(args.checkpoint, device=args.device)
+    predictor.set_image(image, input_size=args.input_size)
+    blocks = parse_blocks(args.blocks)
+    try:
+        maps = predictor.maps(blocks)
+    except IndexError as exc:
+        raise UserError(str(exc)) from exc
+    scores = predictor.class_scores()
+    names = predictor.info.foreground_names
+    top = sorted(zip(names, scores.tolist()), key=lambda t: -t[1])[:5]
+    report = dict(image=str(image), model=predictor.info.name, input=list(predictor.batch.shape[-2:]),
+                  classes={n: round(s, 4) for n, s in top}, blocks=[])
+    for m in maps:
+        share = m.share()[0].cpu().numpy()
+        report["blocks"].append(dict(name=m.name, grid=list(m.grid), slots=m.num_slots,
+                                     used_slots=int((share > 0).sum()),
+                                     top_shares=[round(float(s), 3) for s in np.sort(share)[::-1][:5]],
+                                     hard=m.hard[0].cpu().numpy()))
+    if args.json:
+        for b in report["blocks"]:
+            b["hard"] = b["hard"].tolist()
+        print(json.dumps(report, indent=1))
+        return 0
+    print(f"{report['image']}: {report['model']} at {report['input'][0]}x{report['input'][1]}")
+    print("classes: " + ", ".join(f"{n} {s:.2f}" for n, s in top))
+    for b in report["blocks"]:
+        print(f"\n{b['name']}  grid {b['grid'][0]}x{b['grid'][1]}  {b['used_slots']}/{b['slots']} slots used  "
+              f"largest shares {b['top_shares']}")
+        print("\n".join("  " + line for line in _ascii_map(b["hard"])))
+    return 0

@@ -1,0 +1,57 @@
+"""``glmix-wsss train``: a multi-label classifier from image-level labels."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..train import TrainConfig, train
+
+
+def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        name, help="train a classifier from image-level labels (never masks)",
+        description="Multi-label classification with image-level labels only. Without --root, the default "
+                    "generated-scenes dataset is written to ~/.cache/glmix-vis/scenes-default and used. "
+                    "Re-running with the same --out resumes after the last finished epoch. "
+                    "Distributed: torchrun --nproc_per_node N -m glmix_vis.cli.wsss train ...")
+    p.add_argument("--dataset", default="voc", choices=["voc", "coco"],
+                   help="dataset format (generated scenes use the VOC layout)")
+    p.add_argument("--root", help="dataset root (default: generate the default scenes)")
+    p.add_argument("--train-split", default="train")
+    p.add_argument("--val-split", default="val")
+    p.add_argument("--model", default="glnet_nano", help="any registered GLNet variant")
+    p.add_argument("--init", help="start from this checkpoint (head reset to the dataset's classes)")
+    p.add_argument("--out", default="runs/train", help="output folder (checkpoints, history.json)")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=32, help="global batch size")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--input-size", type=int, default=160)
+    p.add_argument("--drop-path", type=float, default=0.05)
+    p.add_argument("--slot-scale-lr-mult", type=float, default=100.0,
+                   help="learning-rate multiplier of the slot temperatures (slot_scale)")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
+    p.add_argument("--max-train-images", type=int, help="use only the first N training images (smoke runs)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    root = args.root
+    if root is None:
+        from ..data.scenes import DEFAULT_SCENES_DIR, ensure_scenes
+
+        ensure_scenes(DEFAULT_SCENES_DIR)
+        root = str(DEFAULT_SCENES_DIR)
+    config = TrainConfig(
+        root=root, out=args.out, dataset=args.dataset, train_split=args.train_split, val_split=args.val_split,
+        model=args.model, init=args.init, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, input_size=args.input_size,
+        drop_path=args.drop_path, slot_scale_lr_mult=args.slot_scale_lr_mult, workers=args.workers, device=args.device, seed=args.seed,
+        amp=not args.no_amp, max_train_images=args.max_train_images)
+    result = train(config)
+    print(f"final checkpoint: {result['checkpoint']}")
+    return 0

@@ -1,0 +1,51 @@
+"""Segmentation datasets (PASCAL VOC, COCO-2014, generated scenes) behind one interface."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .base import IGNORE_INDEX, DatasetError, Sample, SegmentationDataset
+from .palette import load_palette_png, save_palette_png, voc_palette
+from .voc import VOC_CLASSES, VOCDataset
+
+__all__ = [
+    "DATASETS",
+    "IGNORE_INDEX",
+    "VOC_CLASSES",
+    "DatasetError",
+    "Sample",
+    "SegmentationDataset",
+    "VOCDataset",
+    "load_palette_png",
+    "open_dataset",
+    "save_palette_png",
+    "voc_palette",
+]
+
+DATASETS = ("voc", "coco", "scenes")
+
+
+def open_dataset(name: str, root: str | Path | None, split: str, **kw: Any) -> SegmentationDataset:
+    """Open dataset ``name`` ("voc", "coco" or "scenes") at ``root`` for ``split``.
+
+    "scenes" is the VOC reader over a folder written by ``glmix-wsss make-data`` (it insists on
+    the generator's ``classes.json``); "voc" reads such a folder too. ``root=None`` falls back to
+    ``$GLMIX_VOC_ROOT`` / ``$GLMIX_COCO_ROOT`` / ``$GLMIX_SCENES_ROOT``. Extra keywords go to the
+    dataset class.
+    """
+    if root is None:
+        env = f"GLMIX_{name.upper()}_ROOT"
+        root = os.environ.get(env)
+        if not root:
+            raise ValueError(f"dataset {name!r}: no root folder given (pass one or set ${env})")
+    if name == "voc":
+        return VOCDataset(root, split, **kw)
+    if name == "scenes":
+        return VOCDataset(root, split, require_metadata=True, **kw)
+    if name == "coco":
+        from .coco import COCODataset
+
+        return COCODataset(root, split, **kw)
+    raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")

@@ -1,0 +1,132 @@
+"""MS-COCO 2014 as a semantic segmentation dataset (81 classes), read with pycocotools.
+
+Layout: ``ROOT/annotations/instances_{train,val}2014.json`` and ``ROOT/{train,val}2014/<file_name>``.
+Class 0 is background, classes 1..80 are the JSON's categories in category-id order.
+
+Semantic masks are painted from instance annotations: crowd regions first as 255 (ignore),
+then instances in order of *decreasing* area, so where instances overlap the smaller one
+wins (small objects inside large ones stay visible). Image-level labels are the categories
+of all annotations in the image, crowd ones included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..io import ImageLoadError, load_image
+from .base import DatasetError, SegmentationDataset
+from .palette import voc_palette
+
+__all__ = ["COCODataset"]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise DatasetError(f"{path}: COCO annotation file not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot read COCO annotations ({exc})") from exc
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path}: top level must be a JSON object")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise DatasetError(f"{path}: missing list {key!r}")
+    if not data["categories"]:
+        raise DatasetError(f"{path}: no categories")
+    return data
+
+
+class COCODataset(SegmentationDataset):
+    """COCO ``split`` ("train" or "val") of ``year`` as 81-class semantic segmentation."""
+
+    def __init__(self, root: str | Path, split: str = "train", year: int = 2014) -> None:
+        from pycocotools.coco import COCO
+
+        self.root = Path(root).expanduser()
+        self.split = split
+        if not self.root.is_dir():
+            raise DatasetError(f"{self.root}: dataset root folder not found")
+        self.annotation_file = self.root / "annotations" / f"instances_{split}{year}.json"
+        self.image_dir = self.root / f"{split}{year}"
+        data = _read_json(self.annotation_file)
+        if not self.image_dir.is_dir():
+            raise DatasetError(f"{self.image_dir}: COCO image folder not found")
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+            self.coco = COCO()
+            self.coco.dataset = data
+            try:
+                self.coco.createIndex()
+            except (KeyError, TypeError) as exc:
+                raise DatasetError(f"{self.annotation_file}: malformed COCO annotations ({exc!r})") from exc
+        cats = sorted(data["categories"], key=lambda c: c["id"])
+        self.category_ids = [int(c["id"]) for c in cats]
+        self.class_names = ["background", *(str(c["name"]) for c in cats)]
+        if len(self.class_names) > 255:
+            raise DatasetError(f"{self.annotation_file}: {len(cats)} categories do not fit 8-bit masks")
+        self._cat_to_index = {cid: k for k, cid in enumerate(self.category_ids, start=1)}
+        for ann in data["annotations"]:
+            if ann.get("category_id") not in self._cat_to_index:
+                raise DatasetError(
+                    f"{self.annotation_file}: annotation {ann.get('id')} has unknown category_id "
+                    f"{ann.get('category_id')!r}"
+                )
+            if ann.get("image_id") not in self.coco.imgs:
+                raise DatasetError(
+                    f"{self.annotation_file}: annotation {ann.get('id')} refers to unknown image_id "
+                    f"{ann.get('image_id')!r}"
+                )
+        self.palette = voc_palette()
+        self._coco_ids = sorted(self.coco.imgs)
+        self.image_ids = [Path(self.coco.imgs[i]["file_name"]).stem for i in self._coco_ids]
+
+    def image_path(self, i: int) -> Path:
+        return self.image_dir / self.coco.imgs[self._coco_ids[self._index(i)]]["file_name"]
+
+    def describe_image(self, i: int) -> str:
+        return str(self.image_path(i))
+
+    def load_image(self, i: int) -> np.ndarray:
+        path = self.image_path(i)
+        if not path.is_file():
+            raise DatasetError(f"{path}: image file not found")
+        try:
+            return load_image(path)
+        except ImageLoadError as exc:
+            raise DatasetError(str(exc)) from exc
+
+    def _annotations(self, i: int) -> list[dict[str, Any]]:
+        return self.coco.imgToAnns.get(self._coco_ids[self._index(i)], [])
+
+    def load_mask(self, i: int) -> np.ndarray:
+        info = self.coco.imgs[self._coco_ids[self._index(i)]]
+        mask = np.zeros((int(info["height"]), int(info["width"])), dtype=np.uint8)
+        anns = self._annotations(i)
+        crowd = [a for a in anns if a.get("iscrowd", 0)]
+        things = sorted(
+            (a for a in anns if not a.get("iscrowd", 0)), key=lambda a: -float(a.get("area", 0.0))
+        )
+        for ann in [*crowd, *things]:
+            try:
+                with warnings.catch_warnings():  # pycocotools' numpy-2 copy= DeprecationWarning is noise
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    region = self.coco.annToMask(ann).astype(bool)
+            except Exception as exc:  # pycocotools raises assorted types on bad polygons/RLE
+                raise DatasetError(
+                    f"{self.annotation_file}: annotation {ann.get('id')} has an unreadable segmentation ({exc!r})"
+                ) from exc
+            mask[region] = 255 if ann.get("iscrowd", 0) else self._cat_to_index[ann["category_id"]]
+        return mask
+
+    def image_labels(self, i: int) -> np.ndarray:
+        labels = np.zeros(self.num_classes - 1, dtype=np.float32)
+        for ann in self._annotations(i):
+            labels[self._cat_to_index[ann["category_id"]] - 1] = 1.0
+        return labels

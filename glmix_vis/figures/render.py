@@ -1,0 +1,146 @@
+"""Pure-numpy image rendering shared by the figures and the web app: no matplotlib figures.
+
+Every function takes an ``(H, W, 3)`` uint8 RGB image and returns a new one of the same
+size; label and score maps of another size are resized to the image first (nearest for
+labels, bilinear for scores).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+from skimage.segmentation import find_boundaries
+from skimage.transform import resize
+
+from .tracking import resize_labels
+
+__all__ = [
+    "apply_colormap",
+    "colorize_mask",
+    "display_size",
+    "heatmap_overlay",
+    "mask_overlay",
+    "overlay_slots",
+    "resize_image",
+    "resize_labels",
+]
+
+#: Slot and class boundaries: white, nearly opaque (reads on every overlay colour).
+BOUNDARY_COLOR = (255, 255, 255)
+BOUNDARY_ALPHA = 0.85
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {image.dtype} {image.shape}")
+    return image
+
+
+def display_size(shape: Sequence[int], max_side: int) -> tuple[int, int]:
+    """``(h, w)`` with the aspect ratio of ``shape`` and the longer side at most ``max_side``."""
+    h, w = int(shape[0]), int(shape[1])
+    scale = min(1.0, max_side / max(h, w))
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def resize_image(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """Antialiased resize of an ``(H, W, 3)`` uint8 image to ``size`` ``(h, w)``."""
+    image = _check_image(image)
+    if tuple(image.shape[:2]) == tuple(size):
+        return image
+    out = resize(image, tuple(size), order=1, anti_aliasing=True, preserve_range=True)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _blend(base: np.ndarray, color: np.ndarray, alpha: float | np.ndarray) -> np.ndarray:
+    out = base.astype(np.float32) * (1.0 - alpha) + color.astype(np.float32) * alpha
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _draw_boundaries(out: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    # background=-1: every label, 0 included, is a region that gets its inner outline
+    edges = find_boundaries(labels, mode="inner", background=-1)
+    out[edges] = _blend(out[edges], np.array(BOUNDARY_COLOR, np.uint8), BOUNDARY_ALPHA)
+    return out
+
+
+def overlay_slots(image: np.ndarray, hard: np.ndarray, slot_colors: np.ndarray, alpha: float = 0.45,
+                  boundaries: bool = True) -> np.ndarray:
+    """Hard slot groups as a translucent colour overlay, with the group outlines drawn.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB.
+        hard: ``(h, w)`` int slot labels (resized to the image, nearest).
+        slot_colors: ``(S, 3)`` uint8 RGB colour of each slot (e.g. ``palette[tracked]``).
+        alpha: opacity of the colour fill.
+        boundaries: draw the outline of every group.
+    """
+    image = _check_image(image)
+    labels = resize_labels(np.asarray(hard, dtype=np.int64), image.shape[:2])
+    colors = np.asarray(slot_colors, dtype=np.uint8).reshape(-1, 3)
+    if labels.size and labels.max() >= len(colors):
+        raise ValueError(f"slot label {labels.max()} has no colour ({len(colors)} given)")
+    out = _blend(image, colors[labels], alpha)
+    return _draw_boundaries(out, labels) if boundaries else out
+
+
+@lru_cache(maxsize=16)
+def _lut(cmap: str) -> np.ndarray:
+    import matplotlib
+
+    table = matplotlib.colormaps[cmap](np.linspace(0.0, 1.0, 256))[:, :3]
+    return np.rint(table * 255).astype(np.uint8)
+
+
+def apply_colormap(map01: np.ndarray, cmap: str = "viridis") -> np.ndarray:
+    """``(H, W, 3)`` uint8 colours of a map in [0, 1] (values outside are clipped, NaN -> 0)."""
+    values = np.nan_to_num(np.asarray(map01, dtype=np.float32), nan=0.0)
+    idx = np.rint(np.clip(values, 0.0, 1.0) * 255).astype(np.int64)
+    return _lut(cmap)[idx]
+
+
+def heatmap_overlay(image: np.ndarray, map01: np.ndarray, cmap: str = "viridis", alpha: float = 0.6,
+                    gray_base: bool = True) -> np.ndarray:
+    """A [0, 1] map over the image in a perceptually uniform colormap.
+
+    ``gray_base`` shows the photo underneath in grey, so every hue on the panel comes from the
+    map and reads against the colourbar.
+    """
+    image = _check_image(image)
+    values = np.asarray(map01, dtype=np.float32)
+    if values.shape != image.shape[:2]:
+        values = resize(values, image.shape[:2], order=1, anti_aliasing=False, preserve_range=True)
+    base = image
+    if gray_base:
+        luma = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        base = np.repeat(np.clip(np.rint(luma), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+    return _blend(base, apply_colormap(values, cmap), alpha)
+
+
+def colorize_mask(mask: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` uint8: each class index painted with ``palette[index]`` (e.g. VOC's colours)."""
+    pal = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
+    mask = np.asarray(mask)
+    if mask.size and (mask.min() < 0 or mask.max() >= len(pal)):
+        raise ValueError(f"mask values must lie in 0..{len(pal) - 1}")
+    return pal[mask.astype(np.int64)]
+
+
+def mask_overlay(image: np.ndarray, mask: np.ndarray, palette: np.ndarray, alpha: float = 0.55,
+                 background: int | None = 0, boundaries: bool = True) -> np.ndarray:
+    """A class mask over the image: class pixels tinted with their palette colour.
+
+    Pixels of class ``background`` (``None``: none) are left as they are, so the photo shows
+    where the mask says "nothing"; ``boundaries`` outlines every class region.
+    """
+    image = _check_image(image)
+    labels = resize_labels(np.asarray(mask, dtype=np.int64), image.shape[:2])
+    colored = colorize_mask(labels, palette)
+    weight = np.full(labels.shape + (1,), alpha, np.float32)
+    if background is not None:
+        weight[labels == background] = 0.0
+    out = _blend(image, colored, weight)
+    return _draw_boundaries(out, labels) if boundaries else out

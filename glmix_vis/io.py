@@ -1,0 +1,185 @@
+"""Robust image loading shared by every entry point (CLIs, datasets, web app).
+
+Everything that reads a user-supplied image goes through :func:`load_image`, so the
+same rules apply everywhere: EXIF orientation is honoured, every Pillow mode becomes
+8-bit RGB, oversized images are refused before they are decoded, and any failure is
+one :class:`ImageLoadError` whose message starts with the file's name.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+import warnings
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "ImageLoadError",
+    "ImageSource",
+    "atomic_write_bytes",
+    "downscale_to",
+    "load_image",
+]
+
+#: Pillow's own default bomb threshold (about 89.5 megapixels, ~270 MB as RGB).
+DEFAULT_MAX_PIXELS = 89_478_485
+
+ImageSource = str | Path | bytes | bytearray | memoryview | BinaryIO | Image.Image
+
+_GRAY_8BIT = {"1", "L"}
+_WITH_ALPHA = {"RGBA", "RGBa", "LA", "La", "PA"}
+_HIGH_DEPTH = {"I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
+
+
+class ImageLoadError(ValueError):
+    """An image could not be read; the message starts with the file's name."""
+
+
+def _source_name(src: ImageSource) -> str:
+    if isinstance(src, str | Path):
+        return str(src)
+    if isinstance(src, Image.Image):
+        return str(getattr(src, "filename", "") or "<PIL image>")
+    if isinstance(src, bytes | bytearray | memoryview):
+        return "<bytes>"
+    return str(getattr(src, "name", "") or "<stream>")
+
+
+def _open(src: ImageSource, name: str) -> Image.Image:
+    if isinstance(src, Image.Image):
+        return src
+    if isinstance(src, bytes | bytearray | memoryview):
+        src = io.BytesIO(bytes(src))
+    elif isinstance(src, str | Path):
+        path = Path(src)
+        if not path.exists():
+            raise ImageLoadError(f"{name}: no such file")
+        if not path.is_file():
+            raise ImageLoadError(f"{name}: not a regular file")
+    try:
+        with warnings.catch_warnings():
+            # We apply our own pixel limit below; Pillow's warning would only be noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(src)
+    except Image.DecompressionBombError as exc:
+        raise ImageLoadError(f"{name}: refused, declared size is too large ({exc})") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageLoadError(f"{name}: not a recognised image file") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageLoadError(f"{name}: cannot open image ({exc})") from exc
+
+
+def _high_depth_to_uint8(img: Image.Image) -> np.ndarray:
+    """Scale 16-bit / 32-bit integer / float single-channel data to 0..255.
+
+    The range is inferred from the data: floats within [0, 1] are fractions, values
+    within 0..255 are already 8-bit, values within 0..65535 are 16-bit (divided by 257,
+    so 65535 -> 255), anything else is min-max stretched.
+    """
+    arr = np.asarray(img).astype(np.float64)
+    finite = arr[np.isfinite(arr)]
+    lo = float(finite.min()) if finite.size else 0.0
+    hi = float(finite.max()) if finite.size else 0.0
+    if img.mode == "F" and lo >= 0.0 and hi <= 1.0:
+        arr = arr * 255.0
+    elif img.mode.startswith("I;16") or (lo >= 0.0 and 255.0 < hi <= 65535.0):
+        arr = arr / 257.0
+    elif not (lo >= 0.0 and hi <= 255.0):
+        arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+    arr = np.nan_to_num(arr, nan=0.0, posinf=255.0, neginf=0.0)
+    gray = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+    return np.repeat(gray[..., None], 3, axis=2)
+
+
+def _composite_on_white(img: Image.Image) -> np.ndarray:
+    rgba = np.asarray(img.convert("RGBA"), dtype=np.float32)
+    alpha = rgba[..., 3:] / 255.0
+    rgb = rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
+def _to_rgb_array(img: Image.Image) -> np.ndarray:
+    mode = img.mode
+    if mode == "RGB":
+        return np.asarray(img, dtype=np.uint8)
+    if mode in _HIGH_DEPTH:
+        return _high_depth_to_uint8(img)
+    if mode in _WITH_ALPHA or (mode in {"P", "L"} and "transparency" in img.info):
+        return _composite_on_white(img)
+    if mode in _GRAY_8BIT or mode in {"P", "CMYK", "YCbCr", "LAB", "HSV"}:
+        return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def load_image(src: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read ``src`` (path, bytes, binary stream or PIL image) as an (H, W, 3) uint8 RGB array.
+
+    ``max_pixels`` bounds width*height as declared in the header, checked before any
+    pixel is decoded (decompression-bomb guard); ``None`` disables the check.
+    """
+    name = _source_name(src)
+    img = _open(src, name)
+    width, height = img.size
+    if width <= 0 or height <= 0:
+        raise ImageLoadError(f"{name}: empty image ({width}x{height})")
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageLoadError(
+            f"{name}: refused, {width}x{height} = {width * height} pixels exceeds the limit of "
+            f"{max_pixels} (possible decompression bomb)"
+        )
+    try:
+        img.load()
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        raise ImageLoadError(f"{name}: corrupt or truncated image data ({exc})") from exc
+    try:
+        img = ImageOps.exif_transpose(img) or img
+    except Exception:  # a malformed EXIF block must not reject an otherwise readable image
+        pass
+    try:
+        arr = _to_rgb_array(img)
+    except (OSError, ValueError) as exc:
+        raise ImageLoadError(f"{name}: cannot convert mode {img.mode!r} to RGB ({exc})") from exc
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise ImageLoadError(f"{name}: unexpected decoded shape {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
+def downscale_to(image: np.ndarray, max_side: int) -> np.ndarray:
+    """Shrink an (H, W[, C]) uint8 image so its longer side is at most ``max_side``.
+
+    Aspect ratio is kept and an antialiasing filter is used; smaller images are returned as-is.
+    """
+    if max_side <= 0:
+        raise ValueError(f"max_side must be positive, got {max_side}")
+    h, w = image.shape[:2]
+    if max(h, w) <= max_side:
+        return image
+    scale = max_side / max(h, w)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    resized = Image.fromarray(image).resize((new_w, new_h), Image.Resampling.LANCZOS)
+    return np.asarray(resized, dtype=image.dtype)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``.
+
+    Readers never see a half-written file, and an interrupted write leaves the old one intact.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    # os.open (not mkstemp) so the final file gets the usual umask-based permissions, not 0600.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,581 @@
+"""Reading GLNet checkpoint files safely: official ``.pth`` training checkpoints, plain state
+dicts and our ``.safetensors``; finding them on disk; telling which variant a state dict is.
+
+Safety: ``.pth`` files are read with ``torch.load(weights_only=True)`` only. The configuration
+objects that training scripts pickle (omegaconf ``DictConfig``, ``argparse.Namespace``, paths,
+numpy scalars) are loaded as inert stand-ins (:mod:`._standins`), so neither omegaconf nor hydra
+is needed and no code from the file runs. Any other global is refused before unpickling starts,
+with an error naming it.
+
+Memory: zip-format ``.pth`` files are memory-mapped (``mmap=True``) and safetensors are mapped by
+the safetensors library, so only the weights that are used are ever read, and loading into a
+model created on the meta device assigns the mapped tensors instead of copying them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import zipfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch.torch_version import TorchVersion
+
+from ._standins import SAFE_GLOBALS, STANDIN_NAMES, resolve_interpolations, to_plain
+
+__all__ = [
+    "CheckpointError", "Checkpoint", "LoadReport", "Detection", "read_checkpoint", "read_checkpoint_meta",
+    "load_checkpoint", "detect_variant", "find_checkpoint", "resolve_checkpoint", "checkpoint_dirs",
+    "save_safetensors", "head_class_names", "variant_signature", "variant_buffers", "compare_signature",
+    "model_variant", "load_state_dict_into", "EMA_PREFERRED", "HEAD_KEYS",
+]
+
+#: Variants whose EMA weights the authors recommend (README: "use model_ema for glnet_16g").
+EMA_PREFERRED = frozenset({"glnet_16g"})
+#: Classifier parameters; their class dimension is free (fine-tuned heads).
+HEAD_KEYS = ("head.weight", "head.bias", "tklb_aux_head.weight", "tklb_aux_head.bias")
+TOP_LEVEL = "(top level)"
+_EMA_ENTRIES = ("model_ema", "state_dict_ema", "ema")
+_PLAIN_ENTRIES = ("model", "state_dict", "module", TOP_LEVEL)
+_STRIP_PREFIXES = ("module.", "_orig_mod.")
+_LIST_LIMIT = 10
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable checkpoint, or whose weights do not fit the model."""
+
+
+# ------------------------------------------------------------------------------ finding files
+def checkpoint_dirs() -> list[Path]:
+    """Where named checkpoints are looked up: ``$GLMIX_CHECKPOINT_DIR`` (``os.pathsep``-separated),
+    else torch hub's checkpoint directory (``~/.cache/torch/hub/checkpoints``)."""
+    env = os.environ.get("GLMIX_CHECKPOINT_DIR")
+    if env:
+        return [Path(p).expanduser() for p in env.split(os.pathsep) if p]
+    return [Path(torch.hub.get_dir()) / "checkpoints"]
+
+
+def find_checkpoint(name: str) -> Path:
+    """``<name>.safetensors``, then ``<name>.pth`` (the official release layout), in :func:`checkpoint_dirs`."""
+    looked = []
+    for d in checkpoint_dirs():
+        for suffix in (".safetensors", ".pth"):
+            p = d / f"{name}{suffix}"
+            looked.append(str(p))
+            if p.is_file():
+                return p
+    raise FileNotFoundError(f"no checkpoint for {name!r}; looked for {', '.join(looked)} "
+                            "(set GLMIX_CHECKPOINT_DIR to the folder holding the weights)")
+
+
+def resolve_checkpoint(name_or_path: str | os.PathLike[str]) -> Path:
+    """A checkpoint file path, or a name (e.g. ``glnet_4g``) looked up with :func:`find_checkpoint`."""
+    p = Path(name_or_path).expanduser()
+    if p.is_file():
+        return p
+    text = os.fspath(name_or_path)
+    if p.exists():
+        raise CheckpointError(f"{p} is not a file")
+    if p.suffix in (".pth", ".pt", ".safetensors", ".bin", ".ckpt") or os.sep in text or "/" in text:
+        raise FileNotFoundError(f"no such checkpoint file: {p}")
+    return find_checkpoint(text)
+
+
+# ------------------------------------------------------------------------------ reading files
+@dataclass
+class Checkpoint:
+    """What a checkpoint file holds. ``weights`` maps entry names (``model``, ``model_ema``,
+    ``state_dict``, ... or ``"(top level)"``) to state dicts with DDP prefixes removed."""
+
+    path: Path
+    format: str  # "torch-zip", "torch-legacy" or "safetensors"
+    entries: dict[str, str]  # top-level entry -> short description
+    weights: dict[str, dict[str, torch.Tensor]]
+    meta: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    epoch: Any = None
+
+    @property
+    def has_ema(self) -> bool:
+        return any(e in self.weights for e in _EMA_ENTRIES)
+
+    def select(self, ema: bool | None = None, variant: str | None = None) -> tuple[str, dict[str, torch.Tensor]]:
+        """Pick the weights to use: ``ema=True``/``False`` forces a choice; by default the EMA
+        weights for :data:`EMA_PREFERRED` variants, the plain ones otherwise."""
+        ema_entry = next((e for e in _EMA_ENTRIES if e in self.weights), None)
+        plain_entry = next((e for e in _PLAIN_ENTRIES if e in self.weights), None)
+        if ema is True and ema_entry is None:
+            raise CheckpointError(f"{self.path} has no EMA weights (entries: {', '.join(self.entries)})")
+        if ema is False and plain_entry is None:
+            raise CheckpointError(f"{self.path} has only EMA weights ({ema_entry}); use ema=True")
+        if ema is None:
+            ema = ema_entry is not None and (plain_entry is None or variant in EMA_PREFERRED)
+        entry = ema_entry if ema else plain_entry
+        assert entry is not None
+        return entry, self.weights[entry]
+
+
+def read_checkpoint(path: str | os.PathLike[str], *, map_location: Any = "cpu", mmap: bool = True) -> Checkpoint:
+    """Open a checkpoint file without loading more than its structure (tensors are mapped lazily)."""
+    path = Path(path)
+    fmt = _sniff(path)
+    if fmt == "safetensors":
+        return _read_safetensors(path, map_location)
+    obj = _torch_load(path, fmt, map_location, mmap)
+    return _describe(path, fmt, obj)
+
+
+def head_class_names(meta: Mapping[str, Any], num_classes: int) -> list[str] | None:
+    """The class names of the classifier's outputs, if the metadata has them.
+
+    ``classes`` may list a background class first that the head does not predict (our WSSS
+    training writes ``head: "foreground"`` then).
+    """
+    classes = meta.get("classes")
+    if not isinstance(classes, list | tuple):
+        return None
+    names = [str(c) for c in classes]
+    if len(names) == num_classes + 1 and meta.get("head") == "foreground":
+        names = names[1:]
+    return names if len(names) == num_classes else None
+
+
+def read_checkpoint_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The metadata a checkpoint carries (``model``, ``classes``, ``input_size``, ``mean``, ``std``, ...).
+
+    Our files store it explicitly (safetensors header, or a ``meta`` entry in ``.pth``); for
+    training checkpoints without one, ``model`` and ``input_size`` come from the saved config.
+    """
+    return dict(read_checkpoint(path).meta)
+
+
+def _sniff(path: Path) -> str:
+    if not path.exists():
+        raise FileNotFoundError(f"no such checkpoint file: {path}")
+    if not path.is_file():
+        raise CheckpointError(f"{path} is not a file")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{path} is empty, not a checkpoint")
+    with path.open("rb") as f:
+        head = f.read(16)
+    if head.startswith(b"PK\x03\x04"):
+        return "torch-zip"
+    if len(head) >= 9 and head[8:9] == b"{":
+        n = int.from_bytes(head[:8], "little")
+        if 8 + n <= size:
+            return "safetensors"
+        if not _looks_like_text(head):
+            raise CheckpointError(f"{path} is a truncated safetensors file (header needs {n} bytes, file has {size})")
+    if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5:
+        return "torch-legacy"
+    if _looks_like_text(head):
+        raise CheckpointError(f"{path} is a text file, not a checkpoint (starts with {head[:16]!r})")
+    raise CheckpointError(f"{path} is not a checkpoint: not a PyTorch (.pth) or safetensors file "
+                          f"(starts with {head[:8].hex(' ')})")
+
+
+def _looks_like_text(head: bytes) -> bool:
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(c.isprintable() or c in "\t\r\n" for c in text)
+
+
+def _unsafe_globals(path: Path) -> list[str]:
+    """Globals referenced by the pickle that are neither torch's defaults nor our stand-ins."""
+    found = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    return sorted(set(found) - STANDIN_NAMES)
+
+
+def _refuse(path: Path, names: Iterable[str]) -> CheckpointError:
+    listed = ", ".join(names)
+    return CheckpointError(
+        f"refusing to load {path}: it references {listed}, which could run code when unpickled "
+        "(only tensors, plain containers and known config objects are allowed)")
+
+
+def _torch_load(path: Path, fmt: str, map_location: Any, mmap: bool) -> Any:
+    if TorchVersion(torch.__version__) < (2, 6):  # safe_globals with (stand-in, "module.name") pairs
+        raise RuntimeError(f"reading .pth checkpoints safely needs torch>=2.6 (found {torch.__version__})")
+    scan_error: Exception | None = None
+    if fmt == "torch-zip":
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = zf.namelist()
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise CheckpointError(f"{path} is truncated or corrupt (not a readable zip archive: {exc})") from None
+        if not any(n.endswith("data.pkl") for n in names):
+            raise CheckpointError(f"{path} is a zip archive but not a PyTorch checkpoint (no data.pkl)")
+        try:
+            unsafe = _unsafe_globals(path)
+        except Exception as exc:  # unreadable pickle stream: the loader below names the problem
+            unsafe, scan_error = [], exc
+        if unsafe:
+            raise _refuse(path, unsafe)
+    try:
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            try:
+                return torch.load(path, map_location=map_location, weights_only=True,
+                                  mmap=mmap and fmt == "torch-zip")
+            except RuntimeError as exc:
+                if not (mmap and fmt == "torch-zip" and "mmap" in str(exc)):
+                    raise
+                return torch.load(path, map_location=map_location, weights_only=True)  # unaligned records
+    except pickle.UnpicklingError as exc:
+        # torch shortens "builtins.eval" to "eval" in this message
+        names = [n if "." in n else f"builtins.{n}" for n in re.findall(r"GLOBAL (\S+)", str(exc))]
+        if names:
+            raise _refuse(path, dict.fromkeys(names)) from None
+        raise CheckpointError(f"{path} cannot be loaded safely: {_first_line(exc)}") from None
+    except Exception as exc:
+        detail = _first_line(exc)
+        if fmt == "torch-zip" and scan_error is not None:
+            detail = f"{detail} ({_first_line(scan_error)})"
+        raise CheckpointError(f"{path} is truncated or corrupt: {detail}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _read_safetensors(path: Path, map_location: Any) -> Checkpoint:
+    from safetensors import safe_open
+
+    device = str(map_location) if isinstance(map_location, str | torch.device) else "cpu"
+    try:
+        with safe_open(str(path), framework="pt", device=device) as f:
+            header = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:
+        raise CheckpointError(f"{path} is truncated or corrupt safetensors: {_first_line(exc)}") from None
+    meta = {}
+    for key, value in header.items():
+        try:
+            meta[key] = json.loads(value)
+        except (TypeError, ValueError):
+            meta[key] = value
+    meta.pop("format", None)
+    weights = {TOP_LEVEL: _strip_prefixes(tensors)} if tensors else {}
+    if not weights:
+        raise CheckpointError(f"{path} holds no tensors")
+    entries = {TOP_LEVEL: f"state dict, {len(tensors)} tensors"}
+    return Checkpoint(path, "safetensors", entries, weights, meta=meta, epoch=meta.get("epoch"))
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and len(obj) > 0 and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+def _strip_prefixes(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = dict(sd)
+    changed = True
+    while changed:
+        changed = False
+        for prefix in _STRIP_PREFIXES:
+            if out and all(k.startswith(prefix) for k in out):
+                out = {k[len(prefix):]: v for k, v in out.items()}
+                changed = True
+    return out
+
+
+def _entry_summary(value: Any) -> str:
+    if _is_state_dict(value):
+        return f"state dict, {len(value)} tensors"
+    if isinstance(value, Mapping):
+        return f"dict, {len(value)} keys"
+    plain = to_plain(value)
+    if isinstance(plain, dict):
+        return f"config, {len(plain)} values"
+    text = repr(plain)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _describe(path: Path, fmt: str, obj: Any) -> Checkpoint:
+    try:
+        return _describe_contents(path, fmt, obj)
+    except ValueError as exc:  # to_plain's size limit
+        if isinstance(exc, CheckpointError):
+            raise
+        raise CheckpointError(f"{path}: {exc}") from None
+
+
+def _describe_contents(path: Path, fmt: str, obj: Any) -> Checkpoint:
+    if _is_state_dict(obj):
+        return Checkpoint(path, fmt, {TOP_LEVEL: _entry_summary(obj)}, {TOP_LEVEL: _strip_prefixes(obj)})
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a state dict or a dict of them")
+    entries = {str(k): _entry_summary(v) for k, v in obj.items()}
+    weights = {e: _strip_prefixes(obj[e]) for e in (*_PLAIN_ENTRIES, *_EMA_ENTRIES) if _is_state_dict(obj.get(e))}
+    if not weights:
+        raise CheckpointError(f"{path} holds no model weights (entries: {', '.join(entries) or 'none'})")
+    raw_config = next((obj[k] for k in ("args", "config", "cfg") if obj.get(k) is not None), None)
+    config = to_plain(raw_config) if raw_config is not None else {}
+    config = resolve_interpolations(config) if isinstance(config, dict) else {"value": config}
+    meta = to_plain(obj["meta"]) if isinstance(obj.get("meta"), Mapping) else {}
+    if "model" not in meta and isinstance(config.get("model"), str):
+        meta["model"] = config["model"]
+    if "input_size" not in meta and isinstance(config.get("input_size"), int):
+        meta["input_size"] = [config["input_size"]] * 2
+    return Checkpoint(path, fmt, entries, weights, meta=meta, config=config, epoch=to_plain(obj.get("epoch")))
+
+
+# ------------------------------------------------------------------------------ variant detection
+@dataclass(frozen=True)
+class Detection:
+    """How well a state dict fits a variant. ``score`` is the fraction of keys that agree in
+    name and shape (classifier out dimension ignored); 1.0 is an exact fit."""
+
+    name: str
+    score: float
+    missing: tuple[str, ...]
+    unexpected: tuple[str, ...]
+    mismatched: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...]  # key, file shape, model shape
+    num_classes: int | None
+
+    @property
+    def exact(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def describe_differences(self) -> str:
+        """The differences as one readable clause (long key lists are cut)."""
+        parts = []
+        if self.missing:
+            parts.append(f"{len(self.missing)} missing key(s): {_cut(self.missing)}")
+        if self.unexpected:
+            parts.append(f"{len(self.unexpected)} unexpected key(s): {_cut(self.unexpected)}")
+        if self.mismatched:
+            shapes = [f"{k} {tuple(a)} in file vs {tuple(b)} in model" for k, a, b in self.mismatched]
+            parts.append(f"{len(self.mismatched)} wrong shape(s): {_cut(shapes)}")
+        return "; ".join(parts) or "none"
+
+
+def _cut(items: Sequence[str], limit: int = _LIST_LIMIT) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f", ... and {len(items) - limit} more" if len(items) > limit else "")
+
+
+@cache
+def _variant_layout(name: str) -> tuple[tuple[tuple[str, tuple[int, ...]], ...], frozenset[str]]:
+    from .glnet import MODEL_CONFIGS, GLNet
+
+    with torch.device("meta"):  # shapes only: no memory, no initialisation cost
+        model = GLNet(**MODEL_CONFIGS[name])
+    signature = tuple((k, tuple(v.shape)) for k, v in model.state_dict().items())
+    return signature, frozenset(k for k, _ in model.named_buffers())
+
+
+def variant_signature(name: str) -> dict[str, tuple[int, ...]]:
+    """``{key: shape}`` of a registered variant's state dict (1000-class head)."""
+    return dict(_variant_layout(name)[0])
+
+
+def variant_buffers(name: str) -> frozenset[str]:
+    """State-dict keys of a variant that are buffers (BatchNorm statistics, ``slot_scale``), not parameters."""
+    return _variant_layout(name)[1]
+
+
+def _shape(v: Any) -> tuple[int, ...]:
+    return tuple(v.shape) if hasattr(v, "shape") else tuple(int(s) for s in v)
+
+
+def _optional(key: str) -> bool:
+    # BatchNorm fills a missing counter itself; some exporters drop it
+    return key.endswith("num_batches_tracked")
+
+
+def compare_signature(given: Mapping[str, tuple[int, ...]], expected: Mapping[str, tuple[int, ...]],
+                      name: str, *, free_heads: bool = True) -> Detection:
+    """Compare ``{key: shape}`` maps; with ``free_heads`` the classifiers' class count may differ."""
+    keys_g = {k for k in given if not _optional(k)}
+    keys_e = {k for k in expected if not _optional(k)}
+    missing = tuple(k for k in expected if k in keys_e - keys_g)
+    unexpected = tuple(k for k in given if k in keys_g - keys_e)
+    mismatched = []
+    for k in expected:
+        if k not in keys_g or k not in keys_e:
+            continue
+        a, b = given[k], expected[k]
+        same = a == b or (free_heads and k in HEAD_KEYS and len(a) == len(b) and a[1:] == b[1:])
+        if not same:
+            mismatched.append((k, a, b))
+    agree = len(keys_g & keys_e) - len(mismatched)
+    score = agree / max(len(keys_g | keys_e), 1)
+    head = given.get("head.weight")
+    num_classes = head[0] if head else (0 if not any(k.startswith("head.") for k in given) else None)
+    return Detection(name, score, missing, unexpected, tuple(mismatched), num_classes)
+
+
+def detect_variant(state_dict: Mapping[str, Any], *, require_exact: bool = True,
+                   candidates: Iterable[str] | None = None) -> Detection:
+    """Which registered GLNet variant a state dict (tensors or shapes) belongs to, by key/shape signature.
+
+    The classifier's class count is ignored (fine-tuned heads still match) and reported as
+    ``num_classes``. With ``require_exact`` a state dict that fits no variant raises
+    :class:`CheckpointError` naming the closest variant and the keys that differ.
+    """
+    from .glnet import MODEL_CONFIGS
+
+    given = {k: _shape(v) for k, v in _strip_prefixes(state_dict).items()}
+    names = list(candidates) if candidates is not None else list(MODEL_CONFIGS)
+    if not names:
+        raise ValueError("no candidate variants")
+    results = [compare_signature(given, variant_signature(n), n) for n in names]
+    best = max(results, key=lambda d: d.score)  # first (official) variant wins ties
+    if require_exact and not best.exact:
+        raise CheckpointError(f"the weights fit no known GLNet variant; closest is {best.name} "
+                              f"({best.score:.0%} of keys agree): {best.describe_differences()}")
+    return best
+
+
+# ------------------------------------------------------------------------------ loading weights
+@dataclass
+class LoadReport:
+    """What :func:`load_checkpoint` (or :func:`~glmix_vis.create_model`) loaded from where."""
+
+    path: Path
+    format: str
+    entry: str
+    variant: str | None
+    num_classes: int | None  # the checkpoint's classifier size (0: no head)
+    missing_keys: list[str] = field(default_factory=list)
+    unexpected_keys: list[str] = field(default_factory=list)
+    mismatched_keys: list[str] = field(default_factory=list)
+    reset_heads: list[str] = field(default_factory=list)
+    epoch: Any = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    assigned: bool = False  # True: the model now uses the file's (mapped) tensors directly
+
+    @property
+    def ema(self) -> bool:
+        return self.entry in _EMA_ENTRIES
+
+    def __str__(self) -> str:
+        text = f"loaded {self.path.name} [{self.entry}]"
+        if self.variant:
+            text += f" as {self.variant}"
+        for label, keys in (("missing", self.missing_keys), ("unexpected", self.unexpected_keys),
+                            ("skipped (shape)", self.mismatched_keys), ("reset", self.reset_heads)):
+            if keys:
+                text += f"; {label}: {_cut(keys)}"
+        return text
+
+
+def model_variant(model: nn.Module) -> str | None:
+    """The registered variant a model was created as (from timm's ``pretrained_cfg``), if known."""
+    from .glnet import MODEL_CONFIGS
+
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    arch = cfg.get("architecture") if isinstance(cfg, Mapping) else None
+    return arch if arch in MODEL_CONFIGS else None
+
+
+def load_checkpoint(model: nn.Module, path: str | os.PathLike[str], *, ema: bool | None = None,
+                    strict: bool = True, map_location: Any = "cpu") -> LoadReport:
+    """Load a checkpoint file into ``model``.
+
+    Accepts official ``.pth`` files (``model`` / ``model_ema`` entries, with optimizer state and
+    a pickled config), plain or ``state_dict``-wrapped state dicts, DDP ``module.`` prefixes
+    and our ``.safetensors``. ``ema=None`` takes the EMA weights for ``glnet_16g`` (as the
+    authors advise) and the plain ones otherwise. With ``strict`` any missing, unexpected or
+    wrongly shaped key raises one :class:`CheckpointError`; otherwise keys that fit are loaded
+    and the rest are listed in the report. A model on the meta device gets the file's tensors
+    assigned (no copy).
+    """
+    ckpt = read_checkpoint(path, map_location=map_location)
+    named = ckpt.meta.get("model")
+    variant = model_variant(model) or (named if isinstance(named, str) else None)
+    if variant is None and ema is None and ckpt.has_ema and len(ckpt.weights) > 1:
+        det = detect_variant(model.state_dict(), require_exact=False)  # decides EMA or not
+        variant = det.name if det.exact else None
+    entry, state_dict = ckpt.select(ema, variant)
+    report = LoadReport(ckpt.path, ckpt.format, entry, variant, None, epoch=ckpt.epoch,
+                        meta=ckpt.meta, config=ckpt.config)
+    load_state_dict_into(model, state_dict, report, strict=strict)
+    return report
+
+
+def load_state_dict_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], report: LoadReport, *,
+                         strict: bool = True, skip: Iterable[str] = ()) -> None:
+    """Check ``state_dict`` against ``model`` and load it, filling ``report`` (keys in ``skip`` are left out)."""
+    skip = set(skip)
+    target = model.state_dict()
+    given = {k: v for k, v in state_dict.items() if k not in skip}
+    head = state_dict.get("head.weight")
+    report.num_classes = int(head.shape[0]) if head is not None else 0
+    det = compare_signature({k: tuple(v.shape) for k, v in given.items()},
+                            {k: tuple(v.shape) for k, v in target.items() if k not in skip},
+                            report.variant or type(model).__name__, free_heads=False)
+    if strict and not det.exact:
+        raise CheckpointError(f"{report.path} [{report.entry}] does not fit the model "
+                              f"({report.variant or type(model).__name__}): {det.describe_differences()}")
+    report.missing_keys = list(det.missing)
+    report.unexpected_keys = list(det.unexpected)
+    report.mismatched_keys = [k for k, _, _ in det.mismatched]
+    bad = set(det.unexpected) | set(report.mismatched_keys)
+    usable = {k: v for k, v in given.items() if k not in bad}
+    assign = any(t.is_meta for t in target.values())
+    if assign:
+        usable = {k: _like(v, target[k]) for k, v in usable.items()}
+    model.load_state_dict(usable, strict=False, assign=assign)
+    report.assigned = assign
+    if assign:
+        for name, buf in model.named_buffers():
+            if buf.is_meta and name.endswith("num_batches_tracked"):
+                _set_buffer(model, name, torch.zeros((), dtype=buf.dtype))
+
+
+def _like(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``value`` with ``target``'s dtype and memory layout (a module may keep a weight channels-last);
+    the file's tensor itself when those already agree, so nothing is copied."""
+    if value.dtype == target.dtype and value.stride() == target.stride():
+        return value
+    out = torch.empty_strided(target.shape, target.stride(), dtype=target.dtype, device=value.device)
+    return out.copy_(value)
+
+
+def _set_buffer(model: nn.Module, name: str, value: torch.Tensor) -> None:
+    owner_name, _, attr = name.rpartition(".")
+    owner = model.get_submodule(owner_name) if owner_name else model
+    owner.register_buffer(attr, value, persistent=attr not in owner._non_persistent_buffers_set)
+
+
+# ------------------------------------------------------------------------------ writing
+def save_safetensors(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike[str], *,
+                     meta: Mapping[str, Any] | None = None, dtype: torch.dtype | None = torch.float32) -> Path:
+    """Write a state dict as ``.safetensors`` atomically (temp file + rename).
+
+    Floating-point tensors are cast to ``dtype`` (``None`` keeps them). ``meta`` values are
+    stored JSON-encoded in the header (safetensors metadata must be strings) and read back by
+    :func:`read_checkpoint_meta`.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tensors = {}
+    for k, v in state_dict.items():
+        t = v.detach()
+        if dtype is not None and t.is_floating_point():
+            t = t.to(dtype)
+        tensors[k] = t.contiguous()
+    header = {"format": "pt"}
+    header.update({str(k): json.dumps(v) for k, v in (meta or {}).items()})
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file(tensors, str(tmp), metadata=header)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

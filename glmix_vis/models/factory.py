@@ -1,0 +1,119 @@
+"""``create_model``: a GLNet from a variant name and/or a checkpoint file, ready for inference."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import timm
+import torch
+import torch.nn as nn
+
+from .checkpoints import (
+    Checkpoint,
+    LoadReport,
+    detect_variant,
+    head_class_names,
+    load_state_dict_into,
+    read_checkpoint,
+    resolve_checkpoint,
+)
+from .glnet import MODEL_CONFIGS, GLNet
+
+__all__ = ["create_model", "resolve_checkpoint", "checkpoint_variant"]
+
+
+def create_model(name: str | None = None, *, checkpoint: str | os.PathLike[str] | None = None,
+                 num_classes: int | None = None, ema: bool | None = None, **kwargs: Any) -> GLNet:
+    """Create a registered GLNet variant, optionally with weights from ``checkpoint``.
+
+    ``checkpoint`` is a file or a name looked up in the checkpoint directory (see
+    :func:`resolve_checkpoint`); ``pretrained=True`` means ``checkpoint=name``. Without ``name``
+    the variant comes from the checkpoint's metadata or, failing that, from its key/shape
+    signature. ``num_classes`` defaults to the checkpoint's classifier size; a different value
+    loads everything but the classifier(s) and re-initialises them. ``ema`` picks the EMA
+    weights (``None``: the authors' advice per variant). Other keyword arguments go to
+    ``timm.create_model``.
+
+    The model is returned in eval mode. When weights were loaded, ``model.checkpoint_report``
+    (a :class:`LoadReport`) says from where and what was reset, and ``model.pretrained_cfg``
+    carries the checkpoint's class names, input size and normalisation when it has them.
+    """
+    if "num_classes" in kwargs:
+        raise TypeError("pass num_classes as the keyword argument of create_model")
+    if kwargs.pop("pretrained", False) and checkpoint is None:
+        if name is None:
+            raise ValueError("pretrained=True needs a model name")
+        checkpoint = name
+    if checkpoint is None:
+        if name is None:
+            raise ValueError("give a model name or a checkpoint")
+        _check_name(name)
+        extra = {} if num_classes is None else {"num_classes": num_classes}
+        return timm.create_model(name, **extra, **kwargs).eval()
+
+    path = resolve_checkpoint(checkpoint)
+    ckpt = read_checkpoint(path)
+    name = name or checkpoint_variant(ckpt)
+    _check_name(name)
+    entry, state_dict = ckpt.select(ema, name)
+    head = state_dict.get("head.weight")
+    file_classes = int(head.shape[0]) if head is not None else 0
+    wanted = file_classes if num_classes is None else num_classes
+
+    # Built on the meta device, the model takes the file's mapped tensors as they are: no
+    # random initialisation and no second copy of the weights.
+    with torch.device("meta"):
+        model = timm.create_model(name, num_classes=file_classes, **kwargs)
+    report = LoadReport(path, ckpt.format, entry, name, file_classes, epoch=ckpt.epoch,
+                        meta=ckpt.meta, config=ckpt.config)
+    load_state_dict_into(model, state_dict, report, strict=True)
+    if wanted != file_classes:
+        model.reset_classifier(wanted)
+        report.reset_heads = [h for h in ("head", "tklb_aux_head") if isinstance(getattr(model, h, None), nn.Module)]
+    _check_materialized(model, path)
+    _annotate(model, ckpt, wanted)
+    model.checkpoint_report = report
+    return model.eval()
+
+
+def checkpoint_variant(ckpt: Checkpoint) -> str:
+    """The variant a checkpoint was saved from: its metadata (or saved config) if that names a
+    registered variant, else the variant its weights fit exactly."""
+    named = ckpt.meta.get("model")
+    if isinstance(named, str) and named in MODEL_CONFIGS:
+        return named
+    _, state_dict = ckpt.select()
+    return detect_variant(state_dict).name
+
+
+def _check_name(name: str) -> None:
+    if name not in MODEL_CONFIGS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_CONFIGS)}")
+
+
+def _check_materialized(model: nn.Module, path: os.PathLike[str]) -> None:
+    left = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
+    if left:
+        raise RuntimeError(f"{path}: no weights for {', '.join(left[:10])}")
+
+
+def _annotate(model: nn.Module, ckpt: Checkpoint, num_classes: int) -> None:
+    """Record the checkpoint's data settings in timm's ``pretrained_cfg`` (used by timm's transforms)."""
+    cfg = dict(getattr(model, "pretrained_cfg", None) or {})
+    cfg.update(num_classes=num_classes, file=str(ckpt.path))
+    meta = ckpt.meta
+    size = meta.get("input_size")
+    if isinstance(size, list | tuple) and len(size) == 2 and all(isinstance(s, int) for s in size):
+        cfg["input_size"] = (3, int(size[0]), int(size[1]))
+    for key in ("mean", "std"):
+        value = meta.get(key)
+        if isinstance(value, list | tuple) and len(value) == 3:
+            cfg[key] = tuple(float(v) for v in value)
+    classes = head_class_names(meta, num_classes)
+    if classes is not None:
+        cfg["label_names"] = tuple(classes)
+    else:
+        cfg.pop("label_names", None)
+    model.pretrained_cfg = cfg
+    model.default_cfg = cfg

@@ -1,0 +1,344 @@
+"""Training a GLNet classifier from image-level labels only (the first step of WSSS).
+
+Multi-label classification with binary cross-entropy: the masks of the dataset are never read.
+AdamW with a linear warm-up and a cosine decay per step, mixed precision on CUDA, one
+resumable checkpoint per epoch (written atomically), validation mAP per epoch, and a final
+slim ``.safetensors`` file that records the model name, classes, input size and normalisation
+so later commands need no flags. Runs under ``torchrun`` (DDP, gloo on CPU, NCCL on GPU).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import timm
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
+from tqdm.auto import tqdm
+
+from .data import SegmentationDataset, open_dataset
+from .devices import autocast_dtype, resolve_device
+from .models.checkpoints import save_safetensors
+from .models.glnet import GLNET_MEAN, GLNET_STD
+from .preprocess import normalize, to_tensor
+
+__all__ = ["TrainConfig", "train", "multilabel_average_precision"]
+
+CHECKPOINT_LAST = "checkpoint-last.pth"
+FINAL_CHECKPOINT = "final.safetensors"
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; stored in every checkpoint it writes."""
+
+    root: str
+    out: str
+    dataset: str = "voc"
+    train_split: str = "train"
+    val_split: str = "val"
+    model: str = "glnet_nano"
+    init: str | None = None
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 2e-3
+    min_lr: float = 1e-5
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    input_size: int = 160
+    crop_scale: tuple[float, float] = (0.8, 1.0)  # small crops would cut objects out while their label stays
+    drop_path: float = 0.05
+    # slot_scale is a softmax temperature that must grow from dim**-0.5 (~0.2) to ~10 for the
+    # soft clustering to become selective; Adam moves a parameter by about lr per step, so at
+    # the base lr a short run leaves every slot assignment near uniform.
+    slot_scale_lr_mult: float = 100.0
+    workers: int = 2
+    device: str = "auto"
+    seed: int = 0
+    amp: bool = True
+    keep_epochs: int = 1
+    max_train_images: int | None = None
+    mean: tuple[float, float, float] = GLNET_MEAN
+    std: tuple[float, float, float] = GLNET_STD
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------ data
+class ImageLabelDataset(Dataset):
+    """Images and their image-level labels: what weak supervision is allowed to see."""
+
+    def __init__(self, dataset: SegmentationDataset, size: int, train: bool, crop_scale: tuple[float, float],
+                 mean: tuple[float, ...], std: tuple[float, ...], limit: int | None = None) -> None:
+        from torchvision.transforms import v2
+
+        self.dataset = dataset
+        self.indices = list(range(len(dataset) if limit is None else min(limit, len(dataset))))
+        self.mean, self.std = mean, std
+        if train:
+            self.transform = v2.Compose([
+                v2.RandomResizedCrop(size, scale=crop_scale, antialias=True),
+                v2.RandomHorizontalFlip(),
+                v2.ColorJitter(0.3, 0.3, 0.3, 0.05),
+            ])
+        else:
+            self.transform = v2.Resize((size, size), antialias=True)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        index = self.indices[i]
+        image = self.dataset.load_image(index)
+        labels = torch.from_numpy(np.asarray(self.dataset.image_labels(index), dtype=np.float32))
+        x = self.transform(to_tensor(image))
+        return normalize(x, self.mean, self.std), labels
+
+
+# ------------------------------------------------------------------------------------ metrics
+def multilabel_average_precision(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Per-class average precision (area under the step precision-recall curve, as in
+    scikit-learn / PASCAL VOC 2010+). Classes with no positive example get NaN."""
+    scores = np.asarray(scores, dtype=np.float64)
+    targets = np.asarray(targets) > 0.5
+    ap = np.full(scores.shape[1], np.nan)
+    for k in range(scores.shape[1]):
+        positives = targets[:, k].sum()
+        if positives == 0:
+            continue
+        order = np.argsort(-scores[:, k], kind="mergesort")
+        hits = targets[order, k]
+        tp = np.cumsum(hits)
+        precision = tp / np.arange(1, len(hits) + 1)
+        ap[k] = float((precision * hits).sum() / positives)
+    return ap
+
+
+# ------------------------------------------------------------------------------------ distributed
+@dataclass
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _setup_distributed(device_name: str) -> _Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = resolve_device(device_name)
+    if world <= 1:
+        return _Dist(0, 1, device)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return _Dist(dist.get_rank(), dist.get_world_size(), device)
+
+
+def _gather(array: np.ndarray, d: _Dist) -> np.ndarray:
+    if d.world == 1:
+        return array
+    parts: list[Any] = [None] * d.world
+    dist.all_gather_object(parts, array)
+    return np.concatenate(parts, axis=0)
+
+
+# ------------------------------------------------------------------------------------ checkpoints
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def _lr_lambda(total_steps: int, warmup_steps: int, min_ratio: float):
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def checkpoint_meta(config: TrainConfig, class_names: list[str], **extra: Any) -> dict[str, Any]:
+    """What later commands read back: the model, its classes (background first, the head
+    predicts the foreground ones), the input size and normalisation."""
+    return dict(model=config.model, classes=list(class_names), num_classes=len(class_names) - 1,
+                input_size=[config.input_size, config.input_size], mean=list(config.mean),
+                std=list(config.std), head="foreground", dataset=config.dataset, **extra)
+
+
+# ------------------------------------------------------------------------------------ the loop
+def train(config: TrainConfig) -> dict[str, Any]:
+    """Train (or resume) and return the run's history and the final checkpoint path."""
+    d = _setup_distributed(config.device)
+    out = Path(config.out)
+    if d.main:
+        out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed + d.rank)
+
+    train_set = open_dataset(config.dataset, config.root, config.train_split)
+    val_set = open_dataset(config.dataset, config.root, config.val_split)
+    class_names = list(train_set.class_names)
+    num_classes = len(class_names) - 1
+
+    model = _build_model(config, num_classes).to(d.device)
+    model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(_param_groups(model, config), lr=config.lr)
+
+    train_data = ImageLabelDataset(train_set, config.input_size, True, config.crop_scale, config.mean, config.std,
+                                   config.max_train_images)
+    val_data = ImageLabelDataset(val_set, config.input_size, False, config.crop_scale, config.mean, config.std)
+    per_rank_batch = max(1, config.batch_size // d.world)
+    steps_per_epoch = math.ceil(len(train_data) / (per_rank_batch * d.world))
+    total_steps = steps_per_epoch * config.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(
+        total_steps, int(config.warmup_epochs * steps_per_epoch), config.min_lr / config.lr))
+    amp_dtype = autocast_dtype(d.device) if config.amp else None
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+
+    start_epoch, history = 0, []
+    last = out / CHECKPOINT_LAST
+    if last.exists():
+        state = torch.load(last, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch, history = int(state["epoch"]), list(state["history"])
+        if d.main:
+            print(f"resuming from {last} after epoch {start_epoch}")
+
+    if d.world > 1:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[d.device.index] if d.device.type == "cuda"
+                                                    else None)
+    criterion = nn.BCEWithLogitsLoss()
+    pin = d.device.type == "cuda"
+    loader_args = dict(batch_size=per_rank_batch, num_workers=config.workers, pin_memory=pin,
+                       persistent_workers=config.workers > 0)
+    val_sampler = DistributedSampler(val_data, shuffle=False) if d.world > 1 else SequentialSampler(val_data)
+    val_loader = DataLoader(val_data, sampler=val_sampler, **loader_args)
+
+    for epoch in range(start_epoch, config.epochs):
+        if d.world > 1:
+            sampler = DistributedSampler(train_data, shuffle=True, seed=config.seed, drop_last=True)
+            sampler.set_epoch(epoch)
+        else:
+            sampler = RandomSampler(train_data, generator=torch.Generator().manual_seed(config.seed + epoch))
+        loader = DataLoader(train_data, sampler=sampler, drop_last=len(train_data) > per_rank_batch, **loader_args)
+        model.train()
+        started, seen, loss_sum = time.perf_counter(), 0, 0.0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not d.main, leave=False)
+        for x, y in bar:
+            x = x.to(d.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            y = y.to(d.device, non_blocking=True)
+            with torch.autocast(d.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                loss = criterion(model(x).float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            seen += len(x)
+            loss_sum += loss.item() * len(x)
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+
+        val_map, val_ap = _validate(model, val_loader, d, amp_dtype)
+        record = dict(epoch=epoch + 1, train_loss=loss_sum / max(seen, 1), val_map=val_map,
+                      val_ap=[None if math.isnan(a) else float(a) for a in val_ap],
+                      seconds=time.perf_counter() - started)
+        history.append(record)
+        if d.main:
+            print(f"epoch {epoch + 1}/{config.epochs}: loss {record['train_loss']:.4f}  val mAP {val_map:.4f}  "
+                  f"({record['seconds']:.0f} s)")
+            _save_epoch(out, epoch + 1, _unwrap(model), optimizer, scheduler, scaler, history, config, class_names)
+    final = out / FINAL_CHECKPOINT
+    if d.main:
+        meta = checkpoint_meta(config, class_names, val_map=history[-1]["val_map"] if history else None,
+                               epochs=config.epochs)
+        save_safetensors(_unwrap(model).state_dict(), final, meta=meta)
+        (out / "history.json").write_text(json.dumps(history, indent=1))
+    if d.world > 1:
+        dist.barrier()
+    return dict(history=history, checkpoint=str(final))
+
+
+def _param_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
+    """Weight decay on weights only; slot temperatures on their own, faster learning rate."""
+    decay, no_decay, temperatures = [], [], []
+    skip = model.no_weight_decay()
+    for name, p in model.named_parameters():
+        if name.endswith("slot_scale"):
+            temperatures.append(p)
+        elif p.ndim <= 1 or name in skip:
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if temperatures:
+        groups.append({"params": temperatures, "weight_decay": 0.0, "lr": config.lr * config.slot_scale_lr_mult})
+    return groups
+
+
+def _build_model(config: TrainConfig, num_classes: int) -> nn.Module:
+    if config.init:
+        from .models.factory import create_model
+
+        model = create_model(config.model, checkpoint=config.init, num_classes=num_classes,
+                             drop_path_rate=config.drop_path)
+    else:
+        model = timm.create_model(config.model, num_classes=num_classes, drop_path_rate=config.drop_path)
+    return model
+
+
+@torch.no_grad()
+def _validate(model: nn.Module, loader: DataLoader, d: _Dist, amp_dtype: torch.dtype | None
+              ) -> tuple[float, np.ndarray]:
+    model.eval()
+    scores, targets = [], []
+    for x, y in loader:
+        x = x.to(d.device).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(d.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            scores.append(model(x).float().sigmoid().cpu().numpy())
+        targets.append(y.numpy())
+    s = _gather(np.concatenate(scores), d)
+    t = _gather(np.concatenate(targets), d)
+    ap = multilabel_average_precision(s, t)
+    return float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan"), ap
+
+
+def _save_epoch(out: Path, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer,
+                scheduler: Any, scaler: Any, history: list[dict[str, Any]], config: TrainConfig,
+                class_names: list[str]) -> None:
+    state = dict(model=model.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                 scaler=scaler.state_dict(), epoch=epoch, history=history,
+                 meta=checkpoint_meta(config, class_names, epoch=epoch),
+                 config=json.loads(json.dumps(asdict(config))))
+    epoch_file = out / f"checkpoint-epoch{epoch:03d}.pth"
+    _atomic_torch_save(state, epoch_file)
+    tmp = out / (CHECKPOINT_LAST + ".tmp")
+    if tmp.exists():
+        tmp.unlink()
+    os.link(epoch_file, tmp) if hasattr(os, "link") else _atomic_torch_save(state, tmp)
+    os.replace(tmp, out / CHECKPOINT_LAST)
+    for old in sorted(out.glob("checkpoint-epoch*.pth"))[:-config.keep_epochs or None]:
+        old.unlink()

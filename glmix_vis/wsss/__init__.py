@@ -1,0 +1,37 @@
+"""Weakly-supervised semantic segmentation on GLNet: class evidence, pseudo-masks, CRF, metrics."""
+
+from .crf import CRFParams, crf_labels, crf_refine, crf_refine_batch
+from .evidence import (
+    CAM,
+    DEFAULT_SLOT_CAM,
+    EvidenceMethod,
+    SlotCAM,
+    SlotCAMConfig,
+    TokenEvidence,
+    available_evidence_methods,
+    get_evidence_method,
+)
+from .imagenet_voc import VOC_CLASSES, VOC_TO_IMAGENET, voc_class_map
+from .masks import (
+    DEFAULT_BG_THRESHOLD,
+    DEFAULT_THRESHOLDS,
+    ThresholdSweep,
+    best_threshold,
+    restrict_to_labels,
+    scores_to_mask,
+    sweep_confusions,
+    unary_probabilities,
+)
+from .metrics import ConfusionMatrix, Metrics, all_reduce_confusion, confusion_matrix, sum_confusions
+from .tta import DEFAULT_SCALES, tta_evidence
+
+__all__ = [
+    "EvidenceMethod", "CAM", "TokenEvidence", "SlotCAM", "SlotCAMConfig", "DEFAULT_SLOT_CAM",
+    "get_evidence_method", "available_evidence_methods",
+    "VOC_CLASSES", "VOC_TO_IMAGENET", "voc_class_map",
+    "DEFAULT_SCALES", "tta_evidence",
+    "DEFAULT_BG_THRESHOLD", "DEFAULT_THRESHOLDS", "restrict_to_labels", "scores_to_mask", "sweep_confusions",
+    "ThresholdSweep", "best_threshold", "unary_probabilities",
+    "CRFParams", "crf_refine", "crf_labels", "crf_refine_batch",
+    "ConfusionMatrix", "Metrics", "confusion_matrix", "sum_confusions", "all_reduce_confusion",
+]

@@ -1,0 +1,365 @@
+"""The web app: its callbacks on arrays, files and broken bytes; the model cache; what the model
+dropdown may offer; and the launched server through gradio_client."""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+gr = pytest.importorskip("gradio")
+
+from glmix_vis import app as webapp  # noqa: E402
+from glmix_vis.app import DEMO_LABEL, ModelCache, SlotApp, discover_checkpoints  # noqa: E402
+from glmix_vis.models.checkpoints import save_safetensors  # noqa: E402
+from glmix_vis.models.factory import create_model  # noqa: E402
+
+CLASSES = ["background", "disk", "square", "star"]
+
+
+@pytest.fixture(scope="session")
+def nano_checkpoint(tmp_path_factory) -> Path:
+    """A small random glnet_nano with a 3-class head, written like a trained checkpoint."""
+    torch.manual_seed(0)
+    model = create_model("glnet_nano", num_classes=len(CLASSES) - 1)
+    path = tmp_path_factory.mktemp("ckpt") / "nano_test.safetensors"
+    save_safetensors(model.state_dict(), path, meta={"model": "glnet_nano", "classes": CLASSES,
+                                                     "input_size": [128, 128]})
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _empty_checkpoint_dir(tmp_path, monkeypatch):
+    """Never scan the user's real checkpoint folder."""
+    folder = tmp_path / "checkpoint_dir"
+    folder.mkdir()
+    monkeypatch.setenv("GLMIX_CHECKPOINT_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def backend(nano_checkpoint, tmp_path_factory) -> SlotApp:
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GLMIX_CHECKPOINT_DIR", str(tmp_path_factory.mktemp("empty_dir")))
+    try:
+        app = SlotApp(nano_checkpoint, max_side=256, device="cpu")
+    finally:
+        mp.undo()
+    return app
+
+
+@pytest.fixture(scope="session")
+def label(backend, nano_checkpoint) -> str:
+    return nano_checkpoint.name
+
+
+def _photo(h: int = 96, w: int = 128) -> np.ndarray:
+    y, x = np.mgrid[:h, :w]
+    img = np.zeros((h, w, 3), np.uint8)
+    img[..., 0] = (x * 255 // w).astype(np.uint8)
+    img[..., 1] = (y * 255 // h).astype(np.uint8)
+    img[h // 4: h // 2, w // 4: w // 2] = (250, 250, 40)
+    return img
+
+
+def _shown(shape: tuple[int, ...], side: int = 256) -> tuple[int, int, int]:
+    """The size overlays are drawn at: small images are enlarged to ``side`` (the backend's max_side)."""
+    h, w = shape[:2]
+    scale = max(1.0, side / max(h, w))
+    return round(h * scale), round(w * scale), 3
+
+
+def _encode(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------------------ the model dropdown
+def test_dropdown_lists_only_checkpoint_files_in_the_checkpoint_dir(_empty_checkpoint_dir, nano_checkpoint):
+    folder = _empty_checkpoint_dir
+    for name in ("a.safetensors", "b.pth", "notes.txt", "c.ckpt"):
+        (folder / name).write_bytes(b"x")
+    (folder / "sub").mkdir()
+    (folder / "sub" / "d.pth").write_bytes(b"x")
+    (folder / "dir.pth").mkdir()
+    found = discover_checkpoints()
+    files = {k: v for k, v in found.items() if k != DEMO_LABEL}
+    assert sorted(files) == ["a.safetensors", "b.pth"]
+    assert all(p.parent == folder for p in files.values())
+    with_operator = discover_checkpoints(nano_checkpoint)
+    assert next(iter(with_operator)) == nano_checkpoint.name  # the operator's choice comes first
+
+
+def test_only_listed_models_can_be_loaded(backend, nano_checkpoint):
+    img = _photo()
+    for bad in ("/etc/passwd", str(nano_checkpoint), "../nano_test.safetensors", "", None, 3):
+        status, items = backend.slot_overlays(img, bad, None, [0])
+        assert status.startswith("**Error:**") and "unknown model" in status and items == []
+
+
+def test_unloadable_checkpoint_gives_a_message(_empty_checkpoint_dir):
+    (_empty_checkpoint_dir / "broken.safetensors").write_bytes(b"not a checkpoint")
+    app = SlotApp(_empty_checkpoint_dir / "broken.safetensors")
+    status, items = app.slot_overlays(_photo(), "broken.safetensors", None, [0])
+    assert status.startswith("**Error:** cannot load broken.safetensors") and items == []
+
+
+# ------------------------------------------------------------------------------ the model cache
+def test_model_cache_loads_each_checkpoint_once_and_evicts_the_oldest(nano_checkpoint, tmp_path):
+    other = tmp_path / "copy.safetensors"
+    other.write_bytes(nano_checkpoint.read_bytes())
+    calls = []
+
+    def loader(path, device="cpu"):
+        calls.append(Path(path).name)
+        return webapp.load_model(path, device=device)
+
+    cache = ModelCache(capacity=1, device="cpu", loader=loader)
+    first = cache.get(nano_checkpoint)
+    assert cache.get(nano_checkpoint) is first and calls == ["nano_test.safetensors"]
+    assert first.block_names and len(first.num_slots) == len(first.block_names) and first.has_classifier
+    cache.get(other)
+    assert len(cache) == 1 and calls == ["nano_test.safetensors", "copy.safetensors"]
+    assert cache.get(nano_checkpoint) is not first and len(calls) == 3  # evicted, loaded again
+
+
+def test_concurrent_first_requests_load_the_model_once(nano_checkpoint):
+    calls = []
+
+    def loader(path, device="cpu"):
+        calls.append(path)
+        return webapp.load_model(path, device=device)
+
+    cache = ModelCache(capacity=2, device="cpu", loader=loader)
+    threads = [threading.Thread(target=cache.get, args=(nano_checkpoint,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+
+
+def test_forward_pass_is_reused_across_callbacks(backend, label):
+    img = _photo(80, 80)
+    backend.slot_overlays(img, label, None, [0])
+    first = backend.analysis(img, label, None)
+    backend.soft_maps(img, label, None, 0)
+    assert backend.analysis(img, label, None) is first
+    assert backend.analysis(img, label, 160) is not first  # another input size is another pass
+
+
+# ------------------------------------------------------------------------------ the callbacks
+def test_overlays_on_an_array(backend, label):
+    img = _photo()
+    n = len(backend.model(label).block_names)
+    status, items = backend.slot_overlays(img, label, None, list(range(n)))
+    assert len(items) == n and "96×128 px image" in status and "network input 128×160" in status
+    for picture, caption in items:
+        assert picture.shape == _shown(img.shape) and picture.dtype == np.uint8
+        assert caption.startswith("block ") and caption.endswith(" slots")
+    assert not np.array_equal(items[0][0], img)
+
+
+def test_slot_colours_follow_the_figures_palette(backend, label):
+    from glmix_vis.figures import palette
+
+    result = backend.analysis(_photo(), label, None)
+    colors = backend._slot_colors(result, [0, 1])
+    allowed = {tuple(c) for c in palette.slot_palette(64)}
+    for block, c in zip([0, 1], colors):
+        assert c.shape == (result.loaded.num_slots[block], 3)
+        assert {tuple(x) for x in c} <= allowed
+        assert len({tuple(x) for x in c}) == len(c)  # distinct within a block
+
+
+@pytest.mark.parametrize("kind", ["gray", "rgba", "uint16", "cmyk_jpeg", "exif_rotated", "palette_png"])
+def test_every_image_kind_is_read(backend, label, kind):
+    rgb = _photo(60, 90)
+    if kind == "gray":
+        src, shape = rgb[..., 0].copy(), (60, 90)
+    elif kind == "rgba":
+        src, shape = np.dstack([rgb, np.full((60, 90), 128, np.uint8)]), (60, 90)
+    elif kind == "uint16":
+        src, shape = _encode(Image.fromarray(rgb[..., 0].astype(np.uint16) * 257), "PNG"), (60, 90)
+    elif kind == "cmyk_jpeg":
+        src, shape = _encode(Image.fromarray(rgb).convert("CMYK"), "JPEG"), (60, 90)
+    elif kind == "exif_rotated":
+        exif = Image.Exif()
+        exif[0x0112] = 6  # rotate 90 degrees: the image is shown 90 wide, 60 high -> 90x60
+        src, shape = _encode(Image.fromarray(rgb), "JPEG", exif=exif.tobytes()), (90, 60)
+    else:
+        src, shape = _encode(Image.fromarray(rgb).convert("P"), "PNG"), (60, 90)
+    status, items = backend.slot_overlays(src, label, None, [0])
+    assert not status.startswith("**Error"), status
+    assert items[0][0].shape == _shown(shape)
+
+
+@pytest.mark.parametrize("data", [b"", b"garbage, not an image", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40],
+                         ids=["empty", "garbage", "bad-png"])
+def test_corrupt_bytes_give_a_message_not_an_exception(backend, label, data):
+    status, items = backend.slot_overlays(data, label, None, [0])
+    assert status.startswith("**Error:**") and items == []
+
+
+def test_truncated_upload_and_missing_file_give_messages(backend, label, tmp_path):
+    path = tmp_path / "upload" / "holiday.jpg"
+    path.parent.mkdir()
+    path.write_bytes(_encode(Image.fromarray(_photo(200, 200)), "JPEG")[:300])
+    status, items = backend.slot_overlays(str(path), label, None, [0])
+    assert status.startswith("**Error:** holiday.jpg") and str(tmp_path) not in status and items == []
+    status, _ = backend.slot_overlays(str(tmp_path / "gone.png"), label, None, [0])
+    assert "gone.png: no such file" in status
+    assert backend.slot_overlays(None, label, None, [0]) == ("", [])
+
+
+def test_big_images_are_downscaled_and_bombs_refused(backend, label, nano_checkpoint):
+    status, items = backend.slot_overlays(np.zeros((1200, 600, 3), np.uint8), label, None, [0])
+    assert items[0][0].shape == (256, 128, 3) and "256×128 px image" in status
+    strict = SlotApp(nano_checkpoint, max_pixels=10_000, device="cpu")
+    status, items = strict.slot_overlays(_encode(Image.new("RGB", (200, 100)), "PNG"), label, None, [0])
+    assert "exceeds the limit" in status and items == []
+
+
+def test_bad_block_choices_give_messages(backend, label):
+    assert "at least one" in backend.slot_overlays(_photo(), label, None, [])[0]
+    assert "no block 99" in backend.slot_overlays(_photo(), label, None, [0, 99])[0]
+
+
+def test_input_size_is_clamped_to_the_allowed_range(backend, label):
+    status, _ = backend.slot_overlays(_photo(64, 64), label, 10, [0])
+    assert f"network input {webapp.INPUT_SIZES[0]}×{webapp.INPUT_SIZES[0]}" in status
+
+
+def test_soft_maps_gallery_and_slot_detail(backend, label):
+    img = _photo()
+    text, items = backend.soft_maps(img, label, None, 0)
+    result = backend.analysis(img, label, None)
+    assert len(items) == result.loaded.num_slots[0] and "Block 0" in text
+    assert all(picture.shape == _shown(img.shape) for picture, _ in items)
+    shares = [float(c.split("· ")[1].rstrip("%")) for _, c in items]
+    assert shares == sorted(shares, reverse=True) and abs(sum(shares) - 100) < 1.0
+    slot = int(items[0][1].split()[1])
+    info = backend.slot_detail(img, label, None, 0, 0)
+    assert f"slot {slot}**" in info and f"{shares[0]:.1f}%" in info
+    assert backend.slot_detail(img, label, None, 0, 999).startswith("**Error:**")
+
+
+def test_class_evidence_and_pseudo_masks(backend, label):
+    img = _photo()
+    text, scores, gallery, mask = backend.class_view(img, label, None, "slot-cam")
+    assert set(scores) == set(CLASSES[1:]) and all(0 <= v <= 1 for v in scores.values())
+    assert 1 <= len(gallery) <= 3 and gallery[0][0].shape == _shown(img.shape)
+    base, regions = mask
+    assert base.shape == img.shape and all(name in CLASSES[1:] for _, name in regions)
+    assert all(m.shape == img.shape[:2] and m.dtype == bool for m, _ in regions)
+    crf = backend.crf_mask(img, label, None, "slot-cam")
+    assert crf[0].shape == img.shape
+    assert backend.class_view(img, label, None, "no-such-method")[0].startswith("**Error:**")
+    assert "does not apply" in backend.class_view(img, label, None, "token")[0]  # needs a token-labeling head
+    assert backend.crf_mask(img, label, None, "token") is None
+
+
+def test_model_settings_describe_the_blocks(backend, label):
+    s = backend.model_settings(label)
+    assert s["input_size"] == 128 and s["has_classifier"] and s["class_names"] == CLASSES
+    assert s["evidence_methods"] == ["cam", "slot-cam"] and s["method"] == "slot-cam"
+    assert [v for _, v in s["block_choices"]] == list(range(len(s["block_choices"])))
+    assert webapp.default_blocks(17) == [0, 5, 11, 16] and webapp.default_blocks(3) == [0, 1, 2]
+
+
+def test_model_without_a_classifier_head(tmp_path):
+    path = tmp_path / "headless.safetensors"
+    save_safetensors(create_model("glnet_nano", num_classes=0).state_dict(), path,
+                     meta={"model": "glnet_nano", "input_size": [128, 128]})
+    app = SlotApp(path, max_side=256, device="cpu")
+    s = app.model_settings(path.name)
+    assert not s["has_classifier"] and s["evidence_methods"] == []
+    img = _photo()
+    assert app.slot_overlays(img, path.name, None, [0])[1]
+    assert "no classifier head" in app.class_view(img, path.name, None, "slot-cam")[0]
+    assert "no classifier head" in app.figure(img, path.name, None, [0], 0, "slot-cam", "classes", "png")[1]
+
+
+def test_figure_of_the_current_view(backend, label):
+    img = _photo()
+    for view, fmt, magic in (("slots", "PNG", b"\x89PNG"), ("soft", "PDF", b"%PDF")):
+        path, text = backend.figure(img, label, None, [0, 1], 1, "slot-cam", view, fmt)
+        assert path and Path(path).read_bytes()[:4] == magic, text
+        assert Path(path).name == ("glmix_slot_groups.png" if view == "slots" else "glmix_soft_maps_block1.pdf")
+    path, text = backend.figure(img, label, None, [0], 0, "slot-cam", "slots", "svg")
+    assert path is None and "unknown figure format" in text
+
+
+@pytest.mark.slow
+def test_figure_of_the_class_view(backend, label):
+    path, text = backend.figure(_photo(), label, None, [0], 0, "slot-cam", "classes", "png")
+    assert path and Path(path).read_bytes()[:4] == b"\x89PNG", text
+
+
+# ------------------------------------------------------------------------------ command line
+def test_cli_defaults_agree_with_the_app_and_bind_loopback():
+    from glmix_vis.cli import app_cmd
+    from glmix_vis.cli._dispatch import build_parser
+    from glmix_vis.cli.vis import COMMANDS
+
+    for name in ("DEFAULT_HOST", "DEFAULT_PORT", "DEFAULT_MAX_FILE_SIZE", "DEFAULT_MAX_SIDE", "DEFAULT_CONCURRENCY"):
+        assert getattr(app_cmd, name) == getattr(webapp, name)
+    args = build_parser("glmix-vis", "", COMMANDS).parse_args(["app"])
+    assert args.host == "127.0.0.1" and args.port == 7860 and args.checkpoint is None
+
+
+# ------------------------------------------------------------------------------ the served app
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_launched_app_answers_through_gradio_client(nano_checkpoint, tmp_path):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    photo = tmp_path / "photo.png"
+    Image.fromarray(_photo(120, 160)).save(photo)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    port = _free_port()
+    demo = webapp.launch(nano_checkpoint, port=port, max_side=256, device="cpu", prevent_thread_lock=True,
+                         quiet=True)
+    try:
+        assert demo.local_url.startswith("http://127.0.0.1:")
+        client = Client(demo.local_url, verbose=False)
+        status, gallery, *_ = client.predict(handle_file(str(photo)), nano_checkpoint.name, 128, [0, 2], 2,
+                                             api_name="/analyze")
+        assert "120×160 px image" in status and len(gallery) == 2
+        for item in gallery:
+            with Image.open(item["image"]) as im:
+                assert im.size == (256, 192)  # enlarged for display; the status gives the real size
+        status, gallery, *_ = client.predict(handle_file(str(broken)), nano_checkpoint.name, 128, [0], 0,
+                                             api_name="/analyze")
+        assert status.startswith("**Error:** broken.png") and gallery == []
+        with pytest.raises(AppError):  # not in the dropdown: refused before the callback runs
+            client.predict(handle_file(str(photo)), "/etc/passwd", 128, [0], 0, api_name="/analyze")
+        _, soft, _ = client.predict(handle_file(str(photo)), nano_checkpoint.name, 128, 2, api_name="/soft_maps")
+        assert len(soft) == backend_slots(nano_checkpoint)
+        assert "/analyze" in client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+        # a server file named in the request (not uploaded) is refused by gradio before any callback
+        import httpx
+
+        data = [{"path": str(photo), "meta": {"_type": "gradio.FileData"}}, nano_checkpoint.name, 128, [0], 0]
+        event = httpx.post(demo.local_url + "gradio_api/call/analyze", json={"data": data}, timeout=60).json()
+        with httpx.stream("GET", demo.local_url + f"gradio_api/call/analyze/{event['event_id']}", timeout=120) as r:
+            assert "event: error" in "\n".join(r.iter_lines())
+    finally:
+        demo.close()
+
+
+def backend_slots(checkpoint: Path) -> int:
+    return ModelCache(device="cpu").get(checkpoint).num_slots[2]

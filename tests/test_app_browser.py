@@ -1,0 +1,119 @@
+"""End to end in a real browser: headless Chromium uploads an image to the launched app, waits for
+the slot overlays and saves a screenshot (``$GLMIX_APP_SCREENSHOT`` to keep a copy)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.browser,
+    pytest.mark.skipif(not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()),
+                       reason=f"needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)"),
+]
+
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage", "--window-size=1440,1400", "--hide-scrollbars")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _checkpoint(tmp_path: Path) -> Path:
+    """The bundled demo model when it is installed, else a small random one."""
+    from glmix_vis.assets import default_checkpoint
+
+    try:
+        return default_checkpoint()
+    except FileNotFoundError:
+        import torch
+
+        from glmix_vis.models.checkpoints import save_safetensors
+        from glmix_vis.models.factory import create_model
+
+        torch.manual_seed(0)
+        path = tmp_path / "nano_random.safetensors"
+        save_safetensors(create_model("glnet_nano", num_classes=3).state_dict(), path,
+                         meta={"model": "glnet_nano", "classes": ["background", "a", "b", "c"],
+                               "input_size": [160, 160]})
+        return path
+
+
+def _upload_image(tmp_path: Path) -> Path:
+    from glmix_vis.app import example_files
+
+    examples = example_files()
+    source = examples.get("astronaut") or next(iter(examples.values()), None)
+    path = tmp_path / "upload.png"
+    if source is not None:
+        Image.open(source).convert("RGB").save(path)
+    else:
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (384, 512, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_upload_shows_slot_overlays_in_chromium(tmp_path, monkeypatch):
+    selenium = pytest.importorskip("selenium")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from glmix_vis.app import launch
+
+    assert selenium
+    monkeypatch.setenv("GLMIX_CHECKPOINT_DIR", str(tmp_path / "no_checkpoints"))
+    checkpoint = _checkpoint(tmp_path)
+    image = _upload_image(tmp_path)
+    demo = launch(checkpoint, port=_free_port(), device="cpu", prevent_thread_lock=True, quiet=True)
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        driver.get(demo.local_url)
+        wait = WebDriverWait(driver, 120)
+        upload = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#input-image input[type=file]")))
+        upload.send_keys(str(image))
+        num_blocks = len(demo.slot_app.model_settings(demo.slot_app.default_label)["blocks"])
+
+        def overlays_loaded(d) -> bool:
+            return d.execute_script(
+                "const imgs = [...document.querySelectorAll('#overlays img')];"
+                "return imgs.length >= arguments[0] && imgs.every(i => i.complete && i.naturalWidth > 0);",
+                num_blocks)
+
+        wait.until(overlays_loaded)
+        wait.until(lambda d: "px image" in d.find_element(By.ID, "status").text)
+        status = driver.find_element(By.ID, "status").text
+        assert "Error" not in status, status
+        # let the follow-up steps (soft maps) finish so the page is at rest for the screenshot
+        wait.until(lambda d: d.execute_script("return document.querySelectorAll('.progress-text').length === 0"))
+        shot = tmp_path / "app_screenshot.png"
+        assert driver.save_screenshot(str(shot))
+        with Image.open(shot) as im:
+            assert im.size[0] >= 1000 and im.size[1] >= 600
+        keep = os.environ.get("GLMIX_APP_SCREENSHOT")
+        if keep:
+            Path(keep).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(shot, keep)
+    finally:
+        driver.quit()
+        demo.close()

@@ -1,0 +1,81 @@
+"""The WSSS eval loop end to end on a few generated images: masks, metrics, resume, oracle."""
+
+import json
+
+import numpy as np
+import pytest
+import timm
+from PIL import Image
+
+from glmix_vis.cli.wsss import main as wsss_main
+from glmix_vis.data import open_dataset
+from glmix_vis.data.scenes import SceneConfig, generate_scenes
+from glmix_vis.models.checkpoints import save_safetensors
+from glmix_vis.wsss.oracle import slot_oracle_mask
+
+
+@pytest.fixture(scope="module")
+def scenes_and_checkpoint(tmp_path_factory):
+    root = tmp_path_factory.mktemp("scenes")
+    generate_scenes(root, n_train=4, n_val=4, config=SceneConfig(size=96), workers=1, progress=False)
+    classes = list(open_dataset("voc", root, "val").class_names)
+    model = timm.create_model("glnet_nano", num_classes=len(classes) - 1)
+    ckpt = root / "nano.safetensors"
+    save_safetensors(model.state_dict(), ckpt, meta=dict(model="glnet_nano", classes=classes,
+                                                         input_size=[96, 96]))
+    return root, ckpt
+
+
+def _eval(root, ckpt, out, *extra):
+    code = wsss_main(["eval", "--root", str(root), "--split", "val", "--checkpoint", str(ckpt),
+                      "--out", str(out), "--workers", "1", *extra])
+    assert code == 0
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_eval_writes_masks_and_metrics_and_resumes(scenes_and_checkpoint, tmp_path):
+    root, ckpt = scenes_and_checkpoint
+    out = tmp_path / "run"
+    first = _eval(root, ckpt, out, "--method", "slot-cam", "--sweep")
+    k = len(open_dataset("voc", root, "val").class_names)
+    assert 0.0 <= first["miou"] <= 100.0
+    assert len(first["confusion_matrix"]) == k and all(len(r) == k for r in first["confusion_matrix"])
+    assert set(first["iou"]) == set(open_dataset("voc", root, "val").class_names)
+    assert "nocrf" in first and "threshold_sweep" in first and first["versions"]["torch"]
+    masks = sorted((out / "masks").glob("*.png"))
+    assert len(masks) == 4
+    assert Image.open(masks[0]).mode == "P"
+    assert (out / "metrics.md").read_text().startswith("#")
+
+    stamps = {p.name: p.stat().st_mtime_ns for p in masks}
+    second = _eval(root, ckpt, out, "--method", "slot-cam", "--sweep")
+    assert second["timing"]["images_computed"] == 0  # nothing recomputed
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "masks").glob("*.png")} == stamps
+    assert second["miou"] == first["miou"] and second["confusion_matrix"] == first["confusion_matrix"]
+
+
+def test_eval_cam_without_crf_and_oracle(scenes_and_checkpoint, tmp_path):
+    root, ckpt = scenes_and_checkpoint
+    cam = _eval(root, ckpt, tmp_path / "cam", "--method", "cam", "--no-crf")
+    assert "nocrf" not in cam and 0.0 <= cam["miou"] <= 100.0
+    oracle = _eval(root, ckpt, tmp_path / "oracle", "--method", "slot-oracle", "--no-crf")
+    assert 0.0 <= oracle["miou"] <= 100.0
+
+
+def test_eval_rejects_a_checkpoint_for_other_classes(scenes_and_checkpoint, tmp_path, capsys):
+    root, _ = scenes_and_checkpoint
+    other = tmp_path / "other.safetensors"
+    model = timm.create_model("glnet_nano", num_classes=3)
+    save_safetensors(model.state_dict(), other, meta=dict(model="glnet_nano", classes=["background", "a", "b", "c"]))
+    code = wsss_main(["eval", "--root", str(root), "--split", "val", "--checkpoint", str(other),
+                      "--out", str(tmp_path / "x")])
+    assert code == 2
+    assert "the model predicts" in capsys.readouterr().err
+
+
+def test_slot_oracle_by_hand():
+    slots = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 2, 2]])
+    gt = np.array([[1, 1, 0, 0], [1, 255, 0, 3], [255, 255, 255, 255]])
+    # slot 0 -> class 1, slot 1 -> class 0 (3 of 4 votes), slot 2 has only ignored pixels -> background
+    expected = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0]])
+    np.testing.assert_array_equal(slot_oracle_mask(slots, gt), expected)
