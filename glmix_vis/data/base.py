@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..io import ImageLoadError, load_image
+
 __all__ = ["IGNORE_INDEX", "DatasetError", "Sample", "SegmentationDataset"]
 
 IGNORE_INDEX = 255
@@ -68,8 +70,18 @@ class SegmentationDataset(ABC):
         return i % n
 
     @abstractmethod
+    def image_path(self, i: int) -> Path:
+        """The file of image ``i``."""
+
     def load_image(self, i: int) -> np.ndarray:
-        """(H, W, 3) uint8 RGB image ``i``."""
+        """(H, W, 3) uint8 RGB image ``i``; a missing or unreadable file raises :class:`DatasetError`."""
+        path = self.image_path(i)
+        if not path.is_file():
+            raise DatasetError(f"{path}: image file not found")
+        try:
+            return load_image(path)
+        except ImageLoadError as exc:
+            raise DatasetError(str(exc)) from exc
 
     @abstractmethod
     def load_mask(self, i: int) -> np.ndarray | None:
@@ -94,8 +106,8 @@ class SegmentationDataset(ABC):
             yield self[i]
 
     def describe_image(self, i: int) -> str:
-        """A human-readable pointer to image ``i`` for error messages (its path by default)."""
-        return self.image_ids[i]
+        """A human-readable pointer to image ``i`` for error messages: its path."""
+        return str(self.image_path(i))
 
     def labels_from_indices(self, indices: np.ndarray) -> np.ndarray:
         """Multi-hot foreground vector from an array of class indices (0 and 255 are ignored)."""

@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from ..io import ImageLoadError, load_image
 from .base import DatasetError, SegmentationDataset
 from .palette import voc_palette
 
@@ -90,17 +89,6 @@ class COCODataset(SegmentationDataset):
     def image_path(self, i: int) -> Path:
         return self.image_dir / self.coco.imgs[self._coco_ids[self._index(i)]]["file_name"]
 
-    def describe_image(self, i: int) -> str:
-        return str(self.image_path(i))
-
-    def load_image(self, i: int) -> np.ndarray:
-        path = self.image_path(i)
-        if not path.is_file():
-            raise DatasetError(f"{path}: image file not found")
-        try:
-            return load_image(path)
-        except ImageLoadError as exc:
-            raise DatasetError(str(exc)) from exc
 
     def _annotations(self, i: int) -> list[dict[str, Any]]:
         return self.coco.imgToAnns.get(self._coco_ids[self._index(i)], [])

@@ -25,7 +25,6 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from ..io import ImageLoadError, load_image
 from .base import DatasetError, SegmentationDataset
 from .palette import load_palette_png, voc_palette
 
@@ -182,18 +181,7 @@ class VOCDataset(SegmentationDataset):
     def annotation_path(self, i: int) -> Path:
         return self.annotation_dir / f"{self.image_ids[self._index(i)]}.xml"
 
-    def describe_image(self, i: int) -> str:
-        return str(self.image_path(i))
-
     # -- loaders --------------------------------------------------------------------------------
-    def load_image(self, i: int) -> np.ndarray:
-        path = self.image_path(i)
-        if not path.is_file():
-            raise DatasetError(f"{path}: image file not found")
-        try:
-            return load_image(path)
-        except ImageLoadError as exc:
-            raise DatasetError(str(exc)) from exc
 
     def load_mask(self, i: int) -> np.ndarray | None:
         if not self.has_masks:
