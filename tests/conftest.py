@@ -10,10 +10,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _reference_dir() -> Path:
-    """The authors' test vectors: $GLMIX_REFERENCE_DIR, else ../shared/reference beside the checkout."""
+    """The authors' test vectors: $GLMIX_REFERENCE_DIR, ../shared/reference beside the checkout, or the
+    copy in tests/reference (see its README.md)."""
     env = os.environ.get("GLMIX_REFERENCE_DIR")
     candidates = [Path(env)] if env else []
-    candidates += [REPO.parent / "shared" / "reference", REPO / "shared" / "reference"]
+    candidates += [REPO.parent / "shared" / "reference", REPO / "shared" / "reference", REPO / "tests" / "reference"]
     for c in candidates:
         if (c / "official_state_dicts.json").is_file():
             return c
