@@ -10,7 +10,7 @@ PORT ?= 7860
 .PHONY: install demo slots test test-slow test-all lint bench
 
 $(DEPS_STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
