@@ -87,6 +87,35 @@ def build_models(size: int, official: types.ModuleType | None) -> dict[str, nn.M
     return models
 
 
+class BackgroundMeter:
+    """CPU time that *other* processes used, from /proc (Linux); ``None`` elsewhere.
+
+    Used to throw away rounds in which another process was busy: with OpenMP threads that
+    spin at barriers, one busy neighbour on a 2-core machine can slow a model down several
+    times, and no statistic over such rounds is worth keeping.
+    """
+
+    def __init__(self) -> None:
+        self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.ok = Path("/proc/stat").is_file() and Path("/proc/self/stat").is_file()
+
+    def _busy(self) -> tuple[int, int]:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+        mine = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        return user + nice + system + irq + softirq + steal, int(mine[11]) + int(mine[12])
+
+    def start(self) -> tuple[int, int] | None:
+        return self._busy() if self.ok else None
+
+    def others_cores(self, start: tuple[int, int] | None, seconds: float) -> float | None:
+        """Average number of cores other processes kept busy since ``start``."""
+        if start is None or seconds <= 0:
+            return None
+        total, mine = self._busy()
+        return max(0, (total - start[0]) - (mine - start[1])) / self.tick / seconds
+
+
 def time_call(fn: Callable[[], Any]) -> float:
     start = time.perf_counter()
     fn()
@@ -94,7 +123,7 @@ def time_call(fn: Callable[[], Any]) -> float:
 
 
 def bench_setting(size: int, batch: int, repeats: int, warmup: int, official: types.ModuleType | None,
-                  slots: bool) -> dict[str, Any]:
+                  slots: bool, max_background: float) -> dict[str, Any]:
     models = build_models(size, official)
     x = torch.randn(batch, 3, size, size)
     calls: dict[str, Callable[[], Any]] = {name: (lambda m=m: m(x)) for name, m in models.items()}
@@ -110,9 +139,25 @@ def bench_setting(size: int, batch: int, repeats: int, warmup: int, official: ty
                 fn()
         times: dict[str, list[float]] = {name: [] for name in calls}
         order = list(calls)
-        for r in range(repeats):
-            for name in order[r % len(order):] + order[: r % len(order)]:  # rotate who goes first
-                times[name].append(time_call(calls[name]))
+        meter = BackgroundMeter()
+        rounds = discarded = 0
+        while rounds < repeats and discarded <= 4 * repeats:
+            shift = (rounds + discarded) % len(order)  # rotate who goes first
+            start, t0 = meter.start(), time.perf_counter()
+            round_times = {name: time_call(calls[name]) for name in order[shift:] + order[:shift]}
+            busy = meter.others_cores(start, time.perf_counter() - t0)
+            if max_background >= 0 and busy is not None and busy > max_background:
+                discarded += 1
+                continue
+            rounds += 1
+            for name, t in round_times.items():
+                times[name].append(t)
+        result["rounds_discarded_for_background_load"] = discarded
+        if rounds < repeats:
+            result["warning"] = f"only {rounds} of {repeats} rounds were free of background load"
+        if rounds == 0:
+            raise RuntimeError(f"size {size} batch {batch}: the machine never was quiet enough; "
+                               "rerun later or pass --max-background -1")
     result["ms"] = {name: 1000 * statistics.median(t) for name, t in times.items()}
     result["ms_min"] = {name: 1000 * min(t) for name, t in times.items()}
     result["ms_all"] = {name: [round(1000 * v, 2) for v in t] for name, t in times.items()}
@@ -167,6 +212,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--warmup", type=int, default=2, help="untimed rounds per setting")
     ap.add_argument("--max-pixels", type=int, default=8 * 448 * 448,
                     help="skip settings with batch * size^2 above this (default: batch 8 at 448)")
+    ap.add_argument("--max-background", type=float, default=0.1,
+                    help="discard a round when other processes kept more than this many cores busy "
+                         "during it (Linux; -1 keeps every round)")
     ap.add_argument("--official", type=Path, default=None, help="path to the authors' models/glnet.py")
     ap.add_argument("--no-slots", action="store_true", help="do not time forward_slots")
     ap.add_argument("--out", type=Path, default=Path("eval/results/backbone.json"))
@@ -184,10 +232,12 @@ def main(argv: list[str] | None = None) -> None:
                                           "skipped": f"batch*size^2 > --max-pixels={args.max_pixels}"})
                 print(f"size {size} batch {batch}: skipped (too slow for this machine)", flush=True)
                 continue
-            r = bench_setting(size, batch, args.repeats, args.warmup, official, slots=not args.no_slots)
+            r = bench_setting(size, batch, args.repeats, args.warmup, official, slots=not args.no_slots,
+                              max_background=args.max_background)
             report["results"].append(r)
             shown = ", ".join(f"{n} {ms:.1f}" for n, ms in r["ms"].items())
-            print(f"size {size} batch {batch}: {shown} ms", flush=True)
+            print(f"size {size} batch {batch}: {shown} ms "
+                  f"({r['rounds_discarded_for_background_load']} rounds discarded)", flush=True)
     report["load_after"] = os.getloadavg()
     report["markdown"] = markdown(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -106,12 +106,12 @@ def _wait_for(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
 
 
 def _decode_jpeg(image: np.ndarray) -> np.ndarray:
-    """What a gallery picture looks like after gradio's JPEG encoding."""
+    """What a gallery picture looks like after the app's JPEG encoding."""
     from io import BytesIO
 
-    buf = BytesIO()
-    Image.fromarray(image).save(buf, format="jpeg")
-    return np.asarray(Image.open(BytesIO(buf.getvalue())).convert("RGB"))
+    from glmix_vis.app import encode_jpeg
+
+    return np.asarray(Image.open(BytesIO(encode_jpeg(image))).convert("RGB"))
 
 
 def make_cases(app: Any, label: str, folder: Path) -> list[Case]:
@@ -159,7 +159,7 @@ def client_worker(url: str, label: str, input_size: int, cases: list[Case], star
                   max_diff: float, out: Outcome, lock: threading.Lock) -> None:
     from gradio_client import Client, handle_file
 
-    client = Client(url, verbose=False)
+    client = Client(url, verbose=False, httpx_kwargs={"timeout": 600})  # queued requests may wait long
     for r in range(requests):
         case = cases[(start + r) % len(cases)]
         t0 = time.perf_counter()

@@ -14,7 +14,9 @@ loaded once per checkpoint (small LRU) and a visitor can only pick checkpoints t
 
 from __future__ import annotations
 
+import atexit
 import hashlib
+import io
 import logging
 import os
 import shutil
@@ -33,7 +35,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .io import DEFAULT_MAX_PIXELS, ImageLoadError, downscale_to, load_image
+from .io import DEFAULT_MAX_PIXELS, ImageLoadError, atomic_write_bytes, downscale_to, load_image
 from .models.checkpoints import CheckpointError, checkpoint_dirs, resolve_checkpoint
 from .predictor import ModelInfo, SlotPredictor, load_model
 
@@ -63,6 +65,9 @@ MIN_DISPLAY_SIDE = 448
 MAX_EVIDENCE_PANELS = 6
 TAB_SLOTS, TAB_SOFT, TAB_CLASSES = "slots", "soft", "classes"
 DEFAULT_METHOD = "slot-cam"
+JPEG_QUALITY = 90
+#: Figure files kept for download (older ones are deleted).
+MAX_FIGURES = 16
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -75,19 +80,24 @@ def discover_checkpoints(checkpoint: str | os.PathLike[str] | None = None) -> di
     directory (:func:`glmix_vis.models.checkpoints.checkpoint_dirs`). Nothing else can be loaded."""
     from .assets import default_checkpoint
 
+    try:
+        demo: Path | None = default_checkpoint()
+    except FileNotFoundError:
+        demo = None
     found: dict[str, Path] = {}
     if checkpoint is not None:
         path = resolve_checkpoint(checkpoint)
-        found[path.name] = path
-    try:
-        found.setdefault(DEMO_LABEL, default_checkpoint())
-    except FileNotFoundError:
-        pass
+        if demo is None or path.resolve() != demo.resolve():
+            found[path.name] = path
+    if demo is not None:
+        found[DEMO_LABEL] = demo
     known = {p.resolve() for p in found.values()}
     for folder in checkpoint_dirs():
-        if not folder.is_dir():
-            continue
-        for path in sorted(folder.iterdir()):
+        try:
+            entries = sorted(folder.iterdir()) if folder.is_dir() else []
+        except OSError:  # unreadable folder: nothing to offer from it
+            entries = []
+        for path in entries:
             if path.suffix not in CHECKPOINT_SUFFIXES or not path.is_file() or path.resolve() in known:
                 continue
             label = path.name if path.name not in found else f"{path.name} ({folder})"
@@ -193,6 +203,56 @@ class ModelCache:
         return len(self._lru)
 
 
+def encode_jpeg(picture: np.ndarray) -> bytes:
+    """A gallery picture as JPEG bytes (quality 90)."""
+    buf = io.BytesIO()
+    Image.fromarray(picture).save(buf, format="JPEG", quality=JPEG_QUALITY)
+    return buf.getvalue()
+
+
+class PictureFiles:
+    """Gallery pictures as finished JPEG files, named by their content.
+
+    Gradio stores returned arrays by writing them in place under a name derived from their
+    bytes, so two requests that produce the same picture at the same time (two visitors, one
+    example) can serve a half-written file. Files handed to gradio are copied with a temporary
+    name and a rename instead. Files unused for ``max_age_s`` are deleted.
+    """
+
+    def __init__(self, max_age_s: float = 900.0) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="glmix-vis-pictures-"))
+        self.max_age_s = max_age_s
+        self._saved = 0
+        atexit.register(shutil.rmtree, self.root, True)
+
+    def save(self, picture: np.ndarray) -> str:
+        """The path of a JPEG file holding ``picture``."""
+        data = encode_jpeg(picture)
+        path = self.root / f"{hashlib.blake2b(data, digest_size=16).hexdigest()}.jpg"
+        try:
+            os.utime(path)  # in use again: not to be pruned
+        except FileNotFoundError:
+            atomic_write_bytes(path, data)
+        self._saved += 1
+        if self._saved % 64 == 0:
+            self.prune()
+        return str(path)
+
+    def gallery(self, items: list[tuple[np.ndarray, str]]) -> list[tuple[str, str]]:
+        """Gallery items with the pictures saved as files."""
+        return [(self.save(picture), caption) for picture, caption in items]
+
+    def prune(self) -> None:
+        """Delete the pictures not used for ``max_age_s``."""
+        limit = time.time() - self.max_age_s
+        for path in self.root.glob("*.jpg"):
+            try:
+                if path.stat().st_mtime < limit:
+                    path.unlink()
+            except FileNotFoundError:
+                pass
+
+
 @torch.no_grad()
 def _describe(model: torch.nn.Module, info: ModelInfo) -> LoadedModel:
     """Block names, slot counts and the evidence methods that work, from one tiny forward pass."""
@@ -280,6 +340,8 @@ class SlotApp:
         self.results: _LRU[tuple, Analysis] = _LRU(result_cache_size)
         self.figure_dir = Path(tempfile.mkdtemp(prefix="glmix-vis-figures-"))
         self._figures: list[Path] = []
+        self._figures_lock = threading.Lock()
+        atexit.register(shutil.rmtree, self.figure_dir, True)
 
     # -------------------------------------------------------------- plumbing
     def model(self, label: str) -> LoadedModel:
@@ -505,9 +567,12 @@ class SlotApp:
     def _new_figure_path(self, name: str) -> Path:
         folder = self.figure_dir / uuid.uuid4().hex[:12]
         folder.mkdir(parents=True)
-        self._figures.append(folder)
-        while len(self._figures) > 16:
-            shutil.rmtree(self._figures.pop(0), ignore_errors=True)
+        with self._figures_lock:
+            self._figures.append(folder)
+            old = self._figures[:-MAX_FIGURES]
+            del self._figures[:-MAX_FIGURES]
+        for stale in old:
+            shutil.rmtree(stale, ignore_errors=True)
         return folder / name
 
     # -------------------------------------------------------------- messages
@@ -641,13 +706,12 @@ def build_app(checkpoint: str | os.PathLike[str] | None = None, *, max_side: int
                 with gr.Tabs():
                     with gr.Tab("Slot groups", id=TAB_SLOTS) as tab_slots:
                         overlays = gr.Gallery(label="Hard slot groups, one image per block", columns=2,
-                                              height="fit-content", object_fit="contain", format="jpeg",
-                                              elem_id="overlays")
+                                              height="fit-content", object_fit="contain", elem_id="overlays")
                     with gr.Tab("Soft maps", id=TAB_SOFT) as tab_soft:
                         layer = gr.Dropdown(first["block_choices"], value=first["blocks"][-1], label="Block")
                         soft_status = gr.Markdown()
                         soft = gr.Gallery(label="Per-slot dispatch maps", columns=4, height="fit-content",
-                                          object_fit="contain", format="jpeg", elem_id="soft-maps")
+                                          object_fit="contain", elem_id="soft-maps")
                         slot_text = gr.Markdown(elem_id="slot-detail")
                     with gr.Tab("Classes and pseudo-mask", id=TAB_CLASSES,
                                 visible=first["has_classifier"]) as tab_classes:
@@ -656,14 +720,13 @@ def build_app(checkpoint: str | os.PathLike[str] | None = None, *, max_side: int
                         class_status = gr.Markdown()
                         scores = gr.Label(label="Class scores", num_top_classes=5)
                         evidence = gr.Gallery(label="Class evidence of the classes the model sees", columns=3,
-                                              height="fit-content", object_fit="contain", format="jpeg",
-                                              fit_columns=False)
+                                              height="fit-content", object_fit="contain", fit_columns=False)
                         with gr.Row():
                             mask = gr.AnnotatedImage(label="Pseudo-mask", color_map=colors)
                             mask_crf = gr.AnnotatedImage(label="Pseudo-mask + dense CRF", color_map=colors)
-                with gr.Row(equal_height=True):
+                with gr.Row(equal_height=False):
                     fmt = gr.Radio(["PNG", "PDF"], value="PNG", label="Figure format", scale=1)
-                    make = gr.Button("Download this view as a figure", scale=2)
+                    make = gr.Button("Make a figure of this view", scale=1)
                 figure_status = gr.Markdown()
                 figure_file = gr.File(label="Figure", interactive=False, visible=False)
 
@@ -682,8 +745,11 @@ def build_app(checkpoint: str | os.PathLike[str] | None = None, *, max_side: int
                     gr.update(color_map=cmap, value=None), gr.update(color_map=cmap, value=None),
                     gr.update(choices=s["evidence_methods"], value=s["method"]))
 
+        files = PictureFiles()
+
         def on_overlays(img: Any, label: str, input_size: float, chosen: list[int], current: int | None) -> tuple:
             text, items = app.slot_overlays(img, label, input_size, chosen)
+            items = files.gallery(items)
             chosen = sorted(chosen or [])
             keep = current if current in chosen else (chosen[-1] if chosen else None)
             return text, items, gr.update(value=keep), gr.update(value=None, visible=False), ""
@@ -691,10 +757,12 @@ def build_app(checkpoint: str | os.PathLike[str] | None = None, *, max_side: int
         def on_soft(img: Any, label: str, input_size: float, block: int | None, current: str) -> tuple:
             if current != TAB_SOFT:  # computed when its tab is opened
                 return "", [], ""
-            return app.soft_maps(img, label, input_size, block, warn=False) + ("",)
+            text, items = app.soft_maps(img, label, input_size, block, warn=False)
+            return text, files.gallery(items), ""
 
         def on_layer(img: Any, label: str, input_size: float, block: int | None) -> tuple:
-            return app.soft_maps(img, label, input_size, block) + ("",)
+            text, items = app.soft_maps(img, label, input_size, block)
+            return text, files.gallery(items), ""
 
         def on_slot(img: Any, label: str, input_size: float, block: int | None, evt: gr.SelectData) -> str:
             return app.slot_detail(img, label, input_size, block, evt.index)
@@ -702,7 +770,8 @@ def build_app(checkpoint: str | os.PathLike[str] | None = None, *, max_side: int
         def on_classes(img: Any, label: str, input_size: float, meth: str, current: str) -> tuple:
             if current != TAB_CLASSES:  # computed when its tab is opened
                 return "", {}, [], None, None
-            return app.class_view(img, label, input_size, meth, warn=False) + (None,)
+            text, scores_, items, annotated = app.class_view(img, label, input_size, meth, warn=False)
+            return text, scores_, files.gallery(items), annotated, None
 
         def on_crf(img: Any, label: str, input_size: float, meth: str, current: str) -> Any:
             return app.crf_mask(img, label, input_size, meth) if current == TAB_CLASSES else None

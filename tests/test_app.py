@@ -4,6 +4,7 @@ dropdown may offer; and the launched server through gradio_client."""
 from __future__ import annotations
 
 import io
+import os
 import socket
 import threading
 from pathlib import Path
@@ -95,6 +96,20 @@ def test_dropdown_lists_only_checkpoint_files_in_the_checkpoint_dir(_empty_check
     assert all(p.parent == folder for p in files.values())
     with_operator = discover_checkpoints(nano_checkpoint)
     assert next(iter(with_operator)) == nano_checkpoint.name  # the operator's choice comes first
+    if DEMO_LABEL in found:  # naming the bundled model is not a second entry
+        assert list(discover_checkpoints(found[DEMO_LABEL]))[0] == DEMO_LABEL
+        assert list(discover_checkpoints(found[DEMO_LABEL]).values()).count(found[DEMO_LABEL]) == 1
+
+
+def test_no_model_at_all_is_a_clear_error(monkeypatch):
+    import glmix_vis.assets
+
+    def missing():
+        raise FileNotFoundError("not installed")
+
+    monkeypatch.setattr(glmix_vis.assets, "default_checkpoint", missing)
+    with pytest.raises(FileNotFoundError, match="--checkpoint"):
+        SlotApp()
 
 
 def test_only_listed_models_can_be_loaded(backend, nano_checkpoint):
@@ -303,6 +318,19 @@ def test_figure_of_the_class_view(backend, label):
     assert path and Path(path).read_bytes()[:4] == b"\x89PNG", text
 
 
+def test_gallery_pictures_are_finished_files_named_by_content(tmp_path):
+    files = webapp.PictureFiles(max_age_s=60)
+    a, b = _photo(), _photo()[::-1].copy()
+    pa, pb = files.save(a), files.save(b)
+    assert files.save(a.copy()) == pa and pa != pb
+    with Image.open(pa) as im:
+        assert im.format == "JPEG" and im.size == (a.shape[1], a.shape[0])
+    os.utime(pa, (0, 0))  # unused for a long time
+    files.prune()
+    assert not Path(pa).exists() and Path(pb).exists()
+    assert files.gallery([(a, "x")]) == [(pa, "x")]  # written again when needed
+
+
 # ------------------------------------------------------------------------------ command line
 def test_cli_defaults_agree_with_the_app_and_bind_loopback():
     from glmix_vis.cli import app_cmd
@@ -331,8 +359,10 @@ def test_launched_app_answers_through_gradio_client(nano_checkpoint, tmp_path):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
     port = _free_port()
+    too_big = tmp_path / "too_big.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (400, 400, 3), dtype=np.uint8)).save(too_big)
     demo = webapp.launch(nano_checkpoint, port=port, max_side=256, device="cpu", prevent_thread_lock=True,
-                         quiet=True)
+                         quiet=True, max_file_size="200kb")
     try:
         assert demo.local_url.startswith("http://127.0.0.1:")
         client = Client(demo.local_url, verbose=False)
@@ -345,6 +375,8 @@ def test_launched_app_answers_through_gradio_client(nano_checkpoint, tmp_path):
         status, gallery, *_ = client.predict(handle_file(str(broken)), nano_checkpoint.name, 128, [0], 0,
                                              api_name="/analyze")
         assert status.startswith("**Error:** broken.png") and gallery == []
+        with pytest.raises(Exception, match="(?i)file size|too large|exceeds"):  # over max_file_size
+            client.predict(handle_file(str(too_big)), nano_checkpoint.name, 128, [0], 0, api_name="/analyze")
         with pytest.raises(AppError):  # not in the dropdown: refused before the callback runs
             client.predict(handle_file(str(photo)), "/etc/passwd", 128, [0], 0, api_name="/analyze")
         _, soft, _ = client.predict(handle_file(str(photo)), nano_checkpoint.name, 128, 2, api_name="/soft_maps")
