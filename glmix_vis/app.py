@@ -411,7 +411,7 @@ class SlotApp:
             result = self.analysis(image, label, input_size)
             chosen = _check_blocks(blocks, len(result.loaded.block_names))
             overlays = self._overlays(result, chosen)
-        except AppError as exc:
+        except Exception as exc:  # AppError: a message; anything else: logged, then a message
             return self._error(exc), []
         pred = result.predictor
         h, w = pred.image_size
@@ -459,7 +459,7 @@ class SlotApp:
         try:
             result = self.analysis(image, label, input_size)
             block = _check_blocks([block], len(result.loaded.block_names))[0]
-        except AppError as exc:
+        except Exception as exc:  # AppError: a message; anything else: logged, then a message
             return self._error(exc, warn), []
         shown = downscale_to(result.shown, SOFT_SIDE)
         soft = result.predictor.maps([block])[0].upsample(shown.shape[:2])[0].cpu().numpy()
@@ -481,7 +481,7 @@ class SlotApp:
             order = self.slot_order(result, block)
             if not 0 <= int(index) < len(order):
                 raise AppError(f"no slot at position {index}")
-        except AppError as exc:
+        except Exception as exc:  # AppError: a message; anything else: logged, then a message
             return self._error(exc)
         slot = order[int(index)]
         m = result.predictor.maps([block])[0]
@@ -510,7 +510,7 @@ class SlotApp:
             scores = pred.class_scores()
             evidence = result.cached(("evidence", method), lambda: pred.evidence(method))
             mask = result.cached(("mask", method, False), lambda: pred.pseudo_mask(method))
-        except (AppError, KeyError, ValueError) as exc:
+        except Exception as exc:  # AppError: a message; anything else: logged, then a message
             return self._error(exc, warn), {}, [], None
         labels = pred.predicted_labels()
         order = [int(k) for k in np.argsort(-scores) if labels[k] > 0][:MAX_EVIDENCE_PANELS]
@@ -530,8 +530,11 @@ class SlotApp:
                 return None
             pred = result.predictor
             mask = result.cached(("mask", method, True), lambda: pred.pseudo_mask(method, crf=True))
-        except (AppError, KeyError, ValueError):
+        except AppError:
             return None  # class_view, which runs first, has said what is wrong
+        except Exception as exc:
+            self._error(exc)
+            return None
         return _annotated(pred, mask)
 
     # -------------------------------------------------------------- figure download
@@ -560,7 +563,7 @@ class SlotApp:
                 fig, name = figures.slot_grid(pred, blocks=chosen), "slot_groups"
             out = self._new_figure_path(f"glmix_{name}.{fmt}")
             figures.save_figure(fig, out)
-        except (AppError, ValueError) as exc:
+        except Exception as exc:  # AppError: a message; anything else: logged, then a message
             return None, self._error(exc)
         return str(out), f"Figure ready: {out.name}"
 
@@ -578,8 +581,17 @@ class SlotApp:
     # -------------------------------------------------------------- messages
     @staticmethod
     def _error(exc: Exception, warn: bool = True) -> str:
-        """The message for the page; also a pop-up warning unless an earlier step gave one."""
-        message = _strip_dirs(str(exc)) if not isinstance(exc, AppError) else str(exc)
+        """The message for the page; also a pop-up warning unless an earlier step gave one.
+
+        Anything but an :class:`AppError` is unexpected: its traceback goes to the server log and
+        the page only says that something failed."""
+        if isinstance(exc, AppError):
+            message = str(exc)
+        elif isinstance(exc, KeyError | ValueError):  # e.g. an evidence method refusing a model
+            message = _strip_dirs(str(exc).strip("'\""))
+        else:
+            log.error("unexpected error in the web app", exc_info=exc)
+            message = f"internal error ({type(exc).__name__}); the details are in the server log"
         if warn:
             gr.Warning(message)
         return f"**Error:** {message}"
@@ -735,7 +747,7 @@ def build_app(checkpoint: str | os.PathLike[str] | None = None, *, max_side: int
         def on_model(label: str) -> tuple:
             try:
                 s = app.model_settings(label)
-            except AppError as exc:
+            except Exception as exc:
                 app._error(exc)
                 return (gr.skip(),) * 7
             cmap = _class_colors(s["class_names"])
@@ -824,5 +836,6 @@ def launch(checkpoint: str | os.PathLike[str] | None = None, *, host: str = DEFA
     demo.queue(default_concurrency_limit=concurrency, max_size=DEFAULT_QUEUE_SIZE)
     demo.launch(server_name=host, server_port=port, max_file_size=max_file_size, show_error=False,
                 allowed_paths=[str(p) for p in example_files().values()], prevent_thread_lock=prevent_thread_lock,
-                quiet=quiet, ssr_mode=False, footer_links=["api"], theme=gr.themes.Soft())
+                max_threads=max(8, 4 * concurrency), quiet=quiet, ssr_mode=False, footer_links=["api"],
+                theme=gr.themes.Soft())
     return demo

@@ -242,6 +242,16 @@ def test_big_images_are_downscaled_and_bombs_refused(backend, label, nano_checkp
     assert "exceeds the limit" in status and items == []
 
 
+def test_unexpected_errors_are_logged_and_shown_as_a_message(backend, label, monkeypatch, caplog):
+    def broken(self, block):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(webapp.Analysis, "hard", broken)
+    status, items = backend.slot_overlays(_photo(50, 70), label, None, [0])
+    assert status == "**Error:** internal error (RuntimeError); the details are in the server log" and items == []
+    assert "boom" in caplog.text and "Traceback" not in status
+
+
 def test_bad_block_choices_give_messages(backend, label):
     assert "at least one" in backend.slot_overlays(_photo(), label, None, [])[0]
     assert "no block 99" in backend.slot_overlays(_photo(), label, None, [0, 99])[0]
