@@ -15,11 +15,13 @@ loaded once per checkpoint (small LRU) and a visitor can only pick checkpoints t
 from __future__ import annotations
 
 import atexit
+import ctypes
 import hashlib
 import io
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -39,8 +41,8 @@ from .io import DEFAULT_MAX_PIXELS, ImageLoadError, atomic_write_bytes, downscal
 from .models.checkpoints import CheckpointError, checkpoint_dirs, resolve_checkpoint
 from .predictor import ModelInfo, SlotPredictor, load_model
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "SlotApp", "ModelCache", "build_app", "discover_checkpoints",
-           "example_files", "launch"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "SlotApp", "ModelCache", "PictureFiles", "build_app",
+           "discover_checkpoints", "example_files", "launch", "limit_heap_fragmentation"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,11 @@ DEFAULT_MAX_SIDE = 1024
 DEFAULT_CONCURRENCY = 2
 #: Waiting requests beyond this are turned away ("queue full") instead of piling up.
 DEFAULT_QUEUE_SIZE = 64
+#: Visitors whose page state gradio keeps (least recently used dropped first).
+DEFAULT_MAX_SESSIONS = 256
+#: Heap blocks this large or larger get their own mapping (see limit_heap_fragmentation).
+MMAP_THRESHOLD = 128 * 1024
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 DEMO_LABEL = "demo model (bundled)"
 CHECKPOINT_SUFFIXES = (".safetensors", ".pth")
 EXAMPLE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg")
@@ -827,15 +834,37 @@ def build_app(checkpoint: str | os.PathLike[str] | None = None, *, max_side: int
     return demo
 
 
+def limit_heap_fragmentation(threshold: int = MMAP_THRESHOLD) -> bool:
+    """Serve every heap block of ``threshold`` bytes or more with its own mapping (glibc only).
+
+    glibc raises its mmap threshold each time a large block is freed, after which image-sized
+    buffers come from the heap, which fragments across the server's threads: under load the
+    resident memory then creeps up by ~20 MB per 80 requests (eval/RESULTS.md). A fixed
+    threshold returns those buffers to the system when freed. An operator's own
+    ``MALLOC_MMAP_THRESHOLD_`` is left alone. Returns whether the setting was applied.
+    """
+    if os.environ.get("MALLOC_MMAP_THRESHOLD_") or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, threshold))
+    except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to do
+        return False
+
+
 def launch(checkpoint: str | os.PathLike[str] | None = None, *, host: str = DEFAULT_HOST, port: int | None = DEFAULT_PORT,
            max_file_size: str | int = DEFAULT_MAX_FILE_SIZE, concurrency: int = DEFAULT_CONCURRENCY,
            max_side: int = DEFAULT_MAX_SIDE, device: str | torch.device = "auto", prevent_thread_lock: bool = False,
-           quiet: bool = False) -> gr.Blocks:
-    """Build the app and serve it (blocking unless ``prevent_thread_lock``); returns the Blocks."""
+           max_sessions: int = DEFAULT_MAX_SESSIONS, quiet: bool = False) -> gr.Blocks:
+    """Build the app and serve it (blocking unless ``prevent_thread_lock``); returns the Blocks.
+
+    ``max_sessions`` bounds the per-visitor state gradio keeps (least recently used dropped).
+    """
+    limit_heap_fragmentation()
     demo = build_app(checkpoint, max_side=max_side, device=device)
     demo.queue(default_concurrency_limit=concurrency, max_size=DEFAULT_QUEUE_SIZE)
     demo.launch(server_name=host, server_port=port, max_file_size=max_file_size, show_error=False,
                 allowed_paths=[str(p) for p in example_files().values()], prevent_thread_lock=prevent_thread_lock,
-                max_threads=max(8, 4 * concurrency), quiet=quiet, ssr_mode=False, footer_links=["api"],
-                theme=gr.themes.Soft())
+                max_threads=max(8, 4 * concurrency), state_session_capacity=max_sessions, quiet=quiet,
+                ssr_mode=False, footer_links=["api"], theme=gr.themes.Soft())
     return demo
