@@ -53,6 +53,12 @@ class ModelInfo:
     def foreground_names(self) -> list[str]:
         return self.class_names[1:]
 
+    def bg_threshold(self, method: str) -> float:
+        """The background threshold for ``method``: tuned for this checkpoint if it records one."""
+        from .wsss.masks import checkpoint_bg_threshold
+
+        return checkpoint_bg_threshold(self.extra, method)
+
 
 def load_model(checkpoint: str | os.PathLike[str] | None = None, *, model_name: str | None = None,
                device: str | torch.device = "auto") -> tuple[nn.Module, ModelInfo]:
@@ -187,12 +193,13 @@ class SlotPredictor:
 
         ``labels`` (multi-hot over foreground classes) restricts the classes, as the WSSS
         protocol does with ground-truth image labels; by default the predicted ones are used.
+        ``bg_threshold`` defaults to :meth:`ModelInfo.bg_threshold` for ``method``.
         """
         from .wsss.crf import crf_labels
-        from .wsss.masks import DEFAULT_BG_THRESHOLD, scores_to_mask, unary_probabilities
+        from .wsss.masks import scores_to_mask, unary_probabilities
 
         labels = self.predicted_labels() if labels is None else np.asarray(labels, dtype=np.float32)
-        threshold = DEFAULT_BG_THRESHOLD if bg_threshold is None else bg_threshold
+        threshold = self.info.bg_threshold(method) if bg_threshold is None else bg_threshold
         scores = self.evidence(method, **method_options)
         if not crf:
             return scores_to_mask(scores, threshold, labels).astype(np.uint8)

@@ -131,6 +131,12 @@ def test_safetensors_with_metadata(tmp_path, nano):
     half = {k: v.half() if v.is_floating_point() else v for k, v in nano.state_dict().items()}
     save_safetensors(half, path, meta=meta)
     assert sorted(os.listdir(tmp_path)) == ["nano.safetensors"]  # no temp file left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would create it, not owner-only
+    path.chmod(0o640)
+    save_safetensors(half, path, meta=meta)
+    assert path.stat().st_mode & 0o777 == 0o640  # a rewrite keeps the file's permissions
     assert read_checkpoint_meta(path) == meta  # strings stay strings ("123")
     fresh = timm.create_model("glnet_nano", num_classes=NUM_CLASSES)
     report = load_checkpoint(fresh, path)

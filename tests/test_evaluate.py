@@ -11,6 +11,7 @@ from glmix_vis.cli.wsss import main as wsss_main
 from glmix_vis.data import open_dataset
 from glmix_vis.data.scenes import SceneConfig, generate_scenes
 from glmix_vis.models.checkpoints import save_safetensors
+from glmix_vis.wsss.masks import DEFAULT_BG_THRESHOLD, checkpoint_bg_threshold
 from glmix_vis.wsss.oracle import slot_oracle_mask
 
 
@@ -79,3 +80,31 @@ def test_slot_oracle_by_hand():
     # slot 0 -> class 1, slot 1 -> class 0 (3 of 4 votes), slot 2 has only ignored pixels -> background
     expected = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0]])
     np.testing.assert_array_equal(slot_oracle_mask(slots, gt), expected)
+
+
+def test_eval_uses_the_checkpoints_tuned_bg_threshold(scenes_and_checkpoint, tmp_path):
+    root, ckpt = scenes_and_checkpoint
+    classes = list(open_dataset("voc", root, "val").class_names)
+    model = timm.create_model("glnet_nano", num_classes=len(classes) - 1)
+    meta = dict(model="glnet_nano", classes=classes, input_size=[96, 96], bg_thresholds={"cam": 0.9, "slot-cam": 0.35})
+    tuned = tmp_path / "tuned.safetensors"
+    save_safetensors(model.state_dict(), tuned, meta=meta)
+    assert _eval(root, tuned, tmp_path / "cam", "--method", "cam", "--no-crf")["settings"]["bg_threshold"] == 0.9
+    assert _eval(root, tuned, tmp_path / "sc", "--no-crf", "--limit", "1")["settings"]["bg_threshold"] == 0.35
+    given = _eval(root, tuned, tmp_path / "given", "--method", "cam", "--no-crf", "--bg-threshold", "0.2")
+    assert given["settings"]["bg_threshold"] == 0.2  # the user's value wins
+    plain = _eval(root, ckpt, tmp_path / "plain", "--method", "cam", "--no-crf", "--limit", "1")
+    assert plain["settings"]["bg_threshold"] == DEFAULT_BG_THRESHOLD  # nothing recorded: IRN's 0.15
+
+
+@pytest.mark.parametrize("meta, expected", [
+    ({}, DEFAULT_BG_THRESHOLD),
+    ({"bg_thresholds": {"cam": 0.55}}, 0.55),
+    ({"bg_thresholds": {"slot-cam": 0.6}}, DEFAULT_BG_THRESHOLD),  # another method's value
+    ({"bg_thresholds": {"cam": 1.5}}, DEFAULT_BG_THRESHOLD),  # out of range: ignored
+    ({"bg_thresholds": {"cam": "0.5"}}, DEFAULT_BG_THRESHOLD),  # not a number
+    ({"bg_thresholds": {"cam": True}}, DEFAULT_BG_THRESHOLD),
+    ({"bg_thresholds": [0.5]}, DEFAULT_BG_THRESHOLD),
+])
+def test_checkpoint_bg_threshold(meta, expected):
+    assert checkpoint_bg_threshold(meta, "cam") == expected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import timm
@@ -145,7 +146,8 @@ def test_token_evidence_needs_a_token_head(nano, nano_out) -> None:
 def test_slot_cam_shape_and_options(nano, images, nano_out) -> None:
     assert get_evidence_method("slot-cam").config == DEFAULT_SLOT_CAM
     for opts in ({}, {"combine": "product"}, {"combine": "max"}, {"blocks": "all"}, {"blocks": "0,-1"},
-                 {"pool": "dispatch"}, {"cam_weight": 0.3}, {"upsample": "nearest"}, {"dispatch_scale": 0.5}):
+                 {"pool": "grouping"}, {"cam_weight": 0.3}, {"cam_mix": "linear"}, {"contrast": "none"},
+                 {"blocks": "last-stage"}, {"cam_weight": 0.0}, {"upsample": "nearest"}, {"dispatch_scale": 0.5}):
         maps = get_evidence_method("slot-cam", **opts)(nano, nano_out)
         assert maps.shape == (2, 5, 96, 128), opts
         assert_normalised(maps)
@@ -156,8 +158,9 @@ def test_slot_cam_shape_and_options(nano, images, nano_out) -> None:
 
 
 def test_slot_cam_blocks_selection(nano_out, nano) -> None:
+    assert SlotCAM().select_maps(nano, nano_out) == [nano_out.maps[0]]  # default: the finest grid
     last = max(m.stage for m in nano_out.maps)
-    picked = SlotCAM().select_maps(nano, nano_out)
+    picked = SlotCAM(blocks="last-stage").select_maps(nano, nano_out)
     assert picked and all(m.stage == last for m in picked)
     assert len(SlotCAM(blocks="all").select_maps(nano, nano_out)) == len(nano_out.maps)
     assert SlotCAM(blocks=(-1,)).select_maps(nano, nano_out) == [nano_out.maps[-1]]
@@ -178,7 +181,9 @@ def test_slot_cam_head_scores_need_matching_widths(nano, nano_out) -> None:
     maps = get_evidence_method("slot-cam", score="head")(model, x)
     assert maps.shape == (1, 3, 64, 64)
     assert_normalised(maps)
-    assert [m.stage for m in SlotCAM(score="head", blocks="all").select_maps(model, model.forward_slots(x))] == [2, 3]
+    out = model.forward_slots(x)
+    assert [m.stage for m in SlotCAM(score="head", blocks="all").select_maps(model, out)] == [2, 3]
+    assert [m.stage for m in SlotCAM(score="head").select_maps(model, out)] == [2]  # "first" of the head's width
 
 
 class _Head(nn.Module):
@@ -220,7 +225,8 @@ def test_slot_cam_follows_slot_boundaries() -> None:
     out, edge = _synthetic_case()
     model = _Head()
     cam = get_evidence_method("cam")(model, out)[0, 0]
-    slot = get_evidence_method("slot-cam")(model, out)[0, 0]
+    slots_only = {"pool": "grouping", "contrast": "none", "cam_weight": 0.0}
+    slot = get_evidence_method("slot-cam", **slots_only)(model, out)[0, 0]
     assert torch.allclose(slot, slot[:1].expand_as(slot))  # every row is the same profile
     row = slot[0]
     # piecewise constant on the partition: 1 on slot 0, the slot-pooled CAM (0.2) on slot 1
@@ -232,8 +238,27 @@ def test_slot_cam_follows_slot_boundaries() -> None:
     # ... and it is much sharper than the bilinear ramp of the CAM
     assert _transition_width(row) <= 2 < 8 <= _transition_width(cam[0])
     # mixing the CAM back in blurs it again
-    mixed = get_evidence_method("slot-cam", cam_weight=0.5)(model, out)[0, 0, 0]
-    assert _transition_width(mixed) > _transition_width(row)
+    mixed = get_evidence_method("slot-cam", **{**slots_only, "cam_weight": 0.5, "cam_mix": "linear"})(model, out)
+    assert _transition_width(mixed[0, 0, 0]) > _transition_width(row)
+
+
+def test_slot_cam_default_recipe_is_sharp_and_local() -> None:
+    out, edge = _synthetic_case()
+    model = _Head()
+    row = get_evidence_method("slot-cam")(model, out)[0, 0, 0]
+    # min-max contrast: the slot without class-0 evidence scores 0, and the geometric mean keeps it 0
+    torch.testing.assert_close(row[edge + 2:], torch.zeros(64 - edge - 2), atol=5e-3, rtol=0)
+    torch.testing.assert_close(row[: edge - 2], torch.ones(edge - 2), atol=2e-2, rtol=0)
+    assert _transition_width(row) <= 2
+    # locality: slot 0 also takes a far patch (right edge) where the CAM has no class-0 evidence.
+    # Slots alone paint it like the rest of slot 0; mixed with the CAM it stays background.
+    far = out.maps[0].logits.reshape(2, 8, 8).clone()
+    far[0, :, 7], far[1, :, 7] = 10.0, -10.0
+    out.maps[0] = replace(out.maps[0], logits=far.reshape(1, 2, 64))
+    slots_alone = get_evidence_method("slot-cam", cam_weight=0.0)(model, out)[0, 0, 0]
+    default = get_evidence_method("slot-cam")(model, out)[0, 0, 0]
+    assert slots_alone[-4:].min() > 0.9
+    assert default[-4:].max() < 0.05 and default[: edge - 2].min() > 0.95
 
 
 def test_slot_cam_combines_blocks() -> None:
@@ -247,7 +272,7 @@ def test_slot_cam_combines_blocks() -> None:
     a, b = per_block
     for combine, expected in (("mean", (a + b) / 2), ("max", torch.maximum(a, b)),
                               ("product", (a * b).sqrt())):
-        got = SlotCAM(blocks="all", combine=combine).compute(model, out, classes=[0])
+        got = SlotCAM(blocks="all", combine=combine, cam_weight=0.0).compute(model, out, classes=[0])
         torch.testing.assert_close(got, expected, msg=combine)
 
 
@@ -258,6 +283,9 @@ def test_slot_cam_config_parsing() -> None:
         SlotCAMConfig(blocks="deepest")
     with pytest.raises(ValueError, match="cam_weight"):
         SlotCAMConfig(cam_weight=1.5)
+    for field, bad in (("contrast", "zscore"), ("cam_mix", "harmonic"), ("pool", "max")):
+        with pytest.raises(ValueError, match=field):
+            SlotCAMConfig(**{field: bad})
 
 
 def test_normalize_per_class() -> None:

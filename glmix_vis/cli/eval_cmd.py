@@ -40,8 +40,9 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     p.add_argument("--slot-combine", choices=["mean", "product", "max"], help="slot-cam: how blocks combine")
     p.add_argument("--oracle-block", type=int, default=-1, help=f"{ORACLE_METHOD}: which GLMix block")
     p.add_argument("--out", default="runs/eval", help="output folder")
-    p.add_argument("--bg-threshold", type=float, default=DEFAULT_BG_THRESHOLD,
-                   help="background when no allowed class scores above this (default %(default)s)")
+    p.add_argument("--bg-threshold", type=float, default=None,
+                   help="background when no allowed class scores above this (default: the value the "
+                        f"checkpoint records for the method, tuned on its training split; else {DEFAULT_BG_THRESHOLD})")
     p.add_argument("--sweep", action="store_true", help="also sweep the background threshold (reports the best)")
     p.add_argument("--crf", dest="crf", action="store_true", default=True, help="dense CRF refinement (default)")
     p.add_argument("--no-crf", dest="crf", action="store_false")

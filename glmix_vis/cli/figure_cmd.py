@@ -41,7 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     p.add_argument("-k", type=int, default=4, help="representative layout: how many slots to pick (default: 4)")
     p.add_argument("--class", dest="target", metavar="NAME", help="evidence layout: class name to show (default: the top one)")
     p.add_argument("--bg-threshold", type=float, metavar="T",
-                   help="evidence layout: background threshold of the pseudo-masks (default: IRN's 0.15)")
+                   help="evidence layout: background threshold of the pseudo-masks (default: the model's tuned "
+                        "value per method, else IRN's 0.15)")
     p.add_argument("--no-crf", action="store_true", help="evidence layout: leave out the CRF-refined mask")
     p.add_argument("--counts", action="store_true", help="grid layout: write how many slots each block uses")
     p.add_argument("--labels", action=argparse.BooleanOptionalAction, default=None,

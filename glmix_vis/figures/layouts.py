@@ -28,7 +28,6 @@ from matplotlib.patches import Rectangle
 
 from ..data.palette import voc_palette
 from ..models.slots import SlotMap
-from ..wsss.masks import DEFAULT_BG_THRESHOLD
 from .medoids import representative_slot_ids
 from .palette import OKABE_ITO, slot_palette
 from .render import apply_colormap, heatmap_overlay, mask_overlay, overlay_slots, resize_image, resize_labels
@@ -586,6 +585,15 @@ def _target_index(target: str | int, names: Sequence[str]) -> int:
     return int(target)
 
 
+def _threshold_note(thresholds: dict[str, float]) -> str:
+    """``0.4``, or ``0.5 (CAM), 0.6 (slot-CAM)`` when the methods' thresholds differ."""
+    values = set(thresholds.values())
+    if len(values) == 1:
+        return f"{values.pop():g}"
+    names = {"cam": "CAM", "slot-cam": "slot-CAM"}
+    return ", ".join(f"{t:g} ({names.get(m, m)})" for m, t in thresholds.items())
+
+
 def evidence_panel(source: Source, *, target: str | int | None = None, crf: bool = True,
                    bg_threshold: float | None = None, width: str | float = "double", cmap: str = CMAP,
                    alpha: float = 0.6, row_labels: Sequence[str] | None = None, input_size: int | None = None,
@@ -594,8 +602,8 @@ def evidence_panel(source: Source, *, target: str | int | None = None, crf: bool
 
     Panels: input, CAM and slot-CAM heatmaps of one class (``target``: a class name or
     foreground index; default: each image's top predicted class), then pseudo-masks (predicted
-    classes; ``bg_threshold``, default IRN's 0.15) from CAM, slot-CAM and slot-CAM refined by a
-    dense CRF (``crf``). Masks use the VOC palette with background left unpainted; a legend names
+    classes; ``bg_threshold``, default: the model's tuned threshold per method, else IRN's 0.15)
+    from CAM, slot-CAM and slot-CAM refined by a dense CRF (``crf``). Masks use the VOC palette with background left unpainted; a legend names
     the classes. A double column puts one image per row; a single column wraps to two rows.
     """
     w_in = column_width(width)
@@ -604,6 +612,7 @@ def evidence_panel(source: Source, *, target: str | int | None = None, crf: bool
     cols = math.ceil(per_row / 2) if wrap else per_row
     voc = voc_palette()
     present: set[int] = set()
+    thresholds: dict[str, float] = {}
     class_names: list[str] = []
     rows: list[_Row] = []
     with figure_style():
@@ -621,6 +630,8 @@ def evidence_panel(source: Source, *, target: str | int | None = None, crf: bool
             name = class_names[top + 1]
             maps = {m: predictor.evidence(m)[top] for m in ("cam", "slot-cam")}
             masks = [predictor.pseudo_mask(m, bg_threshold=bg_threshold) for m in ("cam", "slot-cam")]
+            thresholds.update((m, predictor.info.bg_threshold(m) if bg_threshold is None else bg_threshold)
+                              for m in ("cam", "slot-cam"))
             if crf:
                 masks.append(predictor.pseudo_mask("slot-cam", bg_threshold=bg_threshold, crf=True))
             for mask in masks:
@@ -643,7 +654,6 @@ def evidence_panel(source: Source, *, target: str | int | None = None, crf: bool
                 rows.append(_Row(chunk, widths[:len(chunk)], height, label if first else None,
                                  space_before=GAP * 3 if first and r else 0.0))
         items = [(voc[c], class_names[c]) for c in sorted(present)]
-        threshold = DEFAULT_BG_THRESHOLD if bg_threshold is None else bg_threshold
-        note = f"background: evidence < {threshold:g}" + ("" if items else "; no foreground in the masks")
+        note = "background: evidence < " + _threshold_note(thresholds) + ("" if items else "; no foreground in the masks")
         legend = _Legend(items, _Colorbar("class evidence", cmap, horizontal=True), note=note)
         return _assemble(rows, frame, dpi, titles="all" if (wrap or len(rows) > 1) else "first", legend=legend)

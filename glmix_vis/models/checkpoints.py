@@ -18,6 +18,7 @@ import json
 import os
 import pickle
 import re
+import stat
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -553,6 +554,16 @@ def _set_buffer(model: nn.Module, name: str, value: torch.Tensor) -> None:
 
 
 # ------------------------------------------------------------------------------ writing
+def _file_mode(path: Path) -> int:
+    """The permissions a rewritten ``path`` should get: its own if it exists, else what the umask allows."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def save_safetensors(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike[str], *,
                      meta: Mapping[str, Any] | None = None, dtype: torch.dtype | None = torch.float32) -> Path:
     """Write a state dict as ``.safetensors`` atomically (temp file + rename).
@@ -575,6 +586,7 @@ def save_safetensors(state_dict: Mapping[str, torch.Tensor], path: str | os.Path
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         save_file(tensors, str(tmp), metadata=header)
+        os.chmod(tmp, _file_mode(path))  # safetensors >= 0.8 creates its files owner-only
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -16,7 +16,7 @@ import platform
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,6 @@ from ..preprocess import image_to_batch
 from .crf import CRFParams, crf_labels
 from .evidence import get_evidence_method
 from .masks import (
-    DEFAULT_BG_THRESHOLD,
     DEFAULT_THRESHOLDS,
     best_threshold,
     scores_to_mask,
@@ -59,7 +58,7 @@ class EvalConfig:
     checkpoint: str | None = None
     method: str = "slot-cam"
     method_options: dict[str, Any] = field(default_factory=dict)
-    bg_threshold: float = DEFAULT_BG_THRESHOLD
+    bg_threshold: float | None = None  # None: the checkpoint's tuned value for the method, else 0.15
     sweep: bool = False
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS
     crf: bool = True
@@ -131,6 +130,8 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     dataset = open_dataset(config.dataset, config.root, config.split)
     model, info = load_model(config.checkpoint, device=device)
     _check_classes(dataset, info)
+    if config.bg_threshold is None:
+        config = replace(config, bg_threshold=info.bg_threshold(config.method))
     oracle = config.method == ORACLE_METHOD
     if oracle and config.crf:
         raise ValueError(f"{ORACLE_METHOD} assigns ground-truth classes to slots; it takes no CRF (use --no-crf)")

@@ -17,8 +17,9 @@ rows = ground truth, columns = prediction (as :mod:`glmix_vis.wsss.metrics`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,12 +27,15 @@ import torch
 from .metrics import DEFAULT_IGNORE_INDEX, mean_iou
 
 __all__ = [
-    "DEFAULT_BG_THRESHOLD", "DEFAULT_THRESHOLDS", "DEFAULT_POWER_ALPHA", "restrict_to_labels",
+    "DEFAULT_BG_THRESHOLD", "BG_THRESHOLDS_KEY", "checkpoint_bg_threshold", "DEFAULT_THRESHOLDS", "DEFAULT_POWER_ALPHA", "restrict_to_labels",
     "scores_to_mask", "sweep_confusions", "ThresholdSweep", "best_threshold", "unary_probabilities",
 ]
 
 #: IRN's default CAM evaluation threshold (``--cam_eval_thres 0.15``).
 DEFAULT_BG_THRESHOLD = 0.15
+#: Checkpoint metadata key of the background thresholds tuned for that model, one per evidence
+#: method, e.g. ``{"cam": 0.5, "slot-cam": 0.6}`` (eval/tune_bg_thresholds.py writes it).
+BG_THRESHOLDS_KEY = "bg_thresholds"
 #: The thresholds a sweep tries by default: 0.05, 0.10, ..., 0.95.
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))
 #: PSA's "low alpha" for the background ``(1 - max score) ** alpha`` (Ahn & Kwak, CVPR 2018).
@@ -75,6 +79,21 @@ def _best_class(scores: Array, labels: Array | None) -> tuple[np.ndarray, np.nda
         empty = np.full(s.shape[:-3] + s.shape[-2:], -np.inf, np.float32)
         return empty, np.zeros(empty.shape, np.int64)
     return s.max(axis=-3), s.argmax(axis=-3)
+
+
+def checkpoint_bg_threshold(meta: Mapping[str, Any] | None, method: str) -> float:
+    """The background threshold a checkpoint's metadata records for ``method``, else IRN's 0.15.
+
+    How far a normalised evidence map spreads beyond the object depends on the model and the
+    method, so one literature value fits few of them; a checkpoint may carry values tuned on
+    its training split (never on the split being scored).
+    """
+    tuned = (meta or {}).get(BG_THRESHOLDS_KEY)
+    if isinstance(tuned, Mapping):
+        value = tuned.get(method)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0:
+            return float(value)
+    return DEFAULT_BG_THRESHOLD
 
 
 def scores_to_mask(scores: Array, bg_threshold: float = DEFAULT_BG_THRESHOLD,
