@@ -7,17 +7,19 @@ belongs to:
 1. slot scores, ``(B, S, K)``, one of
    * ``score="cam"`` (default): the dense evidence (normalised CAM, or the token head with
      ``base="token"``) resampled to the block's grid and pooled with the slot's weights,
-     ``score_k[s] = sum_p w[s, p] * cam_k[p]``. The weights are the block's own ``grouping``
-     (softmax over pixels, what the model pools slots with), or with ``pool="dispatch"`` the
-     dispatch map normalised over pixels (the slot's share of the soft partition);
+     ``score_k[s] = sum_p w[s, p] * cam_k[p]``. The weights are, with ``pool="dispatch"``
+     (default), the dispatch map normalised over pixels (the slot's share of the soft
+     partition), or the block's own ``grouping`` (softmax over pixels, what the model pools
+     slots with; so peaked that a few pixels decide the score);
    * ``score="head"``: the updated slot features through the linear head, ReLU'd and divided
      by their maximum over slots. Only for blocks whose width equals the head's input width.
+
+   With ``contrast="minmax"`` (default) each class's slot scores are then stretched to [0, 1]
+   over the image's slots: pooling a CAM gives every slot some evidence, and without the
+   stretch the least likely slot would still paint its pixels with it;
 2. pixel scores: ``pixel_k[p] = sum_s dispatch[s, p] * score_k[s]``, with the dispatch map
    upsampled to the input size by :meth:`SlotMap.upsample` (interpolated logits, then softmax),
    so a map's edges are the slots' edges, not a bilinear ramp across the coarse CAM grid;
-   With ``contrast="minmax"`` (default) each class's slot scores are first stretched to [0, 1]
-   over the image's slots: pooling a CAM gives every slot some evidence, and without the
-   stretch the least likely slot would still paint its pixels with it;
 3. the selected blocks are combined by ``mean``, ``max`` or ``product`` (geometric mean, so the
    result stays on the scale of one block), then mixed with the plain CAM, by default as a
    weighted geometric mean ``slot_maps ** (1 - cam_weight) * cam ** cam_weight``: a pixel needs
