@@ -108,3 +108,29 @@ def test_eval_uses_the_checkpoints_tuned_bg_threshold(scenes_and_checkpoint, tmp
 ])
 def test_checkpoint_bg_threshold(meta, expected):
     assert checkpoint_bg_threshold(meta, "cam") == expected
+
+
+def test_eval_refuses_to_resume_with_other_settings(scenes_and_checkpoint, tmp_path, capsys):
+    root, ckpt = scenes_and_checkpoint
+    out = tmp_path / "run"
+    first = _eval(root, ckpt, out, "--method", "cam", "--no-crf", "--limit", "2")
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["method"] == "cam" and settings["bg_threshold"] == first["settings"]["bg_threshold"]
+    # more images, other workers: the same masks, so resuming is fine
+    assert _eval(root, ckpt, out, "--method", "cam", "--no-crf", "--workers", "1")["images"] == 4
+    masks = {p.name: p.read_bytes() for p in (out / "masks").glob("*.png")}
+    for extra in (["--method", "slot-cam", "--no-crf"], ["--method", "cam", "--no-crf", "--bg-threshold", "0.5"],
+                  ["--method", "cam", "--no-crf", "--flip"]):
+        code = wsss_main(["eval", "--root", str(root), "--split", "val", "--checkpoint", str(ckpt),
+                          "--out", str(out), "--workers", "1", *extra])
+        assert code != 0
+        assert "other settings" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (out / "masks").glob("*.png")} == masks  # nothing overwritten
+    # another checkpoint file with the same name and architecture is another model
+    other = tmp_path / ckpt.name
+    model = timm.create_model("glnet_nano", num_classes=len(open_dataset("voc", root, "val").class_names) - 1)
+    save_safetensors(model.state_dict(), other, meta=dict(model="glnet_nano", input_size=[96, 96],
+                                                          classes=list(open_dataset("voc", root, "val").class_names)))
+    code = wsss_main(["eval", "--root", str(root), "--split", "val", "--checkpoint", str(other),
+                      "--out", str(out), "--workers", "1", "--method", "cam", "--no-crf"])
+    assert code != 0 and "checkpoint_sha256" in capsys.readouterr().err

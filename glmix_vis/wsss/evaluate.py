@@ -3,13 +3,16 @@
 Resumable and shardable by construction: every image's masks are written atomically as
 ``OUT/masks/<id>.png`` (and ``OUT/masks_nocrf/<id>.png`` when the CRF is on), an image whose
 masks exist is not recomputed, and the metrics are computed at the end from the mask files
-and the ground truth. Under ``torchrun`` each process takes every ``world``-th image and the
+and the ground truth. ``OUT/settings.json`` records what decides the masks (data, checkpoint
+digest, method and its options, threshold, CRF, test-time augmentation); a later run with other
+settings and the same OUT stops with an error instead of mixing masks. Under ``torchrun`` each process takes every ``world``-th image and the
 confusion matrices are summed across processes. The CRF runs in a process pool while the
 network computes the next images.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -45,6 +48,8 @@ from .tta import tta_evidence
 __all__ = ["EvalConfig", "evaluate", "ORACLE_METHOD"]
 
 ORACLE_METHOD = "slot-oracle"
+#: Written into OUT on the first run: the settings its masks were made with.
+SETTINGS_FILE = "settings.json"
 
 
 @dataclass
@@ -141,6 +146,8 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         raise ValueError(f"labels must be 'gt' or 'pred', got {config.labels!r}")
 
     out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _claim_output(out / SETTINGS_FILE, _mask_settings(config, info), write=rank == 0)
     mask_dir = out / "masks"
     raw_dir = out / "masks_nocrf" if config.crf else mask_dir
     for d in {mask_dir, raw_dir}:
@@ -229,6 +236,47 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     _write_json(out / "metrics.json", result)
     (out / "metrics.md").write_text(_markdown(result, Metrics.from_confusion(final), dataset.class_names))
     return result
+
+
+def _file_digest(path: str | None) -> str | None:
+    if path is None or not Path(path).is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _mask_settings(config: EvalConfig, info: ModelInfo) -> dict[str, Any]:
+    """Everything that decides the masks written to OUT (not --limit, --workers or the device)."""
+    settings: dict[str, Any] = dict(
+        dataset=config.dataset, root=str(Path(config.root).resolve()) if config.root else None, split=config.split,
+        checkpoint_sha256=_file_digest(info.checkpoint), model=info.name, method=config.method,
+        input_size=config.input_size, scales=[float(s) for s in config.scales], flip=bool(config.flip))
+    if config.method == ORACLE_METHOD:
+        settings["oracle_block"] = config.oracle_block
+    else:
+        settings.update(method_options=config.method_options, bg_threshold=config.bg_threshold,
+                        labels=config.labels, crf=config.crf,
+                        crf_params=asdict(config.crf_params) if config.crf else None)
+    return json.loads(json.dumps(settings, default=str))  # the form it is compared in after a reload
+
+
+def _claim_output(path: Path, settings: dict[str, Any], write: bool) -> None:
+    """Tie OUT to these settings, so that a resumed run never mixes masks made with other ones."""
+    if path.exists():
+        try:
+            before = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path} is unreadable ({exc}); remove it, or choose another --out") from None
+        changed = sorted(k for k in settings.keys() | before.keys() if settings.get(k) != before.get(k))
+        if changed:
+            detail = "; ".join(f"{k}: {before.get(k)!r} -> {settings.get(k)!r}" for k in changed)
+            raise ValueError(f"{path.parent} holds masks made with other settings ({detail}). Resuming would mix "
+                             "them; choose another --out, or delete that folder to start over")
+    elif write:
+        _write_json(path, settings)
 
 
 def _predicted_labels(model: torch.nn.Module, x: torch.Tensor, info: ModelInfo) -> np.ndarray:
