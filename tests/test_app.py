@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import socket
+import sys
 import threading
 from pathlib import Path
 
@@ -405,3 +406,17 @@ def test_launched_app_answers_through_gradio_client(nano_checkpoint, tmp_path):
 
 def backend_slots(checkpoint: Path) -> int:
     return ModelCache(device="cpu").get(checkpoint).num_slots[2]
+
+
+def test_heap_fragmentation_limit_respects_the_operator(monkeypatch) -> None:
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    assert webapp.limit_heap_fragmentation() is False  # the operator's setting is left alone
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    applied = webapp.limit_heap_fragmentation()
+    assert applied is (sys.platform.startswith("linux") and _is_glibc())
+
+
+def _is_glibc() -> bool:
+    import platform
+
+    return platform.libc_ver()[0] == "glibc"
