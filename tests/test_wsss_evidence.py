@@ -339,3 +339,18 @@ def test_imagenet_voc_names() -> None:
                 831: "studio couch", 820: "steam locomotive", 664: "monitor", 851: "television"}
     for index, name in expected.items():
         assert name in info.index_to_description(index), (index, info.index_to_description(index))
+
+
+def test_slot_cam_tta_augments_the_dense_evidence_only(nano, images) -> None:
+    dense_mode, whole = get_evidence_method("slot-cam"), get_evidence_method("slot-cam", tta="all")
+    # no augmentation: both modes are the plain method
+    plain = dense_mode(nano, images)
+    for method in (dense_mode, whole):
+        torch.testing.assert_close(tta_evidence(method, nano, images, scales=(1.0,), flip=False), plain)
+    # augmented: "dense" = the CAM averaged over scales and flips, pooled into the image's own slots
+    scales = (1.0, 0.5)
+    cam = tta_evidence(get_evidence_method("cam"), nano, images, scales=scales, flip=False)
+    expected = normalize_per_class(dense_mode.from_dense(nano, nano.forward_slots(images), cam, None, (96, 128)))
+    got = tta_evidence(dense_mode, nano, images, scales=scales, flip=False)
+    torch.testing.assert_close(got, expected)
+    assert not torch.allclose(got, tta_evidence(whole, nano, images, scales=scales, flip=False), atol=1e-3)

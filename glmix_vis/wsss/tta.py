@@ -35,7 +35,9 @@ def tta_evidence(method: EvidenceMethod, model: nn.Module, images: torch.Tensor,
     """``(B, K', H, W)`` evidence for ``images`` (B, 3, H, W) averaged over scales and flips.
 
     Args:
-        method: any evidence method; its unnormalised ``compute`` maps are averaged.
+        method: any evidence method; its unnormalised ``compute`` maps are averaged, unless
+            the method augments only part of its computation (:meth:`EvidenceMethod.augmented`;
+            slot-cam by default augments its dense evidence and keeps the image's own slots).
         scales: image scale factors (bilinear resizing of the normalised image batch).
         flip: also run the horizontally flipped batch (in the same forward pass).
         normalize: divide each class map by its maximum at the end (ReLU + max, in [0, 1]).
@@ -50,6 +52,11 @@ def tta_evidence(method: EvidenceMethod, model: nn.Module, images: torch.Tensor,
     b = images.shape[0]
     in_size = (images.shape[-2], images.shape[-1])
     size = in_size if size is None else (int(size[0]), int(size[1]))
+    cls = None if classes is None else [int(c) for c in classes]
+    with torch.no_grad():
+        custom = method.augmented(model, images, cls, tuple(float(s) for s in scales), bool(flip), size)
+    if custom is not None:
+        return normalize_per_class(custom) if normalize else custom.float()
     total: torch.Tensor | None = None
     runs = 0
     for scale in scales:

@@ -146,6 +146,13 @@ class EvidenceMethod(ABC):
         with torch.no_grad():
             return self.raw(model, out, cls, (int(size[0]), int(size[1])))
 
+    def augmented(self, model: nn.Module, images: torch.Tensor, classes: list[int] | None,
+                  scales: Sequence[float], flip: bool, size: tuple[int, int]) -> torch.Tensor | None:
+        """Unnormalised maps under test-time augmentation, for methods that augment only part of
+        their computation; ``None`` (the default) lets :func:`~glmix_vis.wsss.tta.tta_evidence`
+        average whole :meth:`compute` maps over the scales and flips."""
+        return None
+
     @abstractmethod
     def raw(self, model: nn.Module, out: SlotOutput, classes: list[int] | None,
             size: tuple[int, int]) -> torch.Tensor:

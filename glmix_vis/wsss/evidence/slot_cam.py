@@ -49,6 +49,7 @@ from .base import (
     normalize_per_class,
     register_evidence,
     resize_maps,
+    run_slots,
 )
 from .cam import CAM
 from .token import TokenEvidence
@@ -61,6 +62,7 @@ POOLS = ("grouping", "dispatch")
 COMBINES = ("mean", "product", "max")
 CONTRASTS = ("minmax", "none")
 CAM_MIXES = ("geometric", "linear")
+TTA_MODES = ("dense", "all")
 BASES = ("cam", "token")
 UPSAMPLES = ("bilinear", "bicubic", "nearest")
 
@@ -87,6 +89,9 @@ class SlotCAMConfig:
         upsample: interpolation of the dispatch logits to the input size.
         dispatch_scale: dispatch at this fraction of the output size, then resize the maps
             bilinearly (below 1 trades edge sharpness for speed on CPU; 1 is exact).
+        tta: under test-time augmentation, ``"dense"`` augments only the dense evidence and
+            pools it into the slots of the unaugmented image; ``"all"`` averages whole
+            slot-CAM maps over the scales and flips, like any other method.
     """
 
     blocks: str | tuple[int, ...] = "first"
@@ -99,6 +104,7 @@ class SlotCAMConfig:
     base: str = "cam"
     upsample: str = "bilinear"
     dispatch_scale: float = 1.0
+    tta: str = "dense"
 
     def __post_init__(self) -> None:
         blocks = self.blocks
@@ -113,7 +119,8 @@ class SlotCAMConfig:
             raise ValueError("blocks must name at least one GLMix block")
         object.__setattr__(self, "blocks", blocks)
         for name, allowed in (("score", SCORES), ("pool", POOLS), ("contrast", CONTRASTS), ("combine", COMBINES),
-                              ("cam_mix", CAM_MIXES), ("base", BASES), ("upsample", UPSAMPLES)):
+                              ("cam_mix", CAM_MIXES), ("base", BASES), ("upsample", UPSAMPLES),
+                              ("tta", TTA_MODES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"slot-cam {name} must be one of {allowed}, got {getattr(self, name)!r}")
         if not 0.0 <= self.cam_weight <= 1.0:
@@ -212,9 +219,14 @@ class SlotCAM(EvidenceMethod):
         return scores
 
     def iter_block_maps(self, model: nn.Module, out: SlotOutput, classes: list[int] | None,
-                        size: Sequence[int]) -> Iterator[tuple[SlotMap, torch.Tensor]]:
-        """Each selected block with its ``(B, K', H, W)`` pixel scores (for inspection and tuning)."""
-        dense = self.dense_evidence(model, out, classes) if self.config.score == "cam" else None
+                        size: Sequence[int], dense: torch.Tensor | None = None
+                        ) -> Iterator[tuple[SlotMap, torch.Tensor]]:
+        """Each selected block with its ``(B, K', H, W)`` pixel scores (for inspection and tuning).
+
+        ``dense`` is the normalised dense evidence to pool (any size; default: this output's own).
+        """
+        if dense is None and self.config.score == "cam":
+            dense = self.dense_evidence(model, out, classes)
         scale = self.config.dispatch_scale
         at = tuple(size) if scale == 1.0 else tuple(max(1, round(int(s) * scale)) for s in size)
         for m in self.select_maps(model, out):
@@ -225,10 +237,15 @@ class SlotCAM(EvidenceMethod):
     # ---------------------------------------------------------------- evidence
     def raw(self, model: nn.Module, out: SlotOutput, classes: list[int] | None,
             size: tuple[int, int]) -> torch.Tensor:
+        return self.from_dense(model, out, self.dense_evidence(model, out, classes), classes, size)
+
+    def from_dense(self, model: nn.Module, out: SlotOutput, dense: torch.Tensor, classes: list[int] | None,
+                   size: tuple[int, int]) -> torch.Tensor:
+        """Slot-CAM maps at ``size`` from ``out``'s slots and normalised dense evidence ``dense``."""
         combine = self.config.combine
         acc: torch.Tensor | None = None
         n = 0
-        for _, pix in self.iter_block_maps(model, out, classes, size):
+        for _, pix in self.iter_block_maps(model, out, classes, size, dense):
             if acc is None:
                 acc = pix
             elif combine == "max":
@@ -246,12 +263,35 @@ class SlotCAM(EvidenceMethod):
         w = self.config.cam_weight
         if w == 0:
             return acc
-        dense = resize_maps(self.dense_evidence(model, out, classes), size)
+        dense = resize_maps(dense, size)
         if self.config.cam_mix == "linear":
             return (1 - w) * acc + w * dense
         # weighted geometric mean of two maps in [0, 1] (each brought to peak 1 first, so that
         # the weight, not the scale of either map, decides their balance)
         return normalize_per_class(acc).pow(1 - w) * dense.pow(w)
+
+    def augmented(self, model: nn.Module, images: torch.Tensor, classes: list[int] | None,
+                  scales: Sequence[float], flip: bool, size: tuple[int, int]) -> torch.Tensor | None:
+        """Test-time augmentation of the dense evidence only (``tta="dense"``).
+
+        Scaled and flipped copies sharpen where the CAM puts a class, but the slots of a
+        half-size image are coarse: averaging whole slot-CAM maps over scales blurs the edges
+        that are slot-CAM's point. So the dense evidence is averaged over every scale and flip,
+        and pooled into the slots of the image at its own scale (and of its mirror image, with
+        ``flip``).
+        """
+        if self.config.tta != "dense" or (tuple(scales) == (1.0,) and not flip):
+            return None
+        from ..tta import tta_evidence
+
+        dense = tta_evidence(self._dense, model, images, classes, scales=scales, flip=flip, size=size)
+        if not flip:
+            return self.from_dense(model, run_slots(model, images), dense, classes, size)
+        # the flipped image's slots too (flipping loses no resolution), so the maps stay equivariant
+        b = images.shape[0]
+        both = self.from_dense(model, run_slots(model, torch.cat([images, images.flip(-1)])),
+                               torch.cat([dense, dense.flip(-1)]), classes, size)
+        return (both[:b] + both[b:].flip(-1)) / 2
 
     def __repr__(self) -> str:
         return f"{super().__repr__()[:-1]}, config={self.config})"
