@@ -22,10 +22,10 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors.torch import load_file
 
 from glmix_vis.data.scenes import DEFAULT_SCENES_DIR, ensure_scenes
-from glmix_vis.models.checkpoints import save_safetensors
+from glmix_vis.models.checkpoints import read_checkpoint_meta, save_safetensors
 from glmix_vis.predictor import load_model
 from glmix_vis.wsss.evaluate import EvalConfig, evaluate
 from glmix_vis.wsss.masks import BG_THRESHOLDS_KEY
@@ -40,11 +40,9 @@ def sweep(checkpoint: str, root: str, split: str, limit: int, method: str, workd
 
 
 def write_thresholds(checkpoint: Path, thresholds: dict[str, float]) -> None:
-    with safe_open(str(checkpoint), "pt") as f:
-        meta = {k: (v if k == "format" else json.loads(v)) for k, v in (f.metadata() or {}).items()}
-        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
-    meta.pop("format", None)
+    meta = read_checkpoint_meta(checkpoint)
     meta[BG_THRESHOLDS_KEY] = thresholds
+    tensors = load_file(str(checkpoint))  # as stored: fp16 stays fp16
     save_safetensors(tensors, checkpoint, meta=meta, dtype=None)
 
 

@@ -603,8 +603,9 @@ def evidence_panel(source: Source, *, target: str | int | None = None, crf: bool
     Panels: input, CAM and slot-CAM heatmaps of one class (``target``: a class name or
     foreground index; default: each image's top predicted class), then pseudo-masks (predicted
     classes; ``bg_threshold``, default: the model's tuned threshold per method, else IRN's 0.15)
-    from CAM, slot-CAM and slot-CAM refined by a dense CRF (``crf``). Masks use the VOC palette with background left unpainted; a legend names
-    the classes. A double column puts one image per row; a single column wraps to two rows.
+    from CAM, slot-CAM and slot-CAM refined by a dense CRF (``crf``). Masks use the VOC palette
+    with background left unpainted; a legend names the classes. A double column puts one image
+    per row; a single column wraps to two rows.
     """
     w_in = column_width(width)
     per_row = 6 if crf else 5

@@ -5,9 +5,9 @@ Resumable and shardable by construction: every image's masks are written atomica
 masks exist is not recomputed, and the metrics are computed at the end from the mask files
 and the ground truth. ``OUT/settings.json`` records what decides the masks (data, checkpoint
 digest, method and its options, threshold, CRF, test-time augmentation); a later run with other
-settings and the same OUT stops with an error instead of mixing masks. Under ``torchrun`` each process takes every ``world``-th image and the
-confusion matrices are summed across processes. The CRF runs in a process pool while the
-network computes the next images.
+settings and the same OUT stops with an error instead of mixing masks. Under ``torchrun`` each
+process takes every ``world``-th image and the confusion matrices are summed across processes.
+The CRF runs in a process pool while the network computes the next images.
 """
 
 from __future__ import annotations
