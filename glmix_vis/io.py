@@ -1,9 +1,11 @@
 """Robust image loading shared by every entry point (CLIs, datasets, web app).
 
-Everything that reads a user-supplied image goes through :func:`load_image`, so the
-same rules apply everywhere: EXIF orientation is honoured, every Pillow mode becomes
-8-bit RGB, oversized images are refused before they are decoded, and any failure is
-one :class:`ImageLoadError` whose message starts with the file's name.
+Everything that reads an image goes through :func:`load_image`, so the same rules apply
+everywhere: every Pillow mode becomes 8-bit RGB, oversized images are refused before they are
+decoded, and any failure is one :class:`ImageLoadError` whose message starts with the file's
+name. EXIF orientation is honoured by default (a user's photo shows as it does on their phone);
+dataset readers pass ``exif_transpose=False``, because ground-truth masks are drawn on the
+pixels as stored (IRN, chainercv and imageio read them that way too).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ __all__ = [
     "atomic_write_bytes",
     "downscale_to",
     "load_image",
+    "probe_image",
 ]
 
 #: Pillow's own default bomb threshold (about 89.5 megapixels, ~270 MB as RGB).
@@ -117,30 +120,58 @@ def _to_rgb_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
-def load_image(src: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def _open_checked(src: ImageSource, max_pixels: int | None) -> tuple[Image.Image, str]:
+    """Open ``src`` lazily (header only) and refuse empty or oversized images before decoding."""
+    name = _source_name(src)
+    img = _open(src, name)
+    width, height = img.size
+    problem = None
+    if width <= 0 or height <= 0:
+        problem = f"{name}: empty image ({width}x{height})"
+    elif max_pixels is not None and width * height > max_pixels:
+        problem = (f"{name}: refused, {width}x{height} = {width * height} pixels exceeds the limit of "
+                   f"{max_pixels} (possible decompression bomb)")
+    if problem is not None:
+        if img is not src:
+            img.close()  # ours to close: we opened it
+        raise ImageLoadError(problem)
+    return img, name
+
+
+def probe_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """``(height, width)`` of an image file as stored, read from its header without decoding pixels.
+
+    It refuses what :func:`load_image` refuses up front (missing, unrecognised, empty, oversized),
+    so checking a whole dataset with it is cheap and agrees with loading it later. EXIF
+    orientation is ignored: this is the size of the stored pixels.
+    """
+    img, _ = _open_checked(path, max_pixels)
+    with img:
+        width, height = img.size
+    return height, width
+
+
+def load_image(
+    src: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS, exif_transpose: bool = True
+) -> np.ndarray:
     """Read ``src`` (path, bytes, binary stream or PIL image) as an (H, W, 3) uint8 RGB array.
 
     ``max_pixels`` bounds width*height as declared in the header, checked before any
     pixel is decoded (decompression-bomb guard); ``None`` disables the check.
+    ``exif_transpose`` turns the image upright as its EXIF orientation tag asks (for user
+    images); ``False`` returns the pixels as stored (for dataset images, which must align with
+    masks drawn on the stored pixels).
     """
-    name = _source_name(src)
-    img = _open(src, name)
-    width, height = img.size
-    if width <= 0 or height <= 0:
-        raise ImageLoadError(f"{name}: empty image ({width}x{height})")
-    if max_pixels is not None and width * height > max_pixels:
-        raise ImageLoadError(
-            f"{name}: refused, {width}x{height} = {width * height} pixels exceeds the limit of "
-            f"{max_pixels} (possible decompression bomb)"
-        )
+    img, name = _open_checked(src, max_pixels)
     try:
         img.load()
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
         raise ImageLoadError(f"{name}: corrupt or truncated image data ({exc})") from exc
-    try:
-        img = ImageOps.exif_transpose(img) or img
-    except Exception:  # a malformed EXIF block must not reject an otherwise readable image
-        pass
+    if exif_transpose:
+        try:
+            img = ImageOps.exif_transpose(img) or img
+        except Exception:  # a malformed EXIF block must not reject an otherwise readable image
+            pass
     try:
         arr = _to_rgb_array(img)
     except (OSError, ValueError) as exc:

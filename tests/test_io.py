@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from glmix_vis.io import ImageLoadError, atomic_write_bytes, downscale_to, load_image
+from glmix_vis.io import ImageLoadError, atomic_write_bytes, downscale_to, load_image, probe_image
 
 
 def _save(img: Image.Image, path: Path, **kw) -> Path:
@@ -95,6 +95,32 @@ def test_exif_orientation_is_applied(tmp_path):
     assert out.shape == (40, 20, 3)
     assert out[2, 10, 0] > 200 and out[2, 10, 2] < 60  # the left half is now on top
     assert out[-3, 10, 2] > 200
+
+
+def test_exif_orientation_can_be_ignored(tmp_path):
+    arr = np.zeros((20, 40, 3), dtype=np.uint8)
+    arr[:, :20] = (255, 0, 0)
+    img = Image.fromarray(arr)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = _save(img, tmp_path / "rot.jpg", exif=exif, quality=95)
+    stored = load_image(path, exif_transpose=False)
+    assert stored.shape == (20, 40, 3) and stored[10, 2, 0] > 200  # as stored: red still on the left
+    np.testing.assert_array_equal(load_image(path), np.rot90(stored, k=-1))  # default: upright
+    assert probe_image(path) == (20, 40)  # the stored size, from the header
+
+
+def test_probe_image_refuses_what_load_image_refuses(tmp_path, monkeypatch):
+    path = _save(Image.new("RGB", (30, 10)), tmp_path / "x.png")
+    monkeypatch.setattr("PIL.ImageFile.ImageFile.load", lambda self: pytest.fail("decoded"))
+    assert probe_image(path) == (10, 30)
+    with pytest.raises(ImageLoadError, match=r"x\.png: refused, 30x10 = 300 pixels"):
+        probe_image(path, max_pixels=299)
+    with pytest.raises(ImageLoadError, match=r"missing\.png: no such file"):
+        probe_image(tmp_path / "missing.png")
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    with pytest.raises(ImageLoadError, match=r"junk\.png: not a recognised image file"):
+        probe_image(tmp_path / "junk.png")
 
 
 def test_truncated_files_raise_naming_the_file(tmp_path):

@@ -27,12 +27,14 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     p = subparsers.add_parser(
         name, help="score WSSS pseudo-masks (mIoU)",
         description="Class evidence -> pseudo-masks restricted to the image's ground-truth classes -> dense "
-                    "CRF -> palette PNGs in OUT/masks and OUT/metrics.json (+ metrics.md). Re-running with "
+                    "CRF -> palette PNGs in OUT/masks and OUT/metrics.json (+ metrics.md). The split's ground "
+                    "truth is checked first; every problem is listed and nothing is computed. Re-running with "
                     "the same OUT resumes. With no --root: the generated scenes' val split with the bundled "
                     "checkpoint. Sharded: torchrun --nproc_per_node N -m glmix_vis.cli.wsss eval ...")
     p.add_argument("--dataset", default="voc", choices=["voc", "coco"])
     p.add_argument("--root", help="dataset root (default: the generated scenes, created if missing)")
-    p.add_argument("--split", help="split (default: train with --root, val for the generated scenes)")
+    p.add_argument("--split", help="split (default: train with --root, val for the generated scenes); "
+                                   "mmseg's 'aug' is train_aug")
     p.add_argument("--checkpoint", help="checkpoint file or name (default: the bundled demo model)")
     p.add_argument("--method", default="slot-cam", choices=methods,
                    help=f"class evidence; {ORACLE_METHOD} labels each slot with its majority ground-truth class")

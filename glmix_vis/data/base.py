@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from ..io import ImageLoadError, load_image
+from ..io import ImageLoadError, load_image, probe_image
 
-__all__ = ["IGNORE_INDEX", "DatasetError", "Sample", "SegmentationDataset"]
+__all__ = ["IGNORE_INDEX", "MAX_LISTED_PROBLEMS", "DatasetError", "Sample", "SegmentationDataset"]
 
 IGNORE_INDEX = 255
+#: :meth:`SegmentationDataset.validate` lists this many problems, then counts the rest.
+MAX_LISTED_PROBLEMS = 20
 
 
 class DatasetError(ValueError):
@@ -74,14 +77,39 @@ class SegmentationDataset(ABC):
         """The file of image ``i``."""
 
     def load_image(self, i: int) -> np.ndarray:
-        """(H, W, 3) uint8 RGB image ``i``; a missing or unreadable file raises :class:`DatasetError`."""
+        """(H, W, 3) uint8 RGB image ``i``; a missing or unreadable file raises :class:`DatasetError`.
+
+        The pixels are read as stored, EXIF orientation ignored: the masks were drawn on them.
+        """
         path = self.image_path(i)
         if not path.is_file():
             raise DatasetError(f"{path}: image file not found")
         try:
-            return load_image(path)
+            return load_image(path, exif_transpose=False)
         except ImageLoadError as exc:
             raise DatasetError(str(exc)) from exc
+
+    def image_size(self, i: int) -> tuple[int, int]:
+        """(H, W) of image ``i`` as :meth:`load_image` returns it, read from the file's header only."""
+        path = self.image_path(i)
+        if not path.is_file():
+            raise DatasetError(f"{path}: image file not found")
+        try:
+            return probe_image(path)
+        except ImageLoadError as exc:
+            raise DatasetError(str(exc)) from exc
+
+    def mask_size(self, i: int) -> tuple[int, int] | None:
+        """(H, W) of image ``i``'s mask (None without masks), raising what :meth:`load_mask` would.
+
+        This default decodes the mask; datasets override it with something cheaper (a header).
+        """
+        mask = self.load_mask(i)
+        return None if mask is None else (int(mask.shape[0]), int(mask.shape[1]))
+
+    def describe_mask(self, i: int) -> str:
+        """A human-readable pointer to image ``i``'s mask for error messages."""
+        return "its mask"
 
     @abstractmethod
     def load_mask(self, i: int) -> np.ndarray | None:
@@ -96,9 +124,7 @@ class SegmentationDataset(ABC):
         image = self.load_image(i)
         mask = self.load_mask(i)
         if mask is not None and mask.shape != image.shape[:2]:
-            raise DatasetError(
-                f"{self.describe_image(i)}: mask shape {mask.shape} does not match image shape {image.shape[:2]}"
-            )
+            raise DatasetError(self._size_mismatch(i, image.shape[:2], mask.shape))
         return Sample(self.image_ids[i], image, mask, self.image_labels(i))
 
     def __iter__(self) -> Iterator[Sample]:
@@ -128,19 +154,59 @@ class SegmentationDataset(ABC):
             )
         return mask
 
-    def validate(self, progress: bool = True, raise_errors: bool = True) -> list[str]:
-        """Load every image, mask and label set; report all problems at once.
+    def _size_mismatch(self, i: int, image_hw: tuple[int, ...], mask_hw: tuple[int, ...]) -> str:
+        return (f"{self.describe_image(i)}: image is {image_hw[1]}x{image_hw[0]} pixels but "
+                f"{self.describe_mask(i)} is {mask_hw[1]}x{mask_hw[0]}")
 
-        Returns the list of problems (empty when the dataset is sound); with ``raise_errors``
-        a non-empty list is raised as one :class:`DatasetError`.
+    def check(self, i: int, deep: bool = False) -> list[str]:
+        """The problems of image ``i``'s files, one line each naming the file; empty when it is sound.
+
+        Without ``deep`` only headers are read (cheap enough for a whole split before a long run):
+        the image and mask are present and readable, the mask has an accepted format, their sizes
+        agree, and the image-level labels load. ``deep`` also decodes every pixel (truncated
+        data, mask values outside the classes).
         """
         problems: list[str] = []
-        for i in tqdm(range(len(self)), desc=f"validating {self.split}", disable=not progress, unit="img"):
+
+        def attempt(read: Callable[[int], Any]) -> Any:
             try:
-                self[i]
+                return read(i)
             except (OSError, ValueError) as exc:
-                problems.append(str(exc))
-        if problems and raise_errors:
-            head = f"{len(problems)} problem(s) in {self.root} split {self.split!r}:"
-            raise DatasetError("\n".join([head, *(f"  {p}" for p in problems)]))
+                if str(exc) not in problems:  # labels read off a missing mask repeat its error
+                    problems.append(str(exc))
+                return None
+
+        image_hw, mask_hw = attempt(self.image_size), attempt(self.mask_size)
+        if image_hw is not None and mask_hw is not None and image_hw != mask_hw:
+            problems.append(self._size_mismatch(i, image_hw, mask_hw))
+        attempt(self.image_labels)
+        if deep and not problems:
+            attempt(self.__getitem__)
         return problems
+
+    def validate(self, progress: bool = True, raise_errors: bool = True, indices: Iterable[int] | None = None,
+                 deep: bool = False) -> list[str]:
+        """:meth:`check` every image (or those of ``indices``) and report all problems at once.
+
+        Returns the list of problems (empty when the dataset is sound); with ``raise_errors`` a
+        non-empty list is raised as one :class:`DatasetError`: a header line with the count, then
+        one line per problem (the first :data:`MAX_LISTED_PROBLEMS`). A progress bar appears
+        only when ``progress`` and the check takes more than a second.
+        """
+        todo = list(range(len(self)) if indices is None else indices)
+        problems: list[str] = []
+        for i in tqdm(todo, desc=f"checking {self.split}", disable=not progress, unit="img", delay=1.0,
+                      leave=False):
+            problems.extend(self.check(i, deep=deep))
+        if problems and raise_errors:
+            raise DatasetError(self._format_problems(problems, len(todo)))
+        return problems
+
+    def _format_problems(self, problems: list[str], checked: int) -> str:
+        """The message of :meth:`validate`'s error: a count, then one indented line per problem."""
+        head = (f"{len(problems)} problem(s) in the ground truth of {self.root} split {self.split!r} "
+                f"({checked} images checked):")
+        lines = [head, *(f"  {p}" for p in problems[:MAX_LISTED_PROBLEMS])]
+        if len(problems) > MAX_LISTED_PROBLEMS:
+            lines.append(f"  ... and {len(problems) - MAX_LISTED_PROBLEMS} more")
+        return "\n".join(lines)

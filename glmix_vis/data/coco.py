@@ -43,6 +43,13 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def _available_splits(root: Path, year: int) -> list[str]:
+    """Splits with an ``instances_<split><year>.json`` in ``root/annotations``."""
+    suffix = f"{year}.json"
+    files = (root / "annotations").glob(f"instances_?*{suffix}")
+    return sorted(p.name.removeprefix("instances_").removesuffix(suffix) for p in files)
+
+
 class COCODataset(SegmentationDataset):
     """COCO ``split`` ("train" or "val") of ``year`` as 81-class semantic segmentation."""
 
@@ -55,6 +62,10 @@ class COCODataset(SegmentationDataset):
             raise DatasetError(f"{self.root}: dataset root folder not found")
         self.annotation_file = self.root / "annotations" / f"instances_{split}{year}.json"
         self.image_dir = self.root / f"{split}{year}"
+        if not self.annotation_file.is_file():
+            available = ", ".join(_available_splits(self.root, year)) or "none"
+            raise DatasetError(f"{self.annotation_file}: COCO annotation file not found for split {split!r}; "
+                               f"available splits: {available}")
         data = _read_json(self.annotation_file)
         if not self.image_dir.is_dir():
             raise DatasetError(f"{self.image_dir}: COCO image folder not found")
@@ -89,13 +100,23 @@ class COCODataset(SegmentationDataset):
     def image_path(self, i: int) -> Path:
         return self.image_dir / self.coco.imgs[self._coco_ids[self._index(i)]]["file_name"]
 
+    def mask_size(self, i: int) -> tuple[int, int]:
+        """The size the annotation file records: the masks are painted at it."""
+        info = self.coco.imgs[self._coco_ids[self._index(i)]]
+        try:
+            return int(info["height"]), int(info["width"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DatasetError(f"{self.annotation_file}: image {info.get('id')!r} has no valid height and "
+                               f"width ({exc!r})") from None
+
+    def describe_mask(self, i: int) -> str:
+        return f"its mask (the size {self.annotation_file.name} records)"
 
     def _annotations(self, i: int) -> list[dict[str, Any]]:
         return self.coco.imgToAnns.get(self._coco_ids[self._index(i)], [])
 
     def load_mask(self, i: int) -> np.ndarray:
-        info = self.coco.imgs[self._coco_ids[self._index(i)]]
-        mask = np.zeros((int(info["height"]), int(info["width"])), dtype=np.uint8)
+        mask = np.zeros(self.mask_size(i), dtype=np.uint8)
         anns = self._annotations(i)
         crowd = [a for a in anns if a.get("iscrowd", 0)]
         things = sorted(

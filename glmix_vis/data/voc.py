@@ -6,7 +6,7 @@ Layout, relative to the ``VOC2012`` folder::
     SegmentationClass/<id>.png          palette PNG, 255 = void
     SegmentationClassAug/<id>.png       optional SBD masks (here or next to VOC2012)
     Annotations/<id>.xml                object names -> image-level labels
-    ImageSets/Segmentation/<split>.txt  train, val, train_aug, ...
+    ImageSets/Segmentation/<split>.txt  train, val, train_aug (mmseg: aug.txt), ...
     classes.json                        optional: class names of a generated dataset
 
 Image-level labels come from the XML annotation (the usual WSSS source); where it is
@@ -26,9 +26,11 @@ import numpy as np
 from PIL import Image
 
 from .base import DatasetError, SegmentationDataset
-from .palette import load_palette_png, voc_palette
+from .palette import voc_palette
 
-__all__ = ["METADATA_FILE", "VOC_CLASSES", "VOCDataset", "read_class_metadata", "resolve_voc_root"]
+__all__ = [
+    "METADATA_FILE", "SPLIT_ALIASES", "VOC_CLASSES", "VOCDataset", "read_class_metadata", "resolve_voc_root",
+]
 
 VOC_CLASSES: list[str] = [
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -37,6 +39,16 @@ VOC_CLASSES: list[str] = [
 
 #: Metadata file a generated dataset puts in its VOC2012 folder to declare its own classes.
 METADATA_FILE = "classes.json"
+
+#: Other tools' names for a split: mmseg calls the SBD-augmented training set ``aug`` (``aug.txt``).
+SPLIT_ALIASES: dict[str, str] = {"aug": "train_aug"}
+
+#: Mask folder -> accepted PNG modes. SegmentationClassAug holds SBD conversions, commonly plain
+#: 8-bit grayscale label PNGs (mmseg's converter writes those); VOC's own masks are palette PNGs, so
+#: a grayscale or colour file there is a conversion gone wrong.
+_AUG_MASK_DIR = "SegmentationClassAug"
+_MASK_MODES = {_AUG_MASK_DIR: ("P", "L")}
+_DEFAULT_MASK_MODES = ("P",)
 
 LabelSource = Literal["auto", "xml", "mask"]
 
@@ -100,6 +112,7 @@ class VOCDataset(SegmentationDataset):
     ``labels``: ``"auto"`` reads XML annotations where present and falls back to the mask,
     ``"xml"`` and ``"mask"`` force one source. ``SegmentationClassAug`` masks may be palette
     or plain 8-bit grayscale PNGs (the common SBD conversion); ``SegmentationClass`` must be palette.
+    ``split`` may be an alias of :data:`SPLIT_ALIASES` (``aug``); ``self.split`` is the canonical name.
     """
 
     def __init__(
@@ -114,6 +127,7 @@ class VOCDataset(SegmentationDataset):
             raise ValueError(f"labels must be 'auto', 'xml' or 'mask', got {labels!r}")
         self.voc_dir = resolve_voc_root(root)
         self.root = self.voc_dir
+        split = SPLIT_ALIASES.get(split, split)
         self.split = split
         self.label_source: LabelSource = labels
         meta = self.voc_dir / METADATA_FILE
@@ -139,26 +153,38 @@ class VOCDataset(SegmentationDataset):
         self._label_cache: dict[int, np.ndarray] = {}
 
     # -- file locations -------------------------------------------------------------------------
+    def _split_dirs(self, split: str) -> list[Path]:
+        """Folders that may hold ``split``'s list; ``*_aug`` lists also sit beside VOC2012 (DeepLab, SBD)."""
+        dirs = [self.voc_dir / "ImageSets" / "Segmentation"]
+        if split.endswith("_aug"):
+            dirs += [self.voc_dir / "ImageSets" / "SegmentationAug", self.voc_dir, self.voc_dir.parent]
+        return dirs
+
+    def available_splits(self) -> list[str]:
+        """The splits whose list is present, named as their files are (mmseg's ``aug`` stays ``aug``)."""
+        found = set()
+        for d in self._split_dirs("train_aug"):
+            for p in d.glob("*.txt"):
+                if d in self._split_dirs(SPLIT_ALIASES.get(p.stem, p.stem)) and p.is_file():
+                    found.add(p.stem)
+        return sorted(found)
+
     def _find_split_file(self, split: str) -> Path:
         if not split or os.sep in split or "/" in split:
             raise ValueError(f"invalid split name {split!r}")
-        sets = self.voc_dir / "ImageSets"
-        candidates = [sets / "Segmentation" / f"{split}.txt"]
-        if split.endswith("_aug"):
-            candidates += [
-                sets / "SegmentationAug" / f"{split}.txt",
-                self.voc_dir / f"{split}.txt",
-                self.voc_dir.parent / f"{split}.txt",
-            ]
+        names = [split, *(alias for alias, target in SPLIT_ALIASES.items() if target == split)]
+        candidates = [d / f"{n}.txt" for d in self._split_dirs(split) for n in names]
         for c in candidates:
             if c.is_file():
                 return c
-        raise DatasetError(f"{candidates[0]}: split list for split {split!r} not found")
+        available = ", ".join(self.available_splits()) or "none"
+        raise DatasetError(f"{candidates[0]}: split list for split {split!r} not found; "
+                           f"available splits: {available}")
 
     def _find_mask_dirs(self, split: str) -> list[Path]:
         dirs: list[Path] = []
         if split.endswith("_aug"):
-            for aug in (self.voc_dir / "SegmentationClassAug", self.voc_dir.parent / "SegmentationClassAug"):
+            for aug in (self.voc_dir / _AUG_MASK_DIR, self.voc_dir.parent / _AUG_MASK_DIR):
                 if aug.is_dir():
                     dirs.append(aug)
                     break
@@ -183,18 +209,31 @@ class VOCDataset(SegmentationDataset):
 
     # -- loaders --------------------------------------------------------------------------------
 
+    def describe_mask(self, i: int) -> str:
+        try:
+            return f"its mask {self.mask_path(i)}"
+        except DatasetError:
+            return "its mask"
+
     def load_mask(self, i: int) -> np.ndarray | None:
         if not self.has_masks:
             return None
         path = self.mask_path(i)
-        if path.parent.name == "SegmentationClassAug":
-            mask = _load_index_png(path)
-        else:
+        with _open_mask(path) as img:
             try:
-                mask = load_palette_png(path)
-            except (FileNotFoundError, ValueError) as exc:
-                raise DatasetError(str(exc)) from exc
+                img.load()
+                mask = np.array(img, dtype=np.uint8)
+            except (OSError, SyntaxError, ValueError, EOFError) as exc:
+                raise DatasetError(f"{path}: cannot read mask ({exc})") from exc
         return self.check_mask_values(mask, str(path))
+
+    def mask_size(self, i: int) -> tuple[int, int] | None:
+        """From the PNG header: the format checks of :meth:`load_mask` without decoding pixels."""
+        if not self.has_masks:
+            return None
+        with _open_mask(self.mask_path(i)) as img:
+            width, height = img.size
+        return height, width
 
     def image_labels(self, i: int) -> np.ndarray:
         i = self._index(i)
@@ -235,16 +274,26 @@ class VOCDataset(SegmentationDataset):
         return labels
 
 
-def _load_index_png(path: Path) -> np.ndarray:
-    """An 8-bit mask of class indices, palette or grayscale; colour (RGB) masks are rejected."""
+def _open_mask(path: Path) -> Image.Image:
+    """Open a mask PNG lazily (header only) after checking its mode is one its folder accepts.
+
+    The one owner of the format rule (:data:`_MASK_MODES`): loading and validation both go
+    through here.
+    """
+    modes = _MASK_MODES.get(path.parent.name, _DEFAULT_MASK_MODES)
+    if not path.is_file():
+        raise DatasetError(f"{path}: mask file not found")
     try:
-        with Image.open(path) as img:
-            mode = img.mode
-            if mode in ("P", "L"):
-                img.load()
-                return np.array(img, dtype=np.uint8)
+        img = Image.open(path)
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise DatasetError(f"{path}: cannot read mask ({exc})") from exc
-    raise DatasetError(
-        f"{path}: mask must be a palette or 8-bit grayscale PNG of class indices, got mode {mode!r}"
-    )
+    if img.mode in modes:
+        return img
+    mode = img.mode
+    img.close()
+    if modes == ("P",):
+        hint = f" (8-bit grayscale label PNGs are accepted in {_AUG_MASK_DIR} only)" if mode == "L" else ""
+        raise DatasetError(f"{path}: mask must be a palette ('P' mode) PNG of class indices, "
+                           f"got mode {mode!r}{hint}")
+    raise DatasetError(f"{path}: mask must be a palette or 8-bit grayscale PNG of class indices, "
+                       f"got mode {mode!r}")

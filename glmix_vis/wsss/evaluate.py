@@ -1,13 +1,16 @@
 """The WSSS evaluation loop: evidence -> pseudo-masks -> (CRF) -> palette PNGs -> mIoU.
 
-Resumable and shardable by construction: every image's masks are written atomically as
-``OUT/masks/<id>.png`` (and ``OUT/masks_nocrf/<id>.png`` when the CRF is on), an image whose
-masks exist is not recomputed, and the metrics are computed at the end from the mask files
-and the ground truth. ``OUT/settings.json`` records what decides the masks (data, checkpoint
+The ground truth of the whole split is checked first (:meth:`SegmentationDataset.validate`, file
+headers only), so a broken dataset stops the run, listing every bad file, before anything is
+computed or written. Resumable and shardable by construction: every image's masks are written
+atomically as ``OUT/masks/<id>.png`` (and ``OUT/masks_nocrf/<id>.png`` when the CRF is on), an
+image whose masks exist is not recomputed, and the metrics are computed at the end from the mask
+files and the ground truth. ``OUT/settings.json`` records what decides the masks (data, checkpoint
 digest, method and its options, threshold, CRF, test-time augmentation); a later run with other
 settings and the same OUT stops with an error instead of mixing masks. Under ``torchrun`` each
 process takes every ``world``-th image and the confusion matrices are summed across processes.
-The CRF runs in a process pool while the network computes the next images.
+The CRF runs in a process pool (:func:`~glmix_vis.wsss.crf.crf_pool`: its workers end with this
+process, even when it is killed) while the network computes the next images.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import os
 import platform
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,7 +35,7 @@ from ..data import SegmentationDataset, load_palette_png, open_dataset, save_pal
 from ..devices import resolve_device
 from ..predictor import ModelInfo, load_model
 from ..preprocess import image_to_batch
-from .crf import CRFParams, crf_labels
+from .crf import CRFParams, crf_labels, crf_pool
 from .evidence import get_evidence_method
 from .masks import (
     DEFAULT_THRESHOLDS,
@@ -133,6 +136,12 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     dataset = open_dataset(config.dataset, config.root, config.split)
+    config = replace(config, split=dataset.split)  # the canonical name of an alias such as mmseg's "aug"
+    if not dataset.has_masks:
+        raise ValueError(f"{dataset.root} split {dataset.split!r} has no masks to score against")
+    # The whole split, even with --limit (a trial run is where a broken dataset should show), and on
+    # every rank, so that all ranks stop together instead of one waiting in an all-reduce.
+    dataset.validate(progress=config.progress and rank == 0)
     model, info = load_model(config.checkpoint, device=device)
     _check_classes(dataset, info)
     if config.bg_threshold is None:
@@ -167,7 +176,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
             sweep += saved["confusion"]
             sweep_done = set(saved["ids"].tolist())
 
-    pool = ProcessPoolExecutor(max_workers=config.workers) if (config.crf and config.workers > 1) else None
+    pool = crf_pool(config.workers) if (config.crf and config.workers > 1) else None
     pending: list[Future] = []
     bar = tqdm(mine, desc=f"eval {config.method}", disable=not (config.progress and rank == 0), unit="img")
     try:
@@ -222,9 +231,9 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     for i in mine:
         gt = dataset.load_mask(i)
         image_id = dataset.image_ids[i]
-        final_cm.update(load_palette_png(mask_dir / f"{image_id}.png"), gt)
+        final_cm.update(_read_prediction(mask_dir / f"{image_id}.png", gt.shape), gt)
         if config.crf:
-            raw_cm.update(load_palette_png(raw_dir / f"{image_id}.png"), gt)
+            raw_cm.update(_read_prediction(raw_dir / f"{image_id}.png", gt.shape), gt)
     final = all_reduce_confusion(final_cm.matrix) if world > 1 else final_cm.matrix
     raw_matrix = all_reduce_confusion(raw_cm.matrix) if world > 1 else raw_cm.matrix
     if sweep is not None and world > 1:
@@ -236,6 +245,15 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     _write_json(out / "metrics.json", result)
     (out / "metrics.md").write_text(_markdown(result, Metrics.from_confusion(final), dataset.class_names))
     return result
+
+
+def _read_prediction(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """A written mask, which must have the ground truth's size (one left by another run may not)."""
+    mask = load_palette_png(path)
+    if mask.shape != shape:
+        raise ValueError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but its ground truth is "
+                         f"{shape[1]}x{shape[0]}; delete it to have it recomputed")
+    return mask
 
 
 def _file_digest(path: str | None) -> str | None:
