@@ -527,7 +527,11 @@ class SlotApp:
         shown = downscale_to(result.shown, SOFT_SIDE)
         gallery = [(render.heatmap_overlay(shown, evidence[k]), f"{names[k]} · p={scores[k]:.2f}") for k in order]
         found = ", ".join(names[k] for k in order) or "nothing"
-        return (f"Evidence method `{method}`; classes the model sees: {found}.",
+        head = ""
+        if pred.info.head_names:  # an ImageNet head: its own top classes and the VOC class each feeds
+            head = " ImageNet head's top classes: " + ", ".join(
+                str(p) for p in pred.top_predictions(5, min_score=0.01)) + "."
+        return (f"Evidence method `{method}`; classes the model sees: {found}.{head}",
                 {n: float(s) for n, s in zip(names, scores)}, gallery, _annotated(pred, mask))
 
     def crf_mask(self, image: Any, label: str, input_size: int | None, method: str) -> tuple | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["DEFAULT_CHECKPOINT_NAME", "default_checkpoint", "example_images"]
+__all__ = ["DEFAULT_CHECKPOINT_NAME", "asset_path", "default_checkpoint", "example_images"]
 
 DEFAULT_CHECKPOINT_NAME = "glnet_nano_scenes.safetensors"
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
@@ -15,9 +15,14 @@ def _assets_dir() -> Path:
     return Path(str(resources.files("glmix_vis") / "assets"))
 
 
+def asset_path(name: str) -> Path:
+    """Where the shipped file ``name`` lives (it may be missing from an incomplete installation)."""
+    return _assets_dir() / name
+
+
 def default_checkpoint() -> Path:
     """The bundled demo model: ``glnet_nano`` trained on the generated scenes (see eval/RESULTS.md)."""
-    path = _assets_dir() / DEFAULT_CHECKPOINT_NAME
+    path = asset_path(DEFAULT_CHECKPOINT_NAME)
     if not path.is_file():
         raise FileNotFoundError(f"the bundled checkpoint {path} is missing: the installation is incomplete")
     return path

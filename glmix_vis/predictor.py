@@ -24,10 +24,25 @@ from .io import load_image
 from .models.glnet import GLNET_MEAN, GLNET_STD
 from .models.slots import SlotMap, SlotOutput
 from .preprocess import image_to_batch
+from .wsss.imagenet_voc import IMAGENET_NUM_CLASSES
 
-__all__ = ["ModelInfo", "SlotPredictor", "load_model"]
+__all__ = ["HeadPrediction", "ModelInfo", "SlotPredictor", "load_model"]
 
-IMAGENET_CLASSES = 1000
+
+@dataclass(frozen=True)
+class HeadPrediction:
+    """One classifier output as a person reads it: its own name (an ImageNet class for an
+    official head), its probability, and the segmentation class it counts toward (``None``:
+    an ImageNet class outside the VOC map)."""
+
+    name: str
+    score: float
+    feeds: str | None
+
+    def __str__(self) -> str:
+        if self.feeds == self.name:
+            return f"{self.name} {self.score:.2f}"
+        return f"{self.name} {self.score:.2f} (-> {self.feeds or 'no VOC class'})"
 
 
 @dataclass
@@ -36,7 +51,8 @@ class ModelInfo:
 
     ``class_names`` lists the segmentation classes, background first. The model's head scores
     the foreground ones: directly (``class_map`` None, our trained checkpoints) or through
-    ``class_map`` groups of head outputs (an ImageNet head read as VOC classes).
+    ``class_map`` groups of head outputs (an ImageNet head read as VOC classes); ``head_names``
+    then names the head's own outputs (the ImageNet classes).
     """
 
     name: str
@@ -48,10 +64,37 @@ class ModelInfo:
     multilabel: bool = True
     checkpoint: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    head_names: list[str] | None = None
 
     @property
     def foreground_names(self) -> list[str]:
         return self.class_names[1:]
+
+    def head_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` probabilities of the head's outputs: sigmoid (multi-label) or softmax."""
+        logits = logits.float()
+        return logits.sigmoid() if self.multilabel else logits.softmax(-1)
+
+    def class_scores(self, logits: torch.Tensor) -> np.ndarray:
+        """``(K,)`` score of each foreground class from one image's head logits (for an ImageNet
+        head, the softmax mass of the ImageNet classes mapped to each target class)."""
+        probs = self.head_probabilities(logits).cpu().numpy()
+        if self.class_map is None:
+            return probs
+        return np.array([probs[group].sum() for group in self.class_map], dtype=np.float32)
+
+    def top_predictions(self, logits: torch.Tensor, k: int = 5, min_score: float = 0.0) -> list[HeadPrediction]:
+        """The ``k`` most probable head outputs, each with the segmentation class it feeds (the
+        first always, the others only from ``min_score`` on)."""
+        probs = self.head_probabilities(logits).cpu().numpy()
+        names = self.head_names or self.foreground_names
+        if self.class_map is None:
+            feeds: dict[int, str] = dict(enumerate(self.foreground_names))
+        else:
+            feeds = {i: self.foreground_names[c] for c, group in enumerate(self.class_map) for i in group}
+        order = np.argsort(-probs, kind="stable")[:k]
+        return [HeadPrediction(names[i] if i < len(names) else f"output {i}", float(probs[i]), feeds.get(int(i)))
+                for rank, i in enumerate(order) if rank == 0 or probs[i] >= min_score]
 
     def bg_threshold(self, method: str) -> float:
         """The background threshold for ``method``: tuned for this checkpoint if it records one."""
@@ -88,11 +131,15 @@ def load_model(checkpoint: str | os.PathLike[str] | None = None, *, model_name: 
         if len(info.class_names) - 1 != num_outputs:
             raise ValueError(f"{path}: metadata lists {len(info.class_names) - 1} foreground classes but the "
                              f"head has {num_outputs} outputs")
-    elif num_outputs == IMAGENET_CLASSES:
-        from .wsss.imagenet_voc import VOC_CLASSES, voc_class_map
+    elif num_outputs == IMAGENET_NUM_CLASSES:
+        # An ImageNet head read as the VOC classes: background first, then the 20 VOC classes,
+        # each scored by the ImageNet classes that depict it; the head's outputs keep their names.
+        from .data.voc import VOC_CLASSES
+        from .wsss.imagenet_voc import imagenet_class_names, voc_class_map
 
         info.class_names = list(VOC_CLASSES)
         info.class_map = voc_class_map()
+        info.head_names = list(imagenet_class_names())
         info.multilabel = False
     else:
         info.class_names = ["background"] + [f"class_{k}" for k in range(num_outputs)]
@@ -161,11 +208,12 @@ class SlotPredictor:
     def class_scores(self) -> np.ndarray:
         """``(K,)`` probability of each foreground class (sigmoid for multi-label heads; for an
         ImageNet head, the softmax mass of the ImageNet classes mapped to each target class)."""
-        logits = self._require().logits[0].float()
-        if self.info.multilabel:
-            return logits.sigmoid().cpu().numpy()
-        probs = logits.softmax(-1).cpu().numpy()
-        return np.array([probs[group].sum() for group in self.info.class_map or []], dtype=np.float32)
+        return self.info.class_scores(self._require().logits[0])
+
+    def top_predictions(self, k: int = 5, min_score: float = 0.0) -> list[HeadPrediction]:
+        """What the head itself says: its ``k`` most probable outputs (ImageNet names for an
+        official head) and the segmentation class each one feeds."""
+        return self.info.top_predictions(self._require().logits[0], k, min_score)
 
     def predicted_labels(self, threshold: float | None = None) -> np.ndarray:
         """Multi-hot ``(K,)`` of the classes the model sees (at least the best one)."""

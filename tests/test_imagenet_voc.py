@@ -11,7 +11,7 @@ import pytest
 from timm.data import ImageNetInfo
 
 from glmix_vis.wsss import imagenet_voc
-from glmix_vis.wsss.imagenet_voc import VOC_CLASSES, VOC_TO_IMAGENET, voc_class_map
+from glmix_vis.wsss.imagenet_voc import VOC_FOREGROUND, VOC_TO_IMAGENET, voc_class_map
 
 INFO = ImageNetInfo()
 DESCRIPTIONS = [INFO.index_to_description(i) for i in range(1000)]
@@ -36,11 +36,11 @@ def commented_entries(source: str) -> list[tuple[int, str]]:
 
 
 def test_every_voc_class_has_a_group() -> None:
-    assert len(VOC_CLASSES) == 20 and len(set(VOC_CLASSES)) == 20
-    assert tuple(VOC_TO_IMAGENET) == VOC_CLASSES
-    for name in VOC_CLASSES:
+    assert len(VOC_FOREGROUND) == 20 and len(set(VOC_FOREGROUND)) == 20
+    assert tuple(VOC_TO_IMAGENET) == VOC_FOREGROUND
+    for name in VOC_FOREGROUND:
         assert isinstance(VOC_TO_IMAGENET[name], tuple) and VOC_TO_IMAGENET[name], name
-    assert voc_class_map() == [list(VOC_TO_IMAGENET[name]) for name in VOC_CLASSES]
+    assert voc_class_map() == [list(VOC_TO_IMAGENET[name]) for name in VOC_FOREGROUND]
 
 
 def test_indices_are_imagenet_1k_indices() -> None:
@@ -84,7 +84,7 @@ def test_tricycle_and_unicycle_are_bicycles() -> None:
 
 def test_docstring_justifies_every_group() -> None:
     doc = imagenet_voc.__doc__
-    for name in VOC_CLASSES:
+    for name in VOC_FOREGROUND:
         assert f"* {name} (\"" in doc, f"no guideline-quoting line for {name}"
 
 

@@ -22,7 +22,7 @@ from glmix_vis.wsss.evidence import (
     get_evidence_method,
     normalize_per_class,
 )
-from glmix_vis.wsss.imagenet_voc import VOC_CLASSES, VOC_TO_IMAGENET, voc_class_map
+from glmix_vis.wsss.imagenet_voc import VOC_FOREGROUND, VOC_TO_IMAGENET, voc_class_map
 from glmix_vis.wsss.tta import tta_evidence
 
 
@@ -316,12 +316,12 @@ def test_tta_shapes_and_flip_equivariance(nano, images, name) -> None:
 
 # ------------------------------------------------------------------------------ ImageNet -> VOC
 def test_imagenet_voc_mapping() -> None:
-    assert len(VOC_CLASSES) == 20 and list(VOC_TO_IMAGENET) == list(VOC_CLASSES)
+    assert len(VOC_FOREGROUND) == 20 and list(VOC_TO_IMAGENET) == list(VOC_FOREGROUND)
     flat = [i for group in VOC_TO_IMAGENET.values() for i in group]
     assert all(isinstance(i, int) and 0 <= i <= 999 for i in flat)
     assert len(flat) == len(set(flat)), "the VOC groups must be disjoint"
-    assert all(VOC_TO_IMAGENET[c] for c in VOC_CLASSES)
-    assert voc_class_map() == [list(VOC_TO_IMAGENET[c]) for c in VOC_CLASSES]
+    assert all(VOC_TO_IMAGENET[c] for c in VOC_FOREGROUND)
+    assert voc_class_map() == [list(VOC_TO_IMAGENET[c]) for c in VOC_FOREGROUND]
     assert set(VOC_TO_IMAGENET["cat"]) == set(range(281, 286))
     assert set(VOC_TO_IMAGENET["dog"]) == set(range(151, 269))
     assert set(VOC_TO_IMAGENET["bird"]) == set(range(7, 25)) | set(range(80, 101)) | set(range(127, 147))

@@ -117,7 +117,7 @@ def _nice_ceil(x: float) -> float:
 class _Legend:
     items: list[tuple[np.ndarray, str]] = field(default_factory=list)  # (RGB uint8, name)
     colorbar: _Colorbar | None = None
-    note: str = ""
+    notes: list[str] = field(default_factory=list)  # grey text entries after the classes
 
 
 def _fit(candidates: Sequence[str], width: float, size: float = FONT_SIZE) -> str:
@@ -174,7 +174,7 @@ def _legend_layout(legend: _Legend, width: float) -> _LegendPlan:
         bar_x = GAP + text_width(_first(legend.colorbar.label)) + 0.05
         x0 = bar_x + LEGEND_BAR + 0.2
     x, line, places = x0, 0, []
-    entries = [name for _, name in legend.items] + ([legend.note] if legend.note else [])
+    entries = [name for _, name in legend.items] + legend.notes
     for name in entries:
         w = PATCH + 0.04 + text_width(name)
         if x + w > width and x > x0:
@@ -262,11 +262,11 @@ def _draw_legend(fig: PaperFigure, legend: _Legend, plan: _LegendPlan, top: floa
         fig.text(GAP / width, fy(yc), _first(legend.colorbar.label), ha="left", va="center", fontsize=FONT_SIZE)
         cax = fig.add_axes([plan.bar_x / width, fy(yc + BAR / 2), LEGEND_BAR / width, BAR / total])
         _draw_colorbar(fig, cax, legend.colorbar, with_label=False)
-    names = [name for _, name in legend.items] + ([legend.note] if legend.note else [])
-    colors = [rgb for rgb, _ in legend.items] + ([None] if legend.note else [])
+    names = [name for _, name in legend.items] + legend.notes
+    colors = [rgb for rgb, _ in legend.items] + [None] * len(legend.notes)
     for (x, line), name, rgb in zip(plan.places, names, colors):
         yc = top + (line + 0.5) * PITCH
-        if rgb is None:  # the note: grey text, no patch
+        if rgb is None:  # a note: grey text, no patch
             fig.text(x / width, fy(yc), name, ha="left", va="center", fontsize=FONT_SIZE, color="0.35")
             continue
         ax = fig.add_axes([x / width, fy(yc + PATCH / 2), PATCH / width, PATCH / total])
@@ -615,6 +615,7 @@ def evidence_panel(source: Source, *, target: str | int | None = None, crf: bool
     present: set[int] = set()
     thresholds: dict[str, float] = {}
     class_names: list[str] = []
+    head_notes: list[str] = []
     rows: list[_Row] = []
     with figure_style():
         frame = _Frame(w_in, left=_label_margin() if row_labels else 0.0)
@@ -637,6 +638,9 @@ def evidence_panel(source: Source, *, target: str | int | None = None, crf: bool
                 masks.append(predictor.pseudo_mask("slot-cam", bg_threshold=bg_threshold, crf=True))
             for mask in masks:
                 present.update(int(v) for v in np.unique(mask) if 0 < v < 255)
+            if predictor.info.head_names:  # an ImageNet head: what it sees, and the VOC class each feeds
+                row = row_labels[r] if row_labels and r < len(row_labels) else f"image {r + 1}"
+                head_notes.append(f"{row}: " + ", ".join(str(p) for p in predictor.top_predictions(3, min_score=0.01)))
             shown_masks = [mask_overlay(shown, resize_labels(mk, size), voc) for mk in masks]
             panels = [
                 _Panel(shown, (f"input · {'predicted ' if target is None else ''}{name} ({scores[top]:.2f})", f"input · {name} ({scores[top]:.2f})",
@@ -656,5 +660,5 @@ def evidence_panel(source: Source, *, target: str | int | None = None, crf: bool
                                  space_before=GAP * 3 if first and r else 0.0))
         items = [(voc[c], class_names[c]) for c in sorted(present)]
         note = "background: evidence < " + _threshold_note(thresholds) + ("" if items else "; no foreground in the masks")
-        legend = _Legend(items, _Colorbar("class evidence", cmap, horizontal=True), note=note)
+        legend = _Legend(items, _Colorbar("class evidence", cmap, horizontal=True), notes=[note, *head_notes])
         return _assemble(rows, frame, dpi, titles="all" if (wrap or len(rows) > 1) else "first", legend=legend)

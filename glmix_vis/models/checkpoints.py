@@ -36,7 +36,8 @@ __all__ = [
     "CheckpointError", "Checkpoint", "LoadReport", "Detection", "read_checkpoint", "read_checkpoint_meta",
     "load_checkpoint", "detect_variant", "find_checkpoint", "resolve_checkpoint", "checkpoint_dirs",
     "save_safetensors", "head_class_names", "variant_signature", "variant_buffers", "compare_signature",
-    "model_variant", "load_state_dict_into", "EMA_PREFERRED", "HEAD_KEYS",
+    "model_variant", "load_state_dict_into", "load_pretrained_weights", "locate_pretrained", "EMA_PREFERRED",
+    "HEAD_KEYS",
 ]
 
 #: Variants whose EMA weights the authors recommend (README: "use model_ema for glnet_16g").
@@ -77,17 +78,59 @@ def find_checkpoint(name: str) -> Path:
                             "(set GLMIX_CHECKPOINT_DIR to the folder holding the weights)")
 
 
+_CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors", ".bin", ".ckpt")
+
+
+def _looks_like_path(text: str) -> bool:
+    return Path(text).suffix in _CHECKPOINT_SUFFIXES or os.sep in text or "/" in text or text.startswith("~")
+
+
 def resolve_checkpoint(name_or_path: str | os.PathLike[str]) -> Path:
-    """A checkpoint file path, or a name (e.g. ``glnet_4g``) looked up with :func:`find_checkpoint`."""
+    """A checkpoint file path, or a name (e.g. ``glnet_4g``) looked up with :func:`find_checkpoint`.
+
+    A *file* of that name wins; a folder that merely shares a variant's name (``./glnet_4g/`` of
+    training outputs, say) does not hide the registered checkpoint.
+    """
     p = Path(name_or_path).expanduser()
     if p.is_file():
         return p
     text = os.fspath(name_or_path)
-    if p.exists():
-        raise CheckpointError(f"{p} is not a file")
-    if p.suffix in (".pth", ".pt", ".safetensors", ".bin", ".ckpt") or os.sep in text or "/" in text:
+    if _looks_like_path(text):
+        if p.exists():
+            raise CheckpointError(f"{p} is not a file")
         raise FileNotFoundError(f"no such checkpoint file: {p}")
-    return find_checkpoint(text)
+    try:
+        return find_checkpoint(text)
+    except FileNotFoundError:
+        if p.exists():
+            raise CheckpointError(f"{p} is not a file, and no checkpoint named {text!r} was found in "
+                                  f"{', '.join(map(str, checkpoint_dirs()))}") from None
+        raise
+
+
+def locate_pretrained(variant: str, *, user_file: str | os.PathLike[str] | None = None,
+                      bundled: str | None = None) -> Path:
+    """The weights ``timm.create_model(variant, pretrained=True)`` loads.
+
+    ``user_file`` (timm's ``pretrained_cfg_overlay=dict(file=...)``) must exist: it is never
+    silently replaced. Otherwise ``<variant>.safetensors`` / ``.pth`` in :func:`checkpoint_dirs`,
+    then ``bundled``, the name of a file shipped in the package's assets (the demo model).
+    """
+    if user_file is not None:
+        p = Path(user_file).expanduser()
+        if p.is_file():
+            return p
+        raise FileNotFoundError(f"no such checkpoint file: {p} (from pretrained_cfg_overlay['file'])")
+    try:
+        return find_checkpoint(variant)
+    except FileNotFoundError:
+        if bundled:
+            from ..assets import asset_path
+
+            shipped = asset_path(bundled)
+            if shipped.is_file():
+                return shipped
+        raise
 
 
 # ------------------------------------------------------------------------------ reading files
@@ -505,6 +548,58 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike[str], *, ema: bool
     report = LoadReport(ckpt.path, ckpt.format, entry, variant, None, epoch=ckpt.epoch,
                         meta=ckpt.meta, config=ckpt.config)
     load_state_dict_into(model, state_dict, report, strict=strict)
+    return report
+
+
+def load_pretrained_weights(model: nn.Module, path: str | os.PathLike[str], *, variant: str | None = None,
+                            first_conv: str | None = None, ema: bool | None = None,
+                            map_location: Any = "cpu") -> LoadReport:
+    """Load a checkpoint the way timm loads pretrained weights, into a model of any head or stem.
+
+    This is the one load path behind ``timm.create_model(name, pretrained=True)`` and
+    :func:`~glmix_vis.create_model`: everything must fit except what timm adapts:
+
+    * the classifier(s) when the model's class count differs (or it has none): left out, and
+      re-initialised (listed in ``reset_heads``);
+    * the first convolution (``first_conv``) when the model has another number of input channels:
+      adapted from the RGB kernels with timm's ``adapt_input_conv`` (summed for one channel,
+      repeated and rescaled for more).
+
+    A model on the meta device gets the file's tensors assigned (no copy) and re-initialised heads
+    on the CPU.
+    """
+    from timm.models import adapt_input_conv
+
+    ckpt = read_checkpoint(path, map_location=map_location)
+    named = ckpt.meta.get("model")
+    variant = variant or model_variant(model) or (named if isinstance(named, str) else None)
+    entry, state_dict = ckpt.select(ema, variant)
+    state_dict = dict(state_dict)
+    target = model.state_dict()
+    report = LoadReport(ckpt.path, ckpt.format, entry, variant, None, epoch=ckpt.epoch,
+                        meta=ckpt.meta, config=ckpt.config)
+    stem = f"{first_conv}.weight" if first_conv else None
+    if stem in state_dict and stem in target and state_dict[stem].ndim == 4:
+        wanted = target[stem].shape[1]
+        if state_dict[stem].shape[1] != wanted:
+            state_dict[stem] = adapt_input_conv(wanted, state_dict[stem].float()).to(state_dict[stem].dtype)
+    skip = set()
+    for head in ("head", "tklb_aux_head"):
+        keys = [f"{head}.weight", f"{head}.bias"]
+        if any(k in state_dict and (k not in target or target[k].shape != state_dict[k].shape) for k in keys):
+            skip.update(k for k in keys if k in state_dict)
+            if isinstance(getattr(model, head, None), nn.Linear):
+                report.reset_heads.append(head)
+    load_state_dict_into(model, state_dict, report, strict=True, skip=skip)
+    for head in report.reset_heads:  # fresh weights, also where the model was built on the meta device
+        module = getattr(model, head)
+        if module.weight.is_meta:
+            module.to_empty(device="cpu")
+        init = getattr(model, "_init_weights", None)
+        if callable(init):
+            init(module)
+        else:
+            module.reset_parameters()
     return report
 
 

@@ -11,10 +11,9 @@ import torch.nn as nn
 
 from .checkpoints import (
     Checkpoint,
-    LoadReport,
     detect_variant,
     head_class_names,
-    load_state_dict_into,
+    load_pretrained_weights,
     read_checkpoint,
     resolve_checkpoint,
 )
@@ -56,21 +55,18 @@ def create_model(name: str | None = None, *, checkpoint: str | os.PathLike[str] 
     ckpt = read_checkpoint(path)
     name = name or checkpoint_variant(ckpt)
     _check_name(name)
-    entry, state_dict = ckpt.select(ema, name)
+    _, state_dict = ckpt.select(ema, name)
     head = state_dict.get("head.weight")
     file_classes = int(head.shape[0]) if head is not None else 0
     wanted = file_classes if num_classes is None else num_classes
 
     # Built on the meta device, the model takes the file's mapped tensors as they are: no
-    # random initialisation and no second copy of the weights.
+    # random initialisation and no second copy of the weights. The weights go through the same
+    # loader as timm.create_model(name, pretrained=True).
     with torch.device("meta"):
-        model = timm.create_model(name, num_classes=file_classes, **kwargs)
-    report = LoadReport(path, ckpt.format, entry, name, file_classes, epoch=ckpt.epoch,
-                        meta=ckpt.meta, config=ckpt.config)
-    load_state_dict_into(model, state_dict, report, strict=True)
-    if wanted != file_classes:
-        model.reset_classifier(wanted)
-        report.reset_heads = [h for h in ("head", "tklb_aux_head") if isinstance(getattr(model, h, None), nn.Module)]
+        model = timm.create_model(name, num_classes=wanted, **kwargs)
+    first_conv = (getattr(model, "pretrained_cfg", None) or {}).get("first_conv")
+    report = load_pretrained_weights(model, path, variant=name, first_conv=first_conv, ema=ema)
     _check_materialized(model, path)
     _annotate(model, ckpt, wanted)
     model.checkpoint_report = report

@@ -27,6 +27,7 @@ bought is recorded in ``eval/RESULTS.md`` ("Backbone speed").
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -35,8 +36,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import DropPath, trunc_normal_
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import (
+    build_model_with_cfg,
+    generate_default_cfgs,
+    register_model,
+    register_notrace_function,
+    register_notrace_module,
+    resolve_pretrained_cfg,
+)
 
+from ..assets import DEFAULT_CHECKPOINT_NAME
 from .slots import SlotMap, SlotOutput
 
 __all__ = ["GLNet", "GLMixBlock", "MHSABlock", "MHSANCHWBlock", "GLNET_MEAN", "GLNET_STD"]
@@ -84,6 +93,19 @@ def _fast_path(module: nn.Module, x: torch.Tensor) -> bool:
     The fast kernels compute the same numbers up to float rounding.
     """
     return not (torch.is_grad_enabled() or module.training or _autocast_enabled(x.device.type))
+
+
+# _FX_NOTE: torch.fx traces GLNet (timm's FX feature extraction, torchvision's
+# create_feature_extractor) with the blocks and the fused BatchNorm as leaf modules: their fast
+# inference kernels branch on autograd/eval/autocast state and loop over row bands, which a
+# symbolic trace cannot follow, and a leaf runs the very code of the eager model, so a traced
+# model gives bit-identical outputs. Nodes exist for every block output (``stages.i.blocks.j``).
+@register_notrace_function  # FX wraps only public names: no leading underscore
+def channels_last_batch(x: torch.Tensor) -> torch.Tensor:
+    """Check the input is a (B, C, H, W) batch and lay it out channels-last."""
+    if x.ndim != 4:
+        raise ValueError(f"GLNet expects a (B, C, H, W) batch, got shape {tuple(x.shape)}")
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def _gamma(ls: nn.Module) -> torch.Tensor | None:
@@ -142,6 +164,7 @@ def _mlp_residual_(out: torch.Tensor, norm: nn.LayerNorm, fc1: nn.Module, dw: nn
     return out
 
 
+@register_notrace_module  # its fast path is Python control flow on the input; FX keeps it a leaf
 class BatchNorm2d(nn.BatchNorm2d):
     """``nn.BatchNorm2d`` whose eval-mode inference on channels-last input is one fused pass."""
 
@@ -243,6 +266,7 @@ def _attention_residual_(attn: torch.Tensor, shortcut: torch.Tensor, gamma: torc
 # --------------------------------------------------------------------------------------------
 # blocks: every block maps an NCHW tensor to an NCHW tensor
 # --------------------------------------------------------------------------------------------
+@register_notrace_module  # see _FX_NOTE
 class GLMixBlock(nn.Module):
     """Local convolutions on the grid + global attention among soft-clustered slots."""
 
@@ -358,6 +382,7 @@ class GLMixBlock(nn.Module):
         return f"dim={self.dim}, num_slots={self.num_slots}, slot_init={self.slot_init}"
 
 
+@register_notrace_module  # see _FX_NOTE
 class MHSABlock(nn.Module):
     """Pre-norm transformer block on tokens (the official ``mha`` stages), (B, L, C) in and out."""
 
@@ -381,6 +406,7 @@ class MHSABlock(nn.Module):
         return x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
 
 
+@register_notrace_module  # see _FX_NOTE
 class MHSANCHWBlock(nn.Module):
     """Conv position embedding + attention over all pixels + convolutional MLP (``mha_nchw``)."""
 
@@ -537,6 +563,8 @@ class GLNet(nn.Module):
         layerscale: float = -1.0,
         token_labeling: bool = False,
         global_pool: str = "avg",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
         **unused: Any,
     ) -> None:
         super().__init__()
@@ -557,6 +585,7 @@ class GLNet(nn.Module):
             raise ValueError(f"transition_layout must be 'norm.proj' or 'proj.norm', got {transition_layout!r}")
 
         norm = _resolve_norm(norm_layer)
+        self.in_chans = in_chans
         self.num_classes = num_classes
         self.embed_dims = list(embed_dim)
         self.num_features = self.head_hidden_size = embed_dim[-1]
@@ -606,6 +635,8 @@ class GLNet(nn.Module):
         if token_labeling:
             self.tklb_aux_head = nn.Linear(embed_dim[-1], num_classes) if num_classes > 0 else nn.Identity()
         self.apply(self._init_weights)
+        if device is not None or dtype is not None:  # timm's factory arguments
+            self.to(device=device, dtype=dtype)
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
@@ -644,29 +675,36 @@ class GLNet(nn.Module):
             if global_pool not in ("avg", ""):
                 raise ValueError(f"GLNet supports global_pool 'avg' or '' (none), got {global_pool!r}")
             self.global_pool = global_pool
-        device = self.norm.weight.device if hasattr(self.norm, "weight") else None
-        self.head = nn.Linear(self.num_features, num_classes, device=device) if num_classes > 0 else nn.Identity()
+        like = next(self.parameters())  # new heads take the model's device and dtype
+        factory = dict(device=like.device, dtype=like.dtype)
+        self.head = nn.Linear(self.num_features, num_classes, **factory) if num_classes > 0 else nn.Identity()
         if self.token_labeling:
-            self.tklb_aux_head = (nn.Linear(self.num_features, num_classes, device=device)
+            self.tklb_aux_head = (nn.Linear(self.num_features, num_classes, **factory)
                                   if num_classes > 0 else nn.Identity())
         for m in (self.head, getattr(self, "tklb_aux_head", None)):
             if isinstance(m, nn.Linear):
-                self._init_weights(m)
+                if not like.is_meta:
+                    self._init_weights(m)
+                m.train(self.training)
+
+    def load_pretrained(self, checkpoint_path: str, prefix: str = "") -> None:
+        """timm's ``custom_load`` hook (``pretrained=True``): read the file safely and load it,
+        adapting the stem to ``in_chans`` and re-initialising a classifier of another size."""
+        from .checkpoints import load_pretrained_weights
+
+        cfg = getattr(self, "pretrained_cfg", None) or {}
+        self.checkpoint_report = load_pretrained_weights(self, checkpoint_path, variant=cfg.get("architecture"),
+                                                         first_conv=cfg.get("first_conv"))
 
     @property
     def num_glmix_blocks(self) -> int:
         return sum(isinstance(b, GLMixBlock) for s in self.stages for b in s.blocks)
 
     # ---------------------------------------------------------------- forward passes
-    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4:
-            raise ValueError(f"GLNet expects a (B, C, H, W) batch, got shape {tuple(x.shape)}")
-        return x.contiguous(memory_format=torch.channels_last)
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._prepare(x)
-        for i in range(4):
-            x = self.stages[i](self.downsample_layers[i](x))
+        x = channels_last_batch(x)
+        for downsample, stage in zip(self.downsample_layers, self.stages):
+            x = stage(downsample(x))
         return self.norm(x)
 
     def _token_logits(self, features: torch.Tensor) -> torch.Tensor:
@@ -690,10 +728,10 @@ class GLNet(nn.Module):
     def forward_slots(self, x: torch.Tensor) -> SlotOutput:
         """Forward pass that also returns every GLMix block's slot assignment (see :class:`SlotOutput`)."""
         input_size = (x.shape[-2], x.shape[-1])
-        x = self._prepare(x)
+        x = channels_last_batch(x)
         maps: list[SlotMap] = []
-        for i in range(4):
-            x, stage_maps = self.stages[i].forward_slots(self.downsample_layers[i](x), input_size)
+        for downsample, stage in zip(self.downsample_layers, self.stages):
+            x, stage_maps = stage.forward_slots(downsample(x), input_size)
             maps.extend(stage_maps)
         features = self.norm(x)
         pooled = features.mean((2, 3))
@@ -724,7 +762,7 @@ class GLNet(nn.Module):
         if output_fmt != "NCHW":
             raise ValueError("GLNet's intermediates are NCHW only")
         take, max_index = _take_indices(len(self.stages), indices)
-        x = self._prepare(x)
+        x = channels_last_batch(x)
         intermediates = []
         last = max_index if (stop_early or intermediates_only) else len(self.stages) - 1
         for i in range(last + 1):
@@ -804,39 +842,60 @@ OFFICIAL_VARIANTS = ("glnet_stl", "glnet_stl_paramslot", "glnet_4g", "glnet_9g",
 def _cfg(**kwargs: Any) -> dict[str, Any]:
     cfg = dict(url="", num_classes=1000, input_size=(3, 224, 224), pool_size=(7, 7), crop_pct=0.9,
                interpolation="bicubic", mean=GLNET_MEAN, std=GLNET_STD, first_conv="downsample_layers.0.0",
-               classifier="head", license="mit", paper_ids="arXiv:2411.14429")
+               classifier="head", license="mit", paper_ids="arXiv:2411.14429", custom_load=True)
     cfg.update(kwargs)
     return cfg
 
 
+def _official(variant: str, **kwargs: Any) -> dict[str, Any]:
+    """An official ImageNet-1k checkpoint: the authors publish it (``origin_url``) and the user puts
+    it in ``$GLMIX_CHECKPOINT_DIR`` as ``<variant>.pth``; ``file`` is that name, so timm lists the
+    variant as pretrained and never reaches for a download."""
+    return _cfg(file=f"{variant}.pth", origin_url="https://github.com/rayleizhu/GLMix", **kwargs)
+
+
+_HYBRID_STEM = "downsample_layers.0.1"
 default_cfgs = generate_default_cfgs({
-    "glnet_stl.in1k": _cfg(),
-    "glnet_stl_paramslot.in1k": _cfg(),
-    "glnet_4g.in1k": _cfg(first_conv="downsample_layers.0.1"),
-    "glnet_9g.in1k": _cfg(first_conv="downsample_layers.0.1"),
-    "glnet_16g.in1k": _cfg(first_conv="downsample_layers.0.1"),
-    "glnet_4g_tklb.in1k": _cfg(first_conv="downsample_layers.0.1", crop_pct=1.0),
-    "glnet_9g_tklb.in1k": _cfg(first_conv="downsample_layers.0.1", crop_pct=1.0),
-    "glnet_nano.scenes": _cfg(first_conv="downsample_layers.0.1", num_classes=5, input_size=(3, 160, 160),
-                              crop_pct=1.0),
-    "glnet_micro.untrained": _cfg(first_conv="downsample_layers.0.1"),
+    "glnet_stl.in1k": _official("glnet_stl"),
+    "glnet_stl_paramslot.in1k": _official("glnet_stl_paramslot"),
+    "glnet_4g.in1k": _official("glnet_4g", first_conv=_HYBRID_STEM),
+    "glnet_9g.in1k": _official("glnet_9g", first_conv=_HYBRID_STEM),
+    "glnet_16g.in1k": _official("glnet_16g", first_conv=_HYBRID_STEM),
+    "glnet_4g_tklb.in1k": _official("glnet_4g_tklb", first_conv=_HYBRID_STEM, crop_pct=1.0),
+    "glnet_9g_tklb.in1k": _official("glnet_9g_tklb", first_conv=_HYBRID_STEM, crop_pct=1.0),
+    # the bundled demo model (package data); 160 px in, stride 32: a 5x5 final grid
+    "glnet_nano.scenes": _cfg(file=DEFAULT_CHECKPOINT_NAME, first_conv=_HYBRID_STEM, num_classes=5,
+                              input_size=(3, 160, 160), pool_size=(5, 5), crop_pct=1.0),
+    "glnet_micro.untrained": _cfg(first_conv=_HYBRID_STEM),
 })
 
 
-def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> GLNet:
+def _create(variant: str, pretrained: bool = False, pretrained_cfg: Any = None,
+            pretrained_cfg_overlay: dict[str, Any] | None = None, **kwargs: Any) -> GLNet:
+    """Build a variant with timm's builder; ``pretrained=True`` loads the weights *before* timm wraps
+    the model (``features_only``), through :meth:`GLNet.load_pretrained` (no hub, no unpickling).
+
+    Where the weights come from: ``pretrained_cfg_overlay=dict(file=PATH)`` if given (it must
+    exist), else ``<variant>.safetensors`` / ``.pth`` in ``$GLMIX_CHECKPOINT_DIR``, else the
+    package's bundled file for the demo model.
+    """
     config = dict(MODEL_CONFIGS[variant])
     config.update(kwargs)
-    model = build_model_with_cfg(
-        GLNet, variant, pretrained=False,
+    cfg = resolve_pretrained_cfg(variant, pretrained_cfg=pretrained_cfg, pretrained_cfg_overlay=pretrained_cfg_overlay)
+    if pretrained:
+        from .checkpoints import locate_pretrained
+
+        user_file = (pretrained_cfg_overlay or {}).get("file")
+        if user_file is None and isinstance(pretrained_cfg, dict):
+            user_file = pretrained_cfg.get("file")
+        bundled = cfg.file if cfg.file == DEFAULT_CHECKPOINT_NAME else None
+        path = locate_pretrained(variant, user_file=user_file, bundled=bundled)
+        cfg = dataclasses.replace(cfg, file=str(path), custom_load=True)
+    return build_model_with_cfg(
+        GLNet, variant, pretrained=pretrained, pretrained_cfg=cfg,
         feature_cfg=dict(feature_cls="getter", out_indices=(0, 1, 2, 3)),
         **config,
     )
-    if pretrained:
-        # No hub: weights come from the user's checkpoint directory (GLMIX_CHECKPOINT_DIR).
-        from .checkpoints import find_checkpoint, load_checkpoint
-
-        load_checkpoint(model, find_checkpoint(variant), strict=config.get("num_classes", 1000) == 1000)
-    return model
 
 
 @register_model

@@ -11,7 +11,13 @@ from .evidence import (
     available_evidence_methods,
     get_evidence_method,
 )
-from .imagenet_voc import VOC_CLASSES, VOC_TO_IMAGENET, voc_class_map
+from .imagenet_voc import (
+    VOC_FOREGROUND,
+    VOC_TO_IMAGENET,
+    imagenet_class_names,
+    imagenet_to_voc,
+    voc_class_map,
+)
 from .masks import (
     DEFAULT_BG_THRESHOLD,
     DEFAULT_THRESHOLDS,
@@ -28,7 +34,7 @@ from .tta import DEFAULT_SCALES, tta_evidence
 __all__ = [
     "EvidenceMethod", "CAM", "TokenEvidence", "SlotCAM", "SlotCAMConfig", "DEFAULT_SLOT_CAM",
     "get_evidence_method", "available_evidence_methods",
-    "VOC_CLASSES", "VOC_TO_IMAGENET", "voc_class_map",
+    "VOC_FOREGROUND", "VOC_TO_IMAGENET", "voc_class_map", "imagenet_class_names", "imagenet_to_voc",
     "DEFAULT_SCALES", "tta_evidence",
     "DEFAULT_BG_THRESHOLD", "DEFAULT_THRESHOLDS", "restrict_to_labels", "scores_to_mask", "sweep_confusions",
     "ThresholdSweep", "best_threshold", "unary_probabilities",

@@ -70,14 +70,17 @@ max (or logsumexp) over its ImageNet classes' maps.
 
 from __future__ import annotations
 
-__all__ = ["VOC_CLASSES", "VOC_TO_IMAGENET", "voc_class_map"]
+from functools import cache
 
-#: The 20 PASCAL VOC object classes in the standard order (label ``i + 1``; 0 is background).
-VOC_CLASSES: tuple[str, ...] = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
-    "tvmonitor",
-)
+from ..data.voc import VOC_CLASSES
+
+__all__ = ["IMAGENET_NUM_CLASSES", "VOC_FOREGROUND", "VOC_TO_IMAGENET", "imagenet_class_names",
+           "imagenet_to_voc", "voc_class_map"]
+
+IMAGENET_NUM_CLASSES = 1000
+#: The 20 PASCAL VOC object classes in the standard order (label ``i + 1``; 0 is background),
+#: taken from the one VOC class list, :data:`glmix_vis.data.VOC_CLASSES`.
+VOC_FOREGROUND: tuple[str, ...] = tuple(VOC_CLASSES[1:])
 
 VOC_TO_IMAGENET: dict[str, tuple[int, ...]] = {
     "aeroplane": (
@@ -403,5 +406,20 @@ VOC_TO_IMAGENET: dict[str, tuple[int, ...]] = {
 
 
 def voc_class_map() -> list[list[int]]:
-    """The ImageNet-1k indices of each VOC class, in :data:`VOC_CLASSES` order (a ``class_map``)."""
-    return [list(VOC_TO_IMAGENET[name]) for name in VOC_CLASSES]
+    """The ImageNet-1k indices of each VOC class, in :data:`VOC_FOREGROUND` order (a ``class_map``)."""
+    return [list(VOC_TO_IMAGENET[name]) for name in VOC_FOREGROUND]
+
+
+@cache
+def imagenet_class_names() -> tuple[str, ...]:
+    """The ImageNet-1k class names in index order, from timm's offline copy (first WordNet synonym:
+    ``airliner``, ``tabby``)."""
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo()
+    return tuple(info.index_to_description(i).split(",")[0].strip() for i in range(IMAGENET_NUM_CLASSES))
+
+
+def imagenet_to_voc() -> dict[int, str]:
+    """The VOC class each mapped ImageNet-1k index feeds (unmapped indices feed none)."""
+    return {i: name for name, group in VOC_TO_IMAGENET.items() for i in group}
