@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from glmix_vis.data.scenes import DEFAULT_SCENES_DIR, ensure_scenes
-from glmix_vis.predictor import load_model
+from glmix_vis.loading import load_model
 from glmix_vis.wsss.evaluate import ORACLE_METHOD, EvalConfig, evaluate
 
 

@@ -25,8 +25,8 @@ import torch
 from safetensors.torch import load_file
 
 from glmix_vis.data.scenes import DEFAULT_SCENES_DIR, ensure_scenes
+from glmix_vis.loading import load_model
 from glmix_vis.models.checkpoints import read_checkpoint_meta, save_safetensors
-from glmix_vis.predictor import load_model
 from glmix_vis.wsss.evaluate import EvalConfig, evaluate
 from glmix_vis.wsss.masks import BG_THRESHOLDS_KEY
 

@@ -1,5 +1,6 @@
 """glmix-vis: slot assignment maps, weakly-supervised segmentation and figures for GLNet (GLMix)."""
 
+from .loading import ModelInfo, load_model
 from .models import (
     CheckpointError,
     GLNet,
@@ -11,7 +12,9 @@ from .models import (
     read_checkpoint_meta,
     resolve_checkpoint,
 )
+from .predictor import SlotPredictor
 
 __version__ = "0.1.0"
 __all__ = ["GLNet", "SlotMap", "SlotOutput", "create_model", "load_checkpoint", "read_checkpoint_meta",
-           "detect_variant", "resolve_checkpoint", "CheckpointError", "__version__"]
+           "detect_variant", "resolve_checkpoint", "CheckpointError", "ModelInfo", "load_model", "SlotPredictor",
+           "__version__"]

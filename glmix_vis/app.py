@@ -38,8 +38,9 @@ import torch
 from PIL import Image
 
 from .io import DEFAULT_MAX_PIXELS, ImageLoadError, atomic_write_bytes, downscale_to, load_image
+from .loading import ModelInfo, load_model
 from .models.checkpoints import CheckpointError, checkpoint_dirs, resolve_checkpoint
-from .predictor import ModelInfo, SlotPredictor, load_model
+from .predictor import SlotPredictor
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "SlotApp", "ModelCache", "PictureFiles", "build_app",
            "discover_checkpoints", "example_files", "launch", "limit_heap_fragmentation"]

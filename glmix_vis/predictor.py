@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,129 +20,11 @@ import torch.nn as nn
 
 from .devices import resolve_device
 from .io import load_image
-from .models.glnet import GLNET_MEAN, GLNET_STD
+from .loading import HeadPrediction, ModelInfo, load_model
 from .models.slots import SlotMap, SlotOutput
 from .preprocess import image_to_batch
-from .wsss.imagenet_voc import IMAGENET_NUM_CLASSES
 
-__all__ = ["HeadPrediction", "ModelInfo", "SlotPredictor", "load_model"]
-
-
-@dataclass(frozen=True)
-class HeadPrediction:
-    """One classifier output as a person reads it: its own name (an ImageNet class for an
-    official head), its probability, and the segmentation class it counts toward (``None``:
-    an ImageNet class outside the VOC map)."""
-
-    name: str
-    score: float
-    feeds: str | None
-
-    def __str__(self) -> str:
-        if self.feeds == self.name:
-            return f"{self.name} {self.score:.2f}"
-        return f"{self.name} {self.score:.2f} (-> {self.feeds or 'no VOC class'})"
-
-
-@dataclass
-class ModelInfo:
-    """What a model predicts and how it wants its input.
-
-    ``class_names`` lists the segmentation classes, background first. The model's head scores
-    the foreground ones: directly (``class_map`` None, our trained checkpoints) or through
-    ``class_map`` groups of head outputs (an ImageNet head read as VOC classes); ``head_names``
-    then names the head's own outputs (the ImageNet classes).
-    """
-
-    name: str
-    class_names: list[str]
-    mean: tuple[float, ...] = GLNET_MEAN
-    std: tuple[float, ...] = GLNET_STD
-    input_size: int = 224
-    class_map: list[list[int]] | None = None
-    multilabel: bool = True
-    checkpoint: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    head_names: list[str] | None = None
-
-    @property
-    def foreground_names(self) -> list[str]:
-        return self.class_names[1:]
-
-    def head_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """``(N,)`` probabilities of the head's outputs: sigmoid (multi-label) or softmax."""
-        logits = logits.float()
-        return logits.sigmoid() if self.multilabel else logits.softmax(-1)
-
-    def class_scores(self, logits: torch.Tensor) -> np.ndarray:
-        """``(K,)`` score of each foreground class from one image's head logits (for an ImageNet
-        head, the softmax mass of the ImageNet classes mapped to each target class)."""
-        probs = self.head_probabilities(logits).cpu().numpy()
-        if self.class_map is None:
-            return probs
-        return np.array([probs[group].sum() for group in self.class_map], dtype=np.float32)
-
-    def top_predictions(self, logits: torch.Tensor, k: int = 5, min_score: float = 0.0) -> list[HeadPrediction]:
-        """The ``k`` most probable head outputs, each with the segmentation class it feeds (the
-        first always, the others only from ``min_score`` on)."""
-        probs = self.head_probabilities(logits).cpu().numpy()
-        names = self.head_names or self.foreground_names
-        if self.class_map is None:
-            feeds: dict[int, str] = dict(enumerate(self.foreground_names))
-        else:
-            feeds = {i: self.foreground_names[c] for c, group in enumerate(self.class_map) for i in group}
-        order = np.argsort(-probs, kind="stable")[:k]
-        return [HeadPrediction(names[i] if i < len(names) else f"output {i}", float(probs[i]), feeds.get(int(i)))
-                for rank, i in enumerate(order) if rank == 0 or probs[i] >= min_score]
-
-    def bg_threshold(self, method: str) -> float:
-        """The background threshold for ``method``: tuned for this checkpoint if it records one."""
-        from .wsss.masks import checkpoint_bg_threshold
-
-        return checkpoint_bg_threshold(self.extra, method)
-
-
-def load_model(checkpoint: str | os.PathLike[str] | None = None, *, model_name: str | None = None,
-               device: str | torch.device = "auto") -> tuple[nn.Module, ModelInfo]:
-    """A model in eval mode and its :class:`ModelInfo`, from a checkpoint file or name.
-
-    ``None`` loads the bundled demo checkpoint. Checkpoints written by ``glmix-wsss train`` or
-    ``glmix-vis checkpoint convert`` carry their classes and input size; a 1000-class official
-    checkpoint is read through the ImageNet-to-VOC class mapping.
-    """
-    from .assets import default_checkpoint
-    from .models.checkpoints import read_checkpoint_meta, resolve_checkpoint
-    from .models.factory import create_model
-
-    path = default_checkpoint() if checkpoint is None else resolve_checkpoint(checkpoint)
-    meta = read_checkpoint_meta(path)
-    model = create_model(model_name or meta.get("model"), checkpoint=path)
-    model = model.to(resolve_device(device)).eval()
-    name = meta.get("model") or model_name or getattr(model, "default_cfg", {}).get("architecture", "glnet")
-    cfg = getattr(model, "pretrained_cfg", {}) or {}
-    size = meta.get("input_size") or cfg.get("input_size", (3, 224, 224))[-2:]
-    info = ModelInfo(name=str(name), class_names=[], mean=tuple(meta.get("mean") or cfg.get("mean", GLNET_MEAN)),
-                     std=tuple(meta.get("std") or cfg.get("std", GLNET_STD)), input_size=int(min(size)),
-                     checkpoint=str(path), extra=dict(meta))
-    num_outputs = getattr(model, "num_classes", 0)
-    if meta.get("classes"):
-        info.class_names = list(meta["classes"])
-        if len(info.class_names) - 1 != num_outputs:
-            raise ValueError(f"{path}: metadata lists {len(info.class_names) - 1} foreground classes but the "
-                             f"head has {num_outputs} outputs")
-    elif num_outputs == IMAGENET_NUM_CLASSES:
-        # An ImageNet head read as the VOC classes: background first, then the 20 VOC classes,
-        # each scored by the ImageNet classes that depict it; the head's outputs keep their names.
-        from .data.voc import VOC_CLASSES
-        from .wsss.imagenet_voc import imagenet_class_names, voc_class_map
-
-        info.class_names = list(VOC_CLASSES)
-        info.class_map = voc_class_map()
-        info.head_names = list(imagenet_class_names())
-        info.multilabel = False
-    else:
-        info.class_names = ["background"] + [f"class_{k}" for k in range(num_outputs)]
-    return model, info
+__all__ = ["SlotPredictor"]
 
 
 class SlotPredictor:

@@ -27,8 +27,9 @@ from glmix_vis.figures import (
     track_slot_colors,
 )
 from glmix_vis.figures.palette import OKABE_ITO, oklab_views, to_hex
+from glmix_vis.loading import ModelInfo
 from glmix_vis.models.factory import create_model
-from glmix_vis.predictor import ModelInfo, SlotPredictor
+from glmix_vis.predictor import SlotPredictor
 
 CLASSES = ["background", "disk", "square", "star"]
 DPI = 40  # small rasters: these tests check structure, not looks

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from ..data import SegmentationDataset, load_palette_png, open_dataset, save_palette_png
 from ..devices import resolve_device
-from ..predictor import ModelInfo, load_model
+from ..loading import ModelInfo, load_model
 from ..preprocess import image_to_batch
 from .crf import CRFParams, crf_labels, crf_pool
 from .evidence import get_evidence_method
