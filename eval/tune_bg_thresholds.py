@@ -27,8 +27,8 @@ from safetensors.torch import load_file
 from glmix_vis.data.scenes import DEFAULT_SCENES_DIR, ensure_scenes
 from glmix_vis.loading import load_model
 from glmix_vis.models.checkpoints import read_checkpoint_meta, save_safetensors
+from glmix_vis.models.meta import CheckpointMeta
 from glmix_vis.wsss.evaluate import EvalConfig, evaluate
-from glmix_vis.wsss.masks import BG_THRESHOLDS_KEY
 
 METHODS = ("cam", "slot-cam")
 
@@ -40,10 +40,10 @@ def sweep(checkpoint: str, root: str, split: str, limit: int, method: str, workd
 
 
 def write_thresholds(checkpoint: Path, thresholds: dict[str, float]) -> None:
-    meta = read_checkpoint_meta(checkpoint)
-    meta[BG_THRESHOLDS_KEY] = thresholds
+    meta = CheckpointMeta.from_mapping(read_checkpoint_meta(checkpoint))
+    meta.bg_thresholds = dict(thresholds)
     tensors = load_file(str(checkpoint))  # as stored: fp16 stays fp16
-    save_safetensors(tensors, checkpoint, meta=meta, dtype=None)
+    save_safetensors(tensors, checkpoint, meta=meta.to_mapping(), dtype=None)
 
 
 def main() -> None:
@@ -70,7 +70,7 @@ def main() -> None:
             print(f"{method}: best {best[method]:g} ({result['best_miou']:.1f} mIoU on {args.split}); {curve}")
     if args.write:
         write_thresholds(args.checkpoint, best)
-        print(f"recorded {BG_THRESHOLDS_KEY}={json.dumps(best)} in {args.checkpoint}")
+        print(f"recorded bg_thresholds={json.dumps(best)} in {args.checkpoint}")
 
 
 if __name__ == "__main__":

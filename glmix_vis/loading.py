@@ -1,15 +1,19 @@
 """Loading a model for inference: the model in eval mode and what it predicts (:class:`ModelInfo`).
 
-The one owner of the class-name rule: checkpoints that record their classes use them; a
-1000-class head (an official ImageNet checkpoint) is read as the PASCAL VOC classes through the
-ImageNet-to-VOC map, background first, and keeps its ImageNet names for display.
+The one owner of the class-name rule. Segmentation classes are listed background first:
+
+* a checkpoint whose metadata names its classes uses them (``head="foreground"``: background
+  first already; one name per output: ``background`` put in front);
+* a 1000-class head (an official ImageNet checkpoint, or one converted from it) is read as the
+  PASCAL VOC classes through the ImageNet-to-VOC map and keeps its ImageNet names for display
+  (:attr:`ModelInfo.head_names`);
+* any other head gets ``class_0``, ``class_1``, ... after ``background``.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -17,6 +21,7 @@ import torch.nn as nn
 
 from .devices import resolve_device
 from .models.glnet import GLNET_MEAN, GLNET_STD
+from .models.meta import BACKGROUND, HEAD_FOREGROUND, CheckpointMeta
 from .wsss.imagenet_voc import IMAGENET_NUM_CLASSES
 
 __all__ = ["HeadPrediction", "ModelInfo", "load_model"]
@@ -56,7 +61,7 @@ class ModelInfo:
     class_map: list[list[int]] | None = None
     multilabel: bool = True
     checkpoint: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    meta: CheckpointMeta = field(default_factory=CheckpointMeta)
     head_names: list[str] | None = None
 
     @property
@@ -90,10 +95,12 @@ class ModelInfo:
                 for rank, i in enumerate(order) if rank == 0 or probs[i] >= min_score]
 
     def bg_threshold(self, method: str) -> float:
-        """The background threshold for ``method``: tuned for this checkpoint if it records one."""
-        from .wsss.masks import checkpoint_bg_threshold
+        """The background threshold for ``method``: tuned for this checkpoint if it records one,
+        else IRN's 0.15."""
+        from .wsss.masks import DEFAULT_BG_THRESHOLD
 
-        return checkpoint_bg_threshold(self.extra, method)
+        tuned = self.meta.tuned_bg_threshold(method)
+        return DEFAULT_BG_THRESHOLD if tuned is None else tuned
 
 
 def load_model(checkpoint: str | os.PathLike[str] | None = None, *, model_name: str | None = None,
@@ -109,22 +116,23 @@ def load_model(checkpoint: str | os.PathLike[str] | None = None, *, model_name: 
     from .models.factory import create_model
 
     path = default_checkpoint() if checkpoint is None else resolve_checkpoint(checkpoint)
-    meta = read_checkpoint_meta(path)
-    model = create_model(model_name or meta.get("model"), checkpoint=path)
+    meta = CheckpointMeta.from_mapping(read_checkpoint_meta(path))
+    model = create_model(model_name or meta.model, checkpoint=path)
     model = model.to(resolve_device(device)).eval()
-    name = meta.get("model") or model_name or getattr(model, "default_cfg", {}).get("architecture", "glnet")
     cfg = getattr(model, "pretrained_cfg", {}) or {}
-    size = meta.get("input_size") or cfg.get("input_size", (3, 224, 224))[-2:]
-    info = ModelInfo(name=str(name), class_names=[], mean=tuple(meta.get("mean") or cfg.get("mean", GLNET_MEAN)),
-                     std=tuple(meta.get("std") or cfg.get("std", GLNET_STD)), input_size=int(min(size)),
-                     checkpoint=str(path), extra=dict(meta))
-    num_outputs = getattr(model, "num_classes", 0)
-    if meta.get("classes"):
-        info.class_names = list(meta["classes"])
-        if len(info.class_names) - 1 != num_outputs:
-            raise ValueError(f"{path}: metadata lists {len(info.class_names) - 1} foreground classes but the "
-                             f"head has {num_outputs} outputs")
-    elif num_outputs == IMAGENET_NUM_CLASSES:
+    name = meta.model or model_name or cfg.get("architecture", "glnet")
+    size = meta.input_size or tuple(cfg.get("input_size", (3, 224, 224))[-2:])
+    info = ModelInfo(name=str(name), class_names=[], mean=meta.mean or tuple(cfg.get("mean", GLNET_MEAN)),
+                     std=meta.std or tuple(cfg.get("std", GLNET_STD)), input_size=int(min(size)),
+                     checkpoint=str(path), meta=meta)
+    _name_classes(info, meta, getattr(model, "num_classes", 0), path)
+    return model, info
+
+
+def _name_classes(info: ModelInfo, meta: CheckpointMeta, num_outputs: int, path: os.PathLike[str]) -> None:
+    """The class-name rule (see the module docstring), applied to ``info``."""
+    listed = meta.segmentation_classes(num_outputs)
+    if num_outputs == IMAGENET_NUM_CLASSES and not (meta.head == HEAD_FOREGROUND and listed):
         # An ImageNet head read as the VOC classes: background first, then the 20 VOC classes,
         # each scored by the ImageNet classes that depict it; the head's outputs keep their names.
         from .data.voc import VOC_CLASSES
@@ -132,8 +140,12 @@ def load_model(checkpoint: str | os.PathLike[str] | None = None, *, model_name: 
 
         info.class_names = list(VOC_CLASSES)
         info.class_map = voc_class_map()
-        info.head_names = list(imagenet_class_names())
+        info.head_names = meta.head_class_names(num_outputs) or list(imagenet_class_names())
         info.multilabel = False
+    elif listed is not None:
+        info.class_names = listed
+    elif meta.classes is not None:
+        raise ValueError(f"{path}: its metadata lists {len(meta.classes)} class names "
+                         f"({meta.head} outputs) but the head has {num_outputs} outputs")
     else:
-        info.class_names = ["background"] + [f"class_{k}" for k in range(num_outputs)]
-    return model, info
+        info.class_names = [BACKGROUND] + [f"class_{k}" for k in range(num_outputs)]

@@ -29,6 +29,7 @@ from .data import SegmentationDataset, open_dataset
 from .devices import autocast_dtype, resolve_device
 from .models.checkpoints import save_safetensors
 from .models.glnet import GLNET_MEAN, GLNET_STD
+from .models.meta import HEAD_FOREGROUND, CheckpointMeta
 from .preprocess import normalize, to_tensor
 
 __all__ = ["TrainConfig", "train", "multilabel_average_precision"]
@@ -180,9 +181,11 @@ def _lr_lambda(total_steps: int, warmup_steps: int, min_ratio: float):
 def checkpoint_meta(config: TrainConfig, class_names: list[str], **extra: Any) -> dict[str, Any]:
     """What later commands read back: the model, its classes (background first, the head
     predicts the foreground ones), the input size and normalisation."""
-    return dict(model=config.model, classes=list(class_names), num_classes=len(class_names) - 1,
-                input_size=[config.input_size, config.input_size], mean=list(config.mean),
-                std=list(config.std), head="foreground", dataset=config.dataset, **extra)
+    meta = CheckpointMeta(model=config.model, classes=list(class_names), head=HEAD_FOREGROUND,
+                          input_size=(config.input_size, config.input_size), mean=tuple(config.mean),
+                          std=tuple(config.std),
+                          extra=dict(num_classes=len(class_names) - 1, dataset=config.dataset, **extra))
+    return meta.to_mapping()
 
 
 # ------------------------------------------------------------------------------------ the loop

@@ -20,7 +20,6 @@ import glmix_vis
 from glmix_vis.cli._dispatch import main as dispatch_main
 from glmix_vis.models.checkpoints import (
     CheckpointError,
-    detect_variant,
     find_checkpoint,
     load_checkpoint,
     read_checkpoint,
@@ -30,6 +29,7 @@ from glmix_vis.models.checkpoints import (
 )
 from glmix_vis.models.factory import create_model
 from glmix_vis.models.glnet import OFFICIAL_VARIANTS
+from glmix_vis.models.variants import detect_variant
 
 NUM_CLASSES = 4
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 from ._dispatch import UserError
@@ -39,51 +37,15 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "inspect":
-        info = describe(args.file)
+        from ..models.convert import describe_checkpoint
+
+        info = describe_checkpoint(args.file)
         print(json.dumps(info, indent=1, default=str) if args.json else format_description(info))
         return 0
     return _convert(args)
 
 
 # ------------------------------------------------------------------------------------ inspect
-def describe(file: str | os.PathLike[str]) -> dict[str, Any]:
-    """What ``inspect`` reports about a checkpoint, as plain data."""
-    from ..models.checkpoints import (
-        compare_signature,
-        detect_variant,
-        head_class_names,
-        read_checkpoint,
-        resolve_checkpoint,
-        variant_buffers,
-        variant_signature,
-    )
-    from ..models.glnet import MODEL_CONFIGS
-
-    path = resolve_checkpoint(file)
-    ckpt = read_checkpoint(path)
-    named = ckpt.meta.get("model")
-    _, plain = ckpt.select()
-    det = detect_variant(plain, require_exact=False)
-    variant = named if named in MODEL_CONFIGS else (det.name if det.exact else None)
-    entry, sd = ckpt.select(None, variant)
-    shapes = {k: tuple(v.shape) for k, v in sd.items()}
-    fit = compare_signature(shapes, variant_signature(variant), variant) if variant else det
-    buffers = variant_buffers(variant) if fit.exact and variant else frozenset()
-    params = sum(v.numel() for k, v in sd.items() if k not in buffers and v.is_floating_point()
-                 and not k.endswith(("running_mean", "running_var")))
-    num_classes = int(sd["head.weight"].shape[0]) if "head.weight" in sd else 0
-    return dict(
-        file=str(path), size_bytes=path.stat().st_size, format=ckpt.format, entries=ckpt.entries,
-        variant=variant, fits=fit.exact, closest=None if fit.exact else det.name, match=round(det.score, 4),
-        differences=None if fit.exact else fit.describe_differences(),
-        weights=entry, parameters=params, num_classes=num_classes,
-        classes=head_class_names(ckpt.meta, num_classes), epoch=ckpt.epoch,
-        ema=ckpt.has_ema, ema_entry=next((e for e in ckpt.weights if e in ("model_ema", "state_dict_ema", "ema")),
-                                         None),
-        dtypes=sorted({str(v.dtype).replace("torch.", "") for v in sd.values()}),
-        meta=ckpt.meta, config=ckpt.config)
-
-
 def format_description(info: dict[str, Any]) -> str:
     """The human-readable ``inspect`` report."""
     size = info["size_bytes"]
@@ -98,6 +60,8 @@ def format_description(info: dict[str, Any]) -> str:
     lines.append(f"parameters  {info['parameters']:,}")
     classes = info["classes"]
     shown = "" if not classes else ": " + ", ".join(classes[:5]) + (", ..." if len(classes) > 5 else "")
+    if not classes and info["num_classes"] == 1000:
+        shown = " (ImageNet-1k; read as the PASCAL VOC classes through the ImageNet-to-VOC map)"
     lines.append(f"classes     {info['num_classes']}{shown}")
     lines.append(f"epoch       {info['epoch'] if info['epoch'] is not None else '-'}")
     if info["ema"]:
@@ -127,85 +91,15 @@ def _size(n: int) -> str:
 
 # ------------------------------------------------------------------------------------ convert
 def _convert(args: argparse.Namespace) -> int:
-    import timm
+    from ..models.convert import convert_checkpoint, read_class_names
 
-    from ..models.checkpoints import (
-        compare_signature,
-        head_class_names,
-        read_checkpoint,
-        resolve_checkpoint,
-        save_safetensors,
-        variant_signature,
-    )
-    from ..models.factory import checkpoint_variant
-    from ..models.glnet import MODEL_CONFIGS, OFFICIAL_VARIANTS
-
-    src = resolve_checkpoint(args.file)
-    out = Path(args.out)
-    if out.suffix != ".safetensors":
-        raise UserError(f"the output must end in .safetensors, got {out}")
-    if out.exists() and out.resolve() == src.resolve():
-        raise UserError("the output would overwrite the input")
-    if out.exists() and not args.force:
-        raise UserError(f"{out} exists (use --force to overwrite)")
-    if args.model and args.model not in MODEL_CONFIGS:
-        raise UserError(f"unknown model {args.model!r}; choose one of {', '.join(MODEL_CONFIGS)}")
-
-    ckpt = read_checkpoint(src)
-    name = args.model or checkpoint_variant(ckpt)
-    entry, sd = ckpt.select(args.ema, name)
-    det = compare_signature({k: tuple(v.shape) for k, v in sd.items()}, variant_signature(name), name)
-    if not det.exact:
-        raise UserError(f"{src} [{entry}] does not fit {name}: {det.describe_differences()}")
-    num_classes = det.num_classes or 0
-    default_cfg = timm.models.get_pretrained_cfg(name)
-
-    meta: dict[str, Any] = dict(ckpt.meta)
-    classes = _read_classes(args.classes) if args.classes else None
-    if classes is not None:
-        if len(classes) != num_classes:
-            raise UserError(f"{args.classes} lists {len(classes)} classes but the head has {num_classes}")
-        meta.update(classes=classes, head="all")
-    elif head_class_names(meta, num_classes) is None:
-        meta.pop("classes", None)
-        if num_classes == 1000 and name in OFFICIAL_VARIANTS:
-            meta["classes"] = _imagenet_names()
-    if args.input_size:
-        if len(args.input_size) > 2:
-            raise UserError("--input-size takes H or H W")
-        meta["input_size"] = [args.input_size[0], args.input_size[-1]]
-    elif not _pair(meta.get("input_size")):
-        meta["input_size"] = list(default_cfg.input_size[1:]) if default_cfg else [224, 224]
-    for key in ("mean", "std"):
-        if not (isinstance(meta.get(key), list) and len(meta[key]) == 3):
-            meta[key] = list(getattr(default_cfg, key)) if default_cfg else None
-    meta.update(model=name, num_classes=num_classes, source=src.name, weights=entry)
-    if ckpt.epoch is not None:
-        meta["epoch"] = ckpt.epoch
-
-    save_safetensors(sd, out, meta=meta)
-    print(f"wrote {out} ({_size(out.stat().st_size)}): {name}, {entry} weights, {num_classes} classes, "
-          f"input {meta['input_size'][0]}x{meta['input_size'][1]}")
+    if args.input_size and len(args.input_size) > 2:
+        raise UserError("--input-size takes H or H W")
+    classes = read_class_names(args.classes) if args.classes else None
+    size = (args.input_size[0], args.input_size[-1]) if args.input_size else None
+    result = convert_checkpoint(args.file, args.out, model=args.model, ema=args.ema, classes=classes,
+                                input_size=size, force=args.force)
+    h, w = result.meta.input_size or (0, 0)
+    print(f"wrote {result.path} ({_size(result.path.stat().st_size)}): {result.model}, {result.entry} weights, "
+          f"{result.num_classes} classes, input {h}x{w}")
     return 0
-
-
-def _pair(value: Any) -> bool:
-    return isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value)
-
-
-def _read_classes(file: str) -> list[str]:
-    text = Path(file).read_text(encoding="utf-8")
-    if text.lstrip().startswith("["):
-        names = json.loads(text)
-        if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
-            raise UserError(f"{file}: expected a JSON list of class names")
-        return names
-    return [line.strip() for line in text.splitlines() if line.strip()]
-
-
-def _imagenet_names() -> list[str]:
-    """ImageNet-1k class names (first lemma of each synset), in the official class order."""
-    from timm.data import ImageNetInfo
-
-    info = ImageNetInfo()
-    return [info.index_to_description(i).split(",")[0].strip() for i in range(1000)]

@@ -22,7 +22,6 @@ import stat
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +33,8 @@ from ._standins import SAFE_GLOBALS, STANDIN_NAMES, resolve_interpolations, to_p
 
 __all__ = [
     "CheckpointError", "Checkpoint", "LoadReport", "Detection", "read_checkpoint", "read_checkpoint_meta",
-    "load_checkpoint", "detect_variant", "find_checkpoint", "resolve_checkpoint", "checkpoint_dirs",
-    "save_safetensors", "head_class_names", "variant_signature", "variant_buffers", "compare_signature",
-    "model_variant", "load_state_dict_into", "load_pretrained_weights", "locate_pretrained", "EMA_PREFERRED",
+    "load_checkpoint", "find_checkpoint", "resolve_checkpoint", "checkpoint_dirs", "save_safetensors",
+    "compare_signature", "shape_of", "strip_prefixes", "load_state_dict_into", "load_pretrained_weights", "locate_pretrained", "EMA_PREFERRED",
     "HEAD_KEYS",
 ]
 
@@ -177,21 +175,6 @@ def read_checkpoint(path: str | os.PathLike[str], *, map_location: Any = "cpu", 
     return _describe(path, fmt, obj)
 
 
-def head_class_names(meta: Mapping[str, Any], num_classes: int) -> list[str] | None:
-    """The class names of the classifier's outputs, if the metadata has them.
-
-    ``classes`` may list a background class first that the head does not predict (our WSSS
-    training writes ``head: "foreground"`` then).
-    """
-    classes = meta.get("classes")
-    if not isinstance(classes, list | tuple):
-        return None
-    names = [str(c) for c in classes]
-    if len(names) == num_classes + 1 and meta.get("head") == "foreground":
-        names = names[1:]
-    return names if len(names) == num_classes else None
-
-
 def read_checkpoint_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The metadata a checkpoint carries (``model``, ``classes``, ``input_size``, ``mean``, ``std``, ...).
 
@@ -310,7 +293,7 @@ def _read_safetensors(path: Path, map_location: Any) -> Checkpoint:
         except (TypeError, ValueError):
             meta[key] = value
     meta.pop("format", None)
-    weights = {TOP_LEVEL: _strip_prefixes(tensors)} if tensors else {}
+    weights = {TOP_LEVEL: strip_prefixes(tensors)} if tensors else {}
     if not weights:
         raise CheckpointError(f"{path} holds no tensors")
     entries = {TOP_LEVEL: f"state dict, {len(tensors)} tensors"}
@@ -322,7 +305,7 @@ def _is_state_dict(obj: Any) -> bool:
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
 
 
-def _strip_prefixes(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def strip_prefixes(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     out = dict(sd)
     changed = True
     while changed:
@@ -357,11 +340,11 @@ def _describe(path: Path, fmt: str, obj: Any) -> Checkpoint:
 
 def _describe_contents(path: Path, fmt: str, obj: Any) -> Checkpoint:
     if _is_state_dict(obj):
-        return Checkpoint(path, fmt, {TOP_LEVEL: _entry_summary(obj)}, {TOP_LEVEL: _strip_prefixes(obj)})
+        return Checkpoint(path, fmt, {TOP_LEVEL: _entry_summary(obj)}, {TOP_LEVEL: strip_prefixes(obj)})
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a state dict or a dict of them")
     entries = {str(k): _entry_summary(v) for k, v in obj.items()}
-    weights = {e: _strip_prefixes(obj[e]) for e in (*_PLAIN_ENTRIES, *_EMA_ENTRIES) if _is_state_dict(obj.get(e))}
+    weights = {e: strip_prefixes(obj[e]) for e in (*_PLAIN_ENTRIES, *_EMA_ENTRIES) if _is_state_dict(obj.get(e))}
     if not weights:
         raise CheckpointError(f"{path} holds no model weights (entries: {', '.join(entries) or 'none'})")
     raw_config = next((obj[k] for k in ("args", "config", "cfg") if obj.get(k) is not None), None)
@@ -410,27 +393,7 @@ def _cut(items: Sequence[str], limit: int = _LIST_LIMIT) -> str:
     return shown + (f", ... and {len(items) - limit} more" if len(items) > limit else "")
 
 
-@cache
-def _variant_layout(name: str) -> tuple[tuple[tuple[str, tuple[int, ...]], ...], frozenset[str]]:
-    from .glnet import MODEL_CONFIGS, GLNet
-
-    with torch.device("meta"):  # shapes only: no memory, no initialisation cost
-        model = GLNet(**MODEL_CONFIGS[name])
-    signature = tuple((k, tuple(v.shape)) for k, v in model.state_dict().items())
-    return signature, frozenset(k for k, _ in model.named_buffers())
-
-
-def variant_signature(name: str) -> dict[str, tuple[int, ...]]:
-    """``{key: shape}`` of a registered variant's state dict (1000-class head)."""
-    return dict(_variant_layout(name)[0])
-
-
-def variant_buffers(name: str) -> frozenset[str]:
-    """State-dict keys of a variant that are buffers (BatchNorm statistics, ``slot_scale``), not parameters."""
-    return _variant_layout(name)[1]
-
-
-def _shape(v: Any) -> tuple[int, ...]:
+def shape_of(v: Any) -> tuple[int, ...]:
     return tuple(v.shape) if hasattr(v, "shape") else tuple(int(s) for s in v)
 
 
@@ -459,28 +422,6 @@ def compare_signature(given: Mapping[str, tuple[int, ...]], expected: Mapping[st
     head = given.get("head.weight")
     num_classes = head[0] if head else (0 if not any(k.startswith("head.") for k in given) else None)
     return Detection(name, score, missing, unexpected, tuple(mismatched), num_classes)
-
-
-def detect_variant(state_dict: Mapping[str, Any], *, require_exact: bool = True,
-                   candidates: Iterable[str] | None = None) -> Detection:
-    """Which registered GLNet variant a state dict (tensors or shapes) belongs to, by key/shape signature.
-
-    The classifier's class count is ignored (fine-tuned heads still match) and reported as
-    ``num_classes``. With ``require_exact`` a state dict that fits no variant raises
-    :class:`CheckpointError` naming the closest variant and the keys that differ.
-    """
-    from .glnet import MODEL_CONFIGS
-
-    given = {k: _shape(v) for k, v in _strip_prefixes(state_dict).items()}
-    names = list(candidates) if candidates is not None else list(MODEL_CONFIGS)
-    if not names:
-        raise ValueError("no candidate variants")
-    results = [compare_signature(given, variant_signature(n), n) for n in names]
-    best = max(results, key=lambda d: d.score)  # first (official) variant wins ties
-    if require_exact and not best.exact:
-        raise CheckpointError(f"the weights fit no known GLNet variant; closest is {best.name} "
-                              f"({best.score:.0%} of keys agree): {best.describe_differences()}")
-    return best
 
 
 # ------------------------------------------------------------------------------ loading weights
@@ -517,13 +458,11 @@ class LoadReport:
         return text
 
 
-def model_variant(model: nn.Module) -> str | None:
-    """The registered variant a model was created as (from timm's ``pretrained_cfg``), if known."""
-    from .glnet import MODEL_CONFIGS
-
+def _architecture(model: nn.Module) -> str | None:
+    """The name timm created ``model`` as (its ``pretrained_cfg`` architecture), if any."""
     cfg = getattr(model, "pretrained_cfg", None) or {}
     arch = cfg.get("architecture") if isinstance(cfg, Mapping) else None
-    return arch if arch in MODEL_CONFIGS else None
+    return arch if isinstance(arch, str) else None
 
 
 def load_checkpoint(model: nn.Module, path: str | os.PathLike[str], *, ema: bool | None = None,
@@ -540,10 +479,7 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike[str], *, ema: bool
     """
     ckpt = read_checkpoint(path, map_location=map_location)
     named = ckpt.meta.get("model")
-    variant = model_variant(model) or (named if isinstance(named, str) else None)
-    if variant is None and ema is None and ckpt.has_ema and len(ckpt.weights) > 1:
-        det = detect_variant(model.state_dict(), require_exact=False)  # decides EMA or not
-        variant = det.name if det.exact else None
+    variant = _architecture(model) or (named if isinstance(named, str) else None)
     entry, state_dict = ckpt.select(ema, variant)
     report = LoadReport(ckpt.path, ckpt.format, entry, variant, None, epoch=ckpt.epoch,
                         meta=ckpt.meta, config=ckpt.config)
@@ -572,7 +508,7 @@ def load_pretrained_weights(model: nn.Module, path: str | os.PathLike[str], *, v
 
     ckpt = read_checkpoint(path, map_location=map_location)
     named = ckpt.meta.get("model")
-    variant = variant or model_variant(model) or (named if isinstance(named, str) else None)
+    variant = variant or _architecture(model) or (named if isinstance(named, str) else None)
     entry, state_dict = ckpt.select(ema, variant)
     state_dict = dict(state_dict)
     target = model.state_dict()

@@ -9,17 +9,12 @@ import timm
 import torch
 import torch.nn as nn
 
-from .checkpoints import (
-    Checkpoint,
-    detect_variant,
-    head_class_names,
-    load_pretrained_weights,
-    read_checkpoint,
-    resolve_checkpoint,
-)
+from .checkpoints import Checkpoint, load_pretrained_weights, read_checkpoint, resolve_checkpoint
 from .glnet import MODEL_CONFIGS, GLNet
+from .meta import CheckpointMeta
+from .variants import checkpoint_variant
 
-__all__ = ["create_model", "resolve_checkpoint", "checkpoint_variant"]
+__all__ = ["create_model"]
 
 
 def create_model(name: str | None = None, *, checkpoint: str | os.PathLike[str] | None = None,
@@ -73,16 +68,6 @@ def create_model(name: str | None = None, *, checkpoint: str | os.PathLike[str] 
     return model.eval()
 
 
-def checkpoint_variant(ckpt: Checkpoint) -> str:
-    """The variant a checkpoint was saved from: its metadata (or saved config) if that names a
-    registered variant, else the variant its weights fit exactly."""
-    named = ckpt.meta.get("model")
-    if isinstance(named, str) and named in MODEL_CONFIGS:
-        return named
-    _, state_dict = ckpt.select()
-    return detect_variant(state_dict).name
-
-
 def _check_name(name: str) -> None:
     if name not in MODEL_CONFIGS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_CONFIGS)}")
@@ -98,15 +83,14 @@ def _annotate(model: nn.Module, ckpt: Checkpoint, num_classes: int) -> None:
     """Record the checkpoint's data settings in timm's ``pretrained_cfg`` (used by timm's transforms)."""
     cfg = dict(getattr(model, "pretrained_cfg", None) or {})
     cfg.update(num_classes=num_classes, file=str(ckpt.path))
-    meta = ckpt.meta
-    size = meta.get("input_size")
-    if isinstance(size, list | tuple) and len(size) == 2 and all(isinstance(s, int) for s in size):
-        cfg["input_size"] = (3, int(size[0]), int(size[1]))
-    for key in ("mean", "std"):
-        value = meta.get(key)
-        if isinstance(value, list | tuple) and len(value) == 3:
-            cfg[key] = tuple(float(v) for v in value)
-    classes = head_class_names(meta, num_classes)
+    meta = CheckpointMeta.from_mapping(ckpt.meta)
+    if meta.input_size is not None:
+        cfg["input_size"] = (3, *meta.input_size)
+    if meta.mean is not None:
+        cfg["mean"] = meta.mean
+    if meta.std is not None:
+        cfg["std"] = meta.std
+    classes = meta.head_class_names(num_classes)
     if classes is not None:
         cfg["label_names"] = tuple(classes)
     else:

@@ -1,0 +1,113 @@
+"""No import circle among glmix_vis's modules, counting imports inside functions too, and the
+layering lines of the architecture map (models know nothing above them)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "glmix_vis"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _resolve(current: str, is_package: bool, level: int, module: str | None) -> str:
+    base = current.split(".")
+    if not is_package:
+        base = base[:-1]
+    if level > 1:
+        base = base[: len(base) - (level - 1)]
+    return ".".join(base + ([module] if module else []))
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the glmix_vis modules it imports (module-level and lazy imports alike)."""
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        is_package = path.name == "__init__.py"
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = _resolve(name, is_package, node.level, node.module) if node.level else (node.module or "")
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+            for t in targets:
+                while t and t not in modules:  # a name inside a module: the module itself
+                    t = t.rpartition(".")[0]
+                if t.startswith("glmix_vis") and t != name:
+                    edges.add(t)
+        graph[name] = edges
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_cycles():
+    graph = import_graph()
+    assert "glmix_vis.models.glnet" in graph and graph["glmix_vis.predictor"]
+    assert _cycles(graph) == []
+
+
+def test_models_import_nothing_above_them():
+    graph = import_graph()
+    above = ("glmix_vis.wsss", "glmix_vis.data", "glmix_vis.figures", "glmix_vis.app", "glmix_vis.cli",
+             "glmix_vis.predictor", "glmix_vis.loading", "glmix_vis.train")
+    bad = {m: sorted(t for t in targets if t.startswith(above))
+           for m, targets in graph.items() if m.startswith("glmix_vis.models")}
+    assert not {m: t for m, t in bad.items() if t}
+
+
+def test_the_model_file_imports_no_loader():
+    graph = import_graph()
+    assert not graph["glmix_vis.models.glnet"] & {"glmix_vis.models.variants", "glmix_vis.models.factory",
+                                                     "glmix_vis.models.convert"}
+    assert "glmix_vis.models.glnet" not in graph["glmix_vis.models.checkpoints"]
+
+
+def test_the_library_knows_no_ui():
+    graph = import_graph()
+    ui = ("glmix_vis.app", "glmix_vis.cli")
+    for m, targets in graph.items():
+        if not m.startswith(ui):
+            assert not [t for t in targets if t.startswith(ui)], m
