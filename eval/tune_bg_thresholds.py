@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from glmix_vis.data.scenes import DEFAULT_SCENES_DIR, ensure_scenes
+from glmix_vis.data.scenes import root_or_default
 from glmix_vis.loading import load_model
 from glmix_vis.models.checkpoints import read_checkpoint_meta, save_safetensors
 from glmix_vis.models.meta import CheckpointMeta
@@ -60,7 +60,7 @@ def main() -> None:
         parser.error("--checkpoint must be a .safetensors file (convert with `glmix-vis checkpoint convert`)")
     torch.set_num_threads(args.threads)
     load_model(args.checkpoint, device="cpu")  # fail early, with the loader's message, on a bad file
-    root = args.root or str(ensure_scenes(DEFAULT_SCENES_DIR).parents[1])
+    root = root_or_default(args.root)
     best: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="glmix-tune-") as tmp:
         for method in [m.strip() for m in args.methods.split(",") if m.strip()]:

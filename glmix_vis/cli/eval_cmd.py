@@ -10,16 +10,10 @@ from ..wsss.crf import CRFParams
 from ..wsss.evaluate import ORACLE_METHOD, EvalConfig, evaluate
 from ..wsss.evidence import available_evidence_methods
 from ..wsss.masks import DEFAULT_BG_THRESHOLD
+from ._args import add_device_argument, dataset_root, number_list
 from ._dispatch import UserError
 
 _DEFAULT_CRF = CRFParams()
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
@@ -54,26 +48,20 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     p.add_argument("--crf-bilateral-compat", type=float, default=_DEFAULT_CRF.bilateral_compat)
     p.add_argument("--crf-gaussian-sxy", type=float, default=_DEFAULT_CRF.gaussian_sxy)
     p.add_argument("--crf-gaussian-compat", type=float, default=_DEFAULT_CRF.gaussian_compat)
-    p.add_argument("--scales", type=_floats, default=[1.0], help="test-time scales, e.g. 1.0,0.5,1.5")
+    p.add_argument("--scales", type=number_list, default=[1.0], help="test-time scales, e.g. 1.0,0.5,1.5")
     p.add_argument("--flip", action="store_true", help="add horizontally flipped inputs")
     p.add_argument("--input-size", type=int, help="short side the network sees (default: the image's own size)")
     p.add_argument("--labels", choices=["gt", "pred"], default="gt",
                    help="restrict masks to ground-truth image labels (the WSSS protocol) or predicted ones")
     p.add_argument("--workers", type=int, default=2, help="CRF worker processes")
     p.add_argument("--limit", type=int, help="only the first N images")
-    p.add_argument("--device", default="auto")
+    add_device_argument(p)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    root, split = args.root, args.split
-    if root is None:
-        if args.dataset != "voc":
-            raise UserError("--root is required for --dataset coco")
-        from ..data.scenes import DEFAULT_SCENES_DIR, ensure_scenes
-
-        ensure_scenes(DEFAULT_SCENES_DIR)
-        root, split = str(DEFAULT_SCENES_DIR), split or "val"
+    split = args.split or ("train" if args.root else "val")
+    root = dataset_root(args.root, args.dataset)
     options = {}
     if args.slot_blocks:
         options["blocks"] = args.slot_blocks
@@ -84,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     crf = CRFParams(iterations=args.crf_iterations, gaussian_sxy=args.crf_gaussian_sxy,
                     gaussian_compat=args.crf_gaussian_compat, bilateral_sxy=args.crf_bilateral_sxy,
                     bilateral_srgb=args.crf_bilateral_srgb, bilateral_compat=args.crf_bilateral_compat)
-    config = EvalConfig(out=args.out, dataset=args.dataset, root=root, split=split or "train",
+    config = EvalConfig(out=args.out, dataset=args.dataset, root=root, split=split,
                         checkpoint=args.checkpoint, method=args.method, method_options=options,
                         bg_threshold=args.bg_threshold, sweep=args.sweep, crf=args.crf, crf_params=crf,
                         scales=args.scales, flip=args.flip, input_size=args.input_size, labels=args.labels,

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ._args import add_device_argument, block_list, index_list
 from ._dispatch import UserError
 
 LAYOUTS = ("grid", "soft", "representative", "evidence")
@@ -47,20 +48,8 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     p.add_argument("--counts", action="store_true", help="grid layout: write how many slots each block uses")
     p.add_argument("--labels", action=argparse.BooleanOptionalAction, default=None,
                    help="label rows with the image names (default: with --combine)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    add_device_argument(p)
     return p
-
-
-def _int_list(text: str | None, option: str) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise UserError(f"{option} must be comma-separated integers such as 0,3,6, got {text!r}") from None
-    if not values:
-        raise UserError(f"{option} is empty")
-    return values
 
 
 def expand_inputs(inputs: list[str]) -> list[Path]:
@@ -135,7 +124,7 @@ def _layout_function(args: argparse.Namespace, blocks: list[int] | None) -> Call
     if args.layout == "grid":
         return partial(figures.slot_grid, blocks=blocks, show_counts=args.counts, **common)
     if args.layout == "soft":
-        return partial(figures.soft_slot_maps, blocks=blocks, slots=_int_list(args.slots, "--slots"), **common)
+        return partial(figures.soft_slot_maps, blocks=blocks, slots=index_list(args.slots, "--slots"), **common)
     if args.layout == "representative":
         if args.k < 1:
             raise UserError(f"-k must be at least 1, got {args.k}")
@@ -153,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
 
     images = expand_inputs(args.inputs)
     paths = output_paths(images, args.out, args.format, args.layout, args.combine)
-    blocks = _int_list(args.blocks, "--blocks")
+    blocks = block_list(args.blocks)
     if args.input_size is not None and args.input_size < 32:
         raise UserError(f"--input-size must be at least 32, got {args.input_size}")
     predictor = SlotPredictor.from_checkpoint(args.checkpoint, device=args.device)

@@ -9,17 +9,8 @@ import numpy as np
 
 from ..assets import example_images
 from ..predictor import SlotPredictor
+from ._args import add_device_argument, block_list
 from ._dispatch import UserError
-
-
-def parse_blocks(text: str | None) -> list[int] | None:
-    """``"0,2,-1"`` -> ``[0, 2, -1]``; ``None``/``"all"`` -> every block."""
-    if text is None or text == "all":
-        return None
-    try:
-        return [int(b) for b in text.split(",") if b.strip()]
-    except ValueError as exc:
-        raise UserError(f"--blocks must be comma-separated integers, got {text!r}") from exc
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
@@ -31,7 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     p.add_argument("--checkpoint", help="checkpoint file or name (default: the bundled demo model)")
     p.add_argument("--blocks", help="GLMix block indices, e.g. 0,2,-1 (default: all)")
     p.add_argument("--input-size", type=int, help="short side the network sees (default: the model's)")
-    p.add_argument("--device", default="auto")
+    add_device_argument(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     return p
 
@@ -52,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         image = next(iter(examples.values()))
     predictor = SlotPredictor.from_checkpoint(args.checkpoint, device=args.device)
     predictor.set_image(image, input_size=args.input_size)
-    blocks = parse_blocks(args.blocks)
+    blocks = block_list(args.blocks)
     try:
         maps = predictor.maps(blocks)
     except IndexError as exc:

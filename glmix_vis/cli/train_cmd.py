@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..train import TrainConfig, train
+from ._args import add_device_argument, dataset_root
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
@@ -32,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     p.add_argument("--slot-scale-lr-mult", type=float, default=100.0,
                    help="learning-rate multiplier of the slot temperatures (slot_scale)")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    add_device_argument(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
     p.add_argument("--max-train-images", type=int, help="use only the first N training images (smoke runs)")
@@ -40,12 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
 
 
 def run(args: argparse.Namespace) -> int:
-    root = args.root
-    if root is None:
-        from ..data.scenes import DEFAULT_SCENES_DIR, ensure_scenes
-
-        ensure_scenes(DEFAULT_SCENES_DIR)
-        root = str(DEFAULT_SCENES_DIR)
+    root = dataset_root(args.root, args.dataset)
     config = TrainConfig(
         root=root, out=args.out, dataset=args.dataset, train_split=args.train_split, val_split=args.val_split,
         model=args.model, init=args.init, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,

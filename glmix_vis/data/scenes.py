@@ -37,6 +37,7 @@ __all__ = [
     "SceneConfig",
     "SceneObject",
     "generate_scenes",
+    "root_or_default",
     "render_scene",
     "scene_image_id",
 ]
@@ -498,6 +499,15 @@ def generate_scenes(
         ids = "".join(f"{scene_image_id(split, i)}\n" for i in range(counts[split]))
         atomic_write_bytes(sets / f"{split}.txt", ids.encode())
     return voc_dir
+
+
+def root_or_default(root: str | os.PathLike[str] | None, *, progress: bool = True) -> str:
+    """``root`` as given, or, when there is none, the embedded default: the generated scenes in
+    :data:`DEFAULT_SCENES_DIR`, created on first use. The one place that rule lives."""
+    if root is not None:
+        return os.fspath(root)
+    ensure_scenes(DEFAULT_SCENES_DIR, progress=progress)
+    return str(DEFAULT_SCENES_DIR)
 
 
 def ensure_scenes(out: str | Path, n_train: int = 2000, n_val: int = 300, config: SceneConfig | None = None,

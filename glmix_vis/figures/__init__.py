@@ -9,7 +9,8 @@
 * :mod:`.style`: column widths, fonts, and saving to PDF / SVG / PNG.
 """
 
-from .layouts import evidence_panel, representative_slots, resolve_blocks, slot_grid, soft_slot_maps
+from ..models.slots import resolve_blocks
+from .layouts import evidence_panel, representative_slots, slot_grid, soft_slot_maps
 from .medoids import cosine_distances, k_medoids, representative_slot_ids
 from .palette import slot_palette
 from .render import apply_colormap, colorize_mask, heatmap_overlay, mask_overlay, overlay_slots

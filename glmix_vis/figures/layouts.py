@@ -27,7 +27,7 @@ from matplotlib.colors import Normalize
 from matplotlib.patches import Rectangle
 
 from ..data.palette import voc_palette
-from ..models.slots import SlotMap
+from ..models.slots import SlotMap, resolve_blocks
 from .medoids import representative_slot_ids
 from .palette import OKABE_ITO, slot_palette
 from .render import apply_colormap, heatmap_overlay, mask_overlay, overlay_slots, resize_image, resize_labels
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     #: A predictor with an image set, or a predictor and the images to run it on (one row each).
     Source = SlotPredictor | tuple[SlotPredictor, Iterable[ImageLike]]
 
-__all__ = ["evidence_panel", "representative_slots", "resolve_blocks", "slot_grid", "soft_slot_maps"]
+__all__ = ["evidence_panel", "representative_slots", "slot_grid", "soft_slot_maps"]
 
 CMAP = "viridis"
 GAP = 0.03  # inches between panels
@@ -299,31 +299,6 @@ def _rows_of(source: Source, input_size: int | None) -> Iterator[SlotPredictor]:
     yield source
 
 
-def resolve_blocks(num_blocks: int, blocks: Sequence[int] | int | None, default: str = "spread") -> list[int]:
-    """Non-negative GLMix block indices; a clear error for out-of-range ones.
-
-    ``default`` when ``blocks`` is None: "spread" (all, or 4 spread from first to last when
-    there are more) or "last".
-    """
-    if blocks is None:
-        if default == "last":
-            return [num_blocks - 1]
-        if num_blocks <= 4:
-            return list(range(num_blocks))
-        return sorted({int(round(v)) for v in np.linspace(0, num_blocks - 1, 4)})
-    if isinstance(blocks, int):
-        blocks = [blocks]
-    out = []
-    for b in blocks:
-        if not -num_blocks <= int(b) < num_blocks:
-            raise ValueError(f"GLMix block {b} does not exist: this model has {num_blocks} GLMix blocks "
-                             f"(indices 0..{num_blocks - 1}, or -{num_blocks}..-1 from the end)")
-        out.append(int(b) % num_blocks)
-    if not out:
-        raise ValueError("no GLMix blocks selected")
-    return out
-
-
 def _pixels(width_in: float, aspect: float, dpi: float) -> tuple[int, int]:
     w = max(8, int(math.ceil(width_in * dpi)))
     return max(8, int(round(w * aspect))), w
@@ -380,7 +355,7 @@ def slot_grid(source: Source, blocks: Sequence[int] | int | None = None, *, widt
     grids: set[tuple] = set()
     block_titles: list[tuple[str, ...]] = []
     for r, predictor in enumerate(_rows_of(source, input_size)):
-        chosen = resolve_blocks(predictor.num_glmix_blocks, blocks)
+        chosen = resolve_blocks(predictor.num_glmix_blocks, blocks, default="spread")
         frame = _Frame(w_in, left=_label_margin() if row_labels else 0.0)
         image = predictor.image
         widths, height = frame.panel_widths([_aspect(image)] * (len(chosen) + 1))

@@ -20,7 +20,56 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-__all__ = ["SlotMap", "SlotOutput"]
+__all__ = ["BlockIndexError", "SlotMap", "SlotOutput", "parse_blocks", "resolve_blocks"]
+
+#: GLMix blocks shown by default when there are more: four spread from the first to the last.
+SPREAD_BLOCKS = 4
+
+
+class BlockIndexError(IndexError, ValueError):
+    """A GLMix block index the model does not have (an IndexError and a ValueError)."""
+
+
+def parse_blocks(text: str) -> tuple[int, ...] | None:
+    """``"0,2,-1"`` -> ``(0, 2, -1)``; ``"all"`` -> None (every block). Spaces are ignored."""
+    cleaned = text.replace(" ", "")
+    if cleaned == "all":
+        return None
+    try:
+        blocks = tuple(int(b) for b in cleaned.split(",") if b)
+    except ValueError:
+        raise ValueError(f"GLMix blocks must be comma-separated integers such as 0,2,-1 or 'all', "
+                         f"got {text!r}") from None
+    if not blocks:
+        raise ValueError("no GLMix blocks given")
+    return blocks
+
+
+def resolve_blocks(num_blocks: int, blocks: Sequence[int] | int | None, default: str = "all") -> list[int]:
+    """The one block-selection rule: non-negative GLMix block indices (negative ones count from
+    the end), or a clear :class:`BlockIndexError`.
+
+    ``default`` when ``blocks`` is None: ``"all"``, ``"spread"`` (all, or four spread from the
+    first to the last when there are more) or ``"last"``.
+    """
+    if blocks is None:
+        if default == "last":
+            return [num_blocks - 1]
+        if default == "spread" and num_blocks > SPREAD_BLOCKS:
+            step = (num_blocks - 1) / (SPREAD_BLOCKS - 1)
+            return sorted({int(round(k * step)) for k in range(SPREAD_BLOCKS)})
+        return list(range(num_blocks))
+    if isinstance(blocks, int):
+        blocks = [blocks]
+    out = []
+    for b in blocks:
+        if not -num_blocks <= int(b) < num_blocks:
+            raise BlockIndexError(f"GLMix block {b} does not exist: this model has {num_blocks} GLMix blocks "
+                                  f"(indices 0..{num_blocks - 1}, or -{num_blocks}..-1 from the end)")
+        out.append(int(b) % num_blocks)
+    if not out:
+        raise BlockIndexError("no GLMix blocks selected")
+    return out
 
 
 @dataclass(frozen=True)
@@ -128,13 +177,5 @@ class SlotOutput:
         return len(self.maps)
 
     def select(self, blocks: Sequence[int] | None) -> list[SlotMap]:
-        """Maps of the given GLMix block indices (negative indices count from the end)."""
-        if blocks is None:
-            return list(self.maps)
-        n = len(self.maps)
-        out = []
-        for b in blocks:
-            if not -n <= b < n:
-                raise IndexError(f"GLMix block index {b} out of range: this model has {n} GLMix blocks")
-            out.append(self.maps[b])
-        return out
+        """Maps of the given GLMix block indices (negative indices count from the end; None: all)."""
+        return [self.maps[b] for b in resolve_blocks(len(self.maps), blocks)]

@@ -39,7 +39,7 @@ from dataclasses import dataclass, fields, replace
 import torch
 import torch.nn as nn
 
-from ...models.slots import SlotMap, SlotOutput
+from ...models.slots import SlotMap, SlotOutput, parse_blocks
 from .base import (
     NORM_EPS,
     ClassMap,
@@ -110,7 +110,7 @@ class SlotCAMConfig:
         blocks = self.blocks
         if isinstance(blocks, str) and blocks not in BLOCK_PRESETS:
             try:
-                blocks = tuple(int(b) for b in blocks.replace(" ", "").split(",") if b)
+                blocks = parse_blocks(blocks) or "all"
             except ValueError:
                 raise ValueError(f"blocks must be one of {BLOCK_PRESETS} or block indices, got {self.blocks!r}") from None
         elif not isinstance(blocks, str):
