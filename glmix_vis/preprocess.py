@@ -2,6 +2,10 @@
 
 One place for the normalisation and resizing rules, so the trainer, the evaluator, the figures
 and the app all feed the network the same way.
+
+Sizes, named for what they are: ``short_side`` is the length the image's shorter side is scaled
+to (``ModelInfo.input_size``, ``--input-size``; None keeps the image's own size); ``(h, w)`` from
+:func:`model_input_size` is the batch the network sees, rounded to the stride.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["to_tensor", "normalize", "image_to_batch", "resize_short_side", "model_input_size"]
+__all__ = ["to_tensor", "normalize", "image_to_batch", "resize_batch", "model_input_size"]
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -39,7 +43,7 @@ def model_input_size(height: int, width: int, short_side: int | None, multiple: 
             max(multiple, int(round(width / multiple)) * multiple))
 
 
-def resize_short_side(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def resize_batch(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bilinear (antialiased) resize of a (B, C, H, W) float tensor to ``size``."""
     if tuple(x.shape[-2:]) == tuple(size):
         return x
@@ -50,5 +54,5 @@ def image_to_batch(image: np.ndarray, mean: Sequence[float], std: Sequence[float
                    short_side: int | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
     """One RGB image -> a normalised (1, 3, h, w) batch at the network's input size."""
     x = to_tensor(image).unsqueeze(0).to(device)
-    x = resize_short_side(x, model_input_size(image.shape[0], image.shape[1], short_side))
+    x = resize_batch(x, model_input_size(image.shape[0], image.shape[1], short_side))
     return normalize(x, mean, std)

@@ -20,12 +20,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..data.base import IGNORE_INDEX
+
 __all__ = [
     "DEFAULT_IGNORE_INDEX", "confusion_matrix", "iou_from_confusion", "mean_iou", "sum_confusions",
     "all_reduce_confusion", "ConfusionMatrix", "Metrics",
 ]
 
-DEFAULT_IGNORE_INDEX = 255
+DEFAULT_IGNORE_INDEX = IGNORE_INDEX  # the datasets' "void" label (VOC object borders, COCO crowds)
 
 
 def _numpy_int(x: np.ndarray | torch.Tensor) -> np.ndarray:
