@@ -3,15 +3,50 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from ._dispatch import UserError
 
-__all__ = ["add_device_argument", "block_list", "dataset_root", "index_list", "number_list"]
+__all__ = ["add_device_argument", "block_list", "dataset_root", "index_list", "number_list", "positive_int",
+           "non_negative_int", "positive_float", "probability", "positive_number_list"]
+
+
+def _checked(kind: Callable[[str], float], test: Callable[[float], bool], what: str) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not test(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+positive_int = _checked(int, lambda v: v >= 1, "a whole number >= 1")
+non_negative_int = _checked(int, lambda v: v >= 0, "a whole number >= 0")
+positive_float = _checked(float, lambda v: v > 0 and math.isfinite(v), "a number > 0")
+probability = _checked(float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1")
+
+
+def _device(text: str) -> str:
+    from ..devices import check_device_name
+
+    try:
+        check_device_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def add_device_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
+    p.add_argument("--device", default="auto", type=_device,
+                   help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
 
 
 def block_list(text: str | None, option: str = "--blocks") -> list[int] | None:
@@ -48,6 +83,15 @@ def number_list(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
     if not values:
         raise argparse.ArgumentTypeError("expected at least one number")
+    return values
+
+
+def positive_number_list(text: str) -> list[float]:
+    """argparse type: comma-separated numbers, each > 0 (scales)."""
+    values = number_list(text)
+    bad = [v for v in values if not (v > 0 and math.isfinite(v))]
+    if bad:
+        raise argparse.ArgumentTypeError(f"every value must be > 0, got {text!r}")
     return values
 
 

@@ -6,14 +6,23 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 
 class UserError(Exception):
     """An error caused by the user's input: printed as one line, exit status 2, no traceback."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Argument errors as one line (and exit status 2), pointing at ``--help`` instead of printing
+    the whole usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(prog: str, description: str, commands: dict[str, str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = OneLineParser(prog=prog, description=description)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, module_name in commands.items():

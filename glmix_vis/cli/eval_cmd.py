@@ -10,7 +10,14 @@ from ..wsss.crf import CRFParams
 from ..wsss.evaluate import ORACLE_METHOD, EvalConfig, evaluate
 from ..wsss.evidence import available_evidence_methods
 from ..wsss.masks import DEFAULT_BG_THRESHOLD
-from ._args import add_device_argument, dataset_root, number_list
+from ._args import (
+    add_device_argument,
+    dataset_root,
+    non_negative_int,
+    positive_int,
+    positive_number_list,
+    probability,
+)
 from ._dispatch import UserError
 
 _DEFAULT_CRF = CRFParams()
@@ -36,25 +43,25 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     p.add_argument("--slot-combine", choices=["mean", "product", "max"], help="slot-cam: how blocks combine")
     p.add_argument("--oracle-block", type=int, default=-1, help=f"{ORACLE_METHOD}: which GLMix block")
     p.add_argument("--out", default="runs/eval", help="output folder")
-    p.add_argument("--bg-threshold", type=float, default=None,
+    p.add_argument("--bg-threshold", type=probability, default=None,
                    help="background when no allowed class scores above this (default: the value the "
                         f"checkpoint records for the method, tuned on its training split; else {DEFAULT_BG_THRESHOLD})")
     p.add_argument("--sweep", action="store_true", help="also sweep the background threshold (reports the best)")
     p.add_argument("--crf", dest="crf", action="store_true", default=True, help="dense CRF refinement (default)")
     p.add_argument("--no-crf", dest="crf", action="store_false")
-    p.add_argument("--crf-iterations", type=int, default=_DEFAULT_CRF.iterations)
+    p.add_argument("--crf-iterations", type=positive_int, default=_DEFAULT_CRF.iterations)
     p.add_argument("--crf-bilateral-sxy", type=float, default=_DEFAULT_CRF.bilateral_sxy)
     p.add_argument("--crf-bilateral-srgb", type=float, default=_DEFAULT_CRF.bilateral_srgb)
     p.add_argument("--crf-bilateral-compat", type=float, default=_DEFAULT_CRF.bilateral_compat)
     p.add_argument("--crf-gaussian-sxy", type=float, default=_DEFAULT_CRF.gaussian_sxy)
     p.add_argument("--crf-gaussian-compat", type=float, default=_DEFAULT_CRF.gaussian_compat)
-    p.add_argument("--scales", type=number_list, default=[1.0], help="test-time scales, e.g. 1.0,0.5,1.5")
+    p.add_argument("--scales", type=positive_number_list, default=[1.0], help="test-time scales, e.g. 1.0,0.5,1.5")
     p.add_argument("--flip", action="store_true", help="add horizontally flipped inputs")
-    p.add_argument("--input-size", type=int, help="short side the network sees (default: the image's own size)")
+    p.add_argument("--input-size", type=positive_int, help="short side the network sees (default: the image's own size)")
     p.add_argument("--labels", choices=["gt", "pred"], default="gt",
                    help="restrict masks to ground-truth image labels (the WSSS protocol) or predicted ones")
-    p.add_argument("--workers", type=int, default=2, help="CRF worker processes")
-    p.add_argument("--limit", type=int, help="only the first N images")
+    p.add_argument("--workers", type=non_negative_int, default=2, help="CRF worker processes")
+    p.add_argument("--limit", type=positive_int, help="only the first N images")
     add_device_argument(p)
     return p
 

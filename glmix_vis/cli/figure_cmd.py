@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ._args import add_device_argument, block_list, index_list
+from ._args import add_device_argument, block_list, index_list, positive_float, positive_int, probability
 from ._dispatch import UserError
 
 LAYOUTS = ("grid", "soft", "representative", "evidence")
@@ -36,12 +36,12 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     p.add_argument("--combine", action="store_true", help="one figure with a row per image")
     p.add_argument("--width", choices=("single", "double"), default="double",
                    help="single (3.3 in) or double (6.9 in) column (default: double)")
-    p.add_argument("--dpi", type=float, default=300, help="resolution of the images in the figure (default: 300)")
-    p.add_argument("--input-size", type=int, metavar="N", help="short side the network sees (default: the model's)")
+    p.add_argument("--dpi", type=positive_float, default=300, help="resolution of the images in the figure (default: 300)")
+    p.add_argument("--input-size", type=positive_int, metavar="N", help="short side the network sees (default: the model's)")
     p.add_argument("--slots", metavar="LIST", help="soft layout: slot indices to show, e.g. 3,7 (default: the largest)")
-    p.add_argument("-k", type=int, default=4, help="representative layout: how many slots to pick (default: 4)")
+    p.add_argument("-k", type=positive_int, default=4, help="representative layout: how many slots to pick (default: 4)")
     p.add_argument("--class", dest="target", metavar="NAME", help="evidence layout: class name to show (default: the top one)")
-    p.add_argument("--bg-threshold", type=float, metavar="T",
+    p.add_argument("--bg-threshold", type=probability, metavar="T",
                    help="evidence layout: background threshold of the pseudo-masks (default: the model's tuned "
                         "value per method, else IRN's 0.15)")
     p.add_argument("--no-crf", action="store_true", help="evidence layout: leave out the CRF-refined mask")

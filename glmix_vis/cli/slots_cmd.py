@@ -9,7 +9,7 @@ import numpy as np
 
 from ..assets import example_images
 from ..predictor import SlotPredictor
-from ._args import add_device_argument, block_list
+from ._args import add_device_argument, block_list, positive_int
 from ._dispatch import UserError
 
 
@@ -21,7 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     p.add_argument("image", nargs="?", help="image file (default: a bundled example)")
     p.add_argument("--checkpoint", help="checkpoint file or name (default: the bundled demo model)")
     p.add_argument("--blocks", help="GLMix block indices, e.g. 0,2,-1 (default: all)")
-    p.add_argument("--input-size", type=int, help="short side the network sees (default: the model's)")
+    p.add_argument("--input-size", type=positive_int, help="short side the network sees (default: the model's)")
     add_device_argument(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     return p

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from ..models.glnet import MODEL_CONFIGS
 from ..train import TrainConfig, train
-from ._args import add_device_argument, dataset_root
+from ._args import add_device_argument, dataset_root, non_negative_int, positive_float, positive_int
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
@@ -20,23 +21,24 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     p.add_argument("--root", help="dataset root (default: generate the default scenes)")
     p.add_argument("--train-split", default="train")
     p.add_argument("--val-split", default="val")
-    p.add_argument("--model", default="glnet_nano", help="any registered GLNet variant")
+    p.add_argument("--model", default="glnet_nano", choices=list(MODEL_CONFIGS), metavar="MODEL",
+                   help=f"GLNet variant: {', '.join(MODEL_CONFIGS)} (default: glnet_nano)")
     p.add_argument("--init", help="start from this checkpoint (head reset to the dataset's classes)")
     p.add_argument("--out", default="runs/train", help="output folder (checkpoints, history.json)")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=32, help="global batch size")
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--epochs", type=positive_int, default=30)
+    p.add_argument("--batch-size", type=positive_int, default=32, help="global batch size")
+    p.add_argument("--lr", type=positive_float, default=2e-3)
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--warmup-epochs", type=float, default=1.0)
-    p.add_argument("--input-size", type=int, default=160)
+    p.add_argument("--input-size", type=positive_int, default=160)
     p.add_argument("--drop-path", type=float, default=0.05)
     p.add_argument("--slot-scale-lr-mult", type=float, default=100.0,
                    help="learning-rate multiplier of the slot temperatures (slot_scale)")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=non_negative_int, default=2)
     add_device_argument(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
-    p.add_argument("--max-train-images", type=int, help="use only the first N training images (smoke runs)")
+    p.add_argument("--max-train-images", type=positive_int, help="use only the first N training images (smoke runs)")
     return p
 
 
