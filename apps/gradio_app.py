@@ -1,6 +1,7 @@
 """The web demo as a script: ``python apps/gradio_app.py [--host H] [--port P] [--checkpoint CKPT]``.
 
-The same as ``glmix-vis app``; the app itself lives in :mod:`glmix_vis.app`.
+The same as ``glmix-vis app`` (same options, defaults from :mod:`glmix_vis.app.settings`); the app
+itself lives in the :mod:`glmix_vis.app` package (settings, serving, backend, page).
 """
 
 from __future__ import annotations

@@ -2,8 +2,10 @@
 
 Two measurements, each on a fresh image every repeat (one pixel changed, so no cache helps):
 
-* ``callback``: :meth:`glmix_vis.app.SlotApp.slot_overlays` called directly, split into its steps
-  (read + downscale, forward pass, hard maps, colour tracking, rendering);
+* ``callback``: :meth:`glmix_vis.app.SlotApp.slot_overlays` called directly, and its steps timed
+  one by one through the backend's public methods (``read_image``: read + downscale,
+  ``forward``: forward pass, ``Analysis.hard``: hard maps, ``slot_colors``: colour tracking,
+  ``overlay_pictures``: rendering);
 * ``served``: the launched app on loopback through ``gradio_client``: upload the PNG, run
   ``/analyze``, receive the overlay PNGs (what a browser waits for, less drawing them).
 
@@ -74,10 +76,7 @@ def _fresh(image: np.ndarray, i: int, folder: Path) -> Path:
 def bench_callback(app: Any, label: str, image: np.ndarray, blocks: list[int], repeat: int,
                    folder: Path) -> dict[str, Any]:
     """The callback end to end, and the same steps timed one by one."""
-    from glmix_vis.app import MIN_DISPLAY_SIDE, Analysis, SlotPredictor
-
     totals, steps = [], {k: [] for k in ("read", "forward", "hard_maps", "colors", "render")}
-    loaded = app.model(label)
     app.slot_overlays(str(_fresh(image, 0, folder)), label, None, blocks)  # warm-up
     for i in range(repeat):
         path = _fresh(image, 1000 + i, folder)
@@ -86,20 +85,19 @@ def bench_callback(app: Any, label: str, image: np.ndarray, blocks: list[int], r
         totals.append(time.perf_counter() - t0)
         assert len(items) == len(blocks), status
 
+        # the same steps through the backend's public methods (what slot_overlays calls)
         path = _fresh(image, 2000 + i, folder)
         t0 = time.perf_counter()
         rgb = app.read_image(str(path))
         t1 = time.perf_counter()
-        predictor = SlotPredictor(loaded.model, loaded.info, device=app.models.device)
-        predictor.set_image(rgb)
+        result = app.forward(rgb, label)
         t2 = time.perf_counter()
-        result = Analysis(predictor, loaded, t2 - t1, min(MIN_DISPLAY_SIDE, app.max_side))
         for b in blocks:
             result.hard(b)
         t3 = time.perf_counter()
-        app._slot_colors(result, blocks)
+        app.slot_colors(result, blocks)
         t4 = time.perf_counter()
-        app._overlays(result, blocks)
+        app.overlay_pictures(result, blocks)
         t5 = time.perf_counter()
         for key, value in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
             steps[key].append(value)

@@ -19,6 +19,7 @@ gr = pytest.importorskip("gradio")
 
 from glmix_vis import app as webapp  # noqa: E402
 from glmix_vis.app import DEMO_LABEL, ModelCache, SlotApp, discover_checkpoints  # noqa: E402
+from glmix_vis.loading import load_model  # noqa: E402
 from glmix_vis.models.checkpoints import save_safetensors  # noqa: E402
 from glmix_vis.models.factory import create_model  # noqa: E402
 
@@ -135,7 +136,7 @@ def test_model_cache_loads_each_checkpoint_once_and_evicts_the_oldest(nano_check
 
     def loader(path, device="cpu"):
         calls.append(Path(path).name)
-        return webapp.load_model(path, device=device)
+        return load_model(path, device=device)
 
     cache = ModelCache(capacity=1, device="cpu", loader=loader)
     first = cache.get(nano_checkpoint)
@@ -151,7 +152,7 @@ def test_concurrent_first_requests_load_the_model_once(nano_checkpoint):
 
     def loader(path, device="cpu"):
         calls.append(path)
-        return webapp.load_model(path, device=device)
+        return load_model(path, device=device)
 
     cache = ModelCache(capacity=2, device="cpu", loader=loader)
     threads = [threading.Thread(target=cache.get, args=(nano_checkpoint,)) for _ in range(4)]
@@ -187,7 +188,7 @@ def test_slot_colours_follow_the_figures_palette(backend, label):
     from glmix_vis.figures import palette
 
     result = backend.analysis(_photo(), label, None)
-    colors = backend._slot_colors(result, [0, 1])
+    colors = backend.slot_colors(result, [0, 1])
     allowed = {tuple(c) for c in palette.slot_palette(64)}
     for block, c in zip([0, 1], colors):
         assert c.shape == (result.loaded.num_slots[block], 3)
@@ -342,16 +343,35 @@ def test_gallery_pictures_are_finished_files_named_by_content(tmp_path):
     assert files.gallery([(a, "x")]) == [(pa, "x")]  # written again when needed
 
 
-# ------------------------------------------------------------------------------ command line
-def test_cli_defaults_agree_with_the_app_and_bind_loopback():
-    from glmix_vis.cli import app_cmd
-    from glmix_vis.cli._dispatch import build_parser
-    from glmix_vis.cli.vis import COMMANDS
+# ------------------------------------------------------------------------------ public steps, messages
+def test_public_steps_give_what_the_callback_gives(backend, label):
+    """The steps eval/bench_app.py times one by one (read, forward, hard maps, colours, pictures)
+    add up to the callback's overlays."""
+    img = _photo(70, 90)
+    _, items = backend.slot_overlays(img, label, None, [0, 2])
+    result = backend.forward(backend.read_image(img), label)
+    assert result is not backend.analysis(img, label, None)  # not cached: a new forward pass
+    assert [r.shape for r in (result.hard(0), result.hard(2))] == [_shown(img.shape)[:2]] * 2
+    assert len(backend.slot_colors(result, [0, 2])) == 2
+    pictures = backend.overlay_pictures(result, [0, 2])
+    assert [c for _, c in pictures] == [c for _, c in items]
+    assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(pictures, items))
 
-    for name in ("DEFAULT_HOST", "DEFAULT_PORT", "DEFAULT_MAX_FILE_SIZE", "DEFAULT_MAX_SIDE", "DEFAULT_CONCURRENCY"):
-        assert getattr(app_cmd, name) == getattr(webapp, name)
-    args = build_parser("glmix-vis", "", COMMANDS).parse_args(["app"])
-    assert args.host == "127.0.0.1" and args.port == 7860 and args.checkpoint is None
+
+def test_error_messages_go_to_notify_once(nano_checkpoint, label):
+    seen: list[str] = []
+    app = SlotApp(nano_checkpoint, max_side=256, device="cpu", notify=seen.append)
+    status, _ = app.slot_overlays(_photo(), label, None, [])
+    assert status == "**Error:** choose at least one GLMix block" and seen == ["choose at least one GLMix block"]
+    app.soft_maps(_photo(), label, None, 99, warn=False)  # an earlier step has warned already
+    assert len(seen) == 1
+    assert SlotApp(nano_checkpoint, device="cpu").notify is None  # without the page: no pop-ups
+
+
+def test_page_pops_up_the_backend_messages(nano_checkpoint):
+    app = SlotApp(nano_checkpoint, max_side=256, device="cpu")
+    demo = webapp.build_app(backend=app)
+    assert demo.slot_app is app and app.notify is gr.Warning
 
 
 # ------------------------------------------------------------------------------ the served app

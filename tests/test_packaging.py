@@ -19,7 +19,8 @@ def test_wheel_contains_package_data(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "glmix_vis/assets/glnet_nano_scenes.safetensors" in names
     assert any(n.startswith("glmix_vis/assets/examples/") and n.endswith(".jpg") for n in names)
-    assert "glmix_vis/app.py" in names and "glmix_vis/models/glnet.py" in names
+    assert "glmix_vis/app/__init__.py" in names and "glmix_vis/models/glnet.py" in names
+    assert not [n for n in names if n.endswith(".pyi")]  # gradio writes stubs beside page.py
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "glmix-wsss = glmix_vis.cli.wsss:main" in text and "glmix-vis = glmix_vis.cli.vis:main" in text

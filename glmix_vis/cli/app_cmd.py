@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import argparse
 
+from ..app.settings import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_DEVICE,
+    DEFAULT_HOST,
+    DEFAULT_MAX_FILE_SIZE,
+    DEFAULT_MAX_SIDE,
+    DEFAULT_PORT,
+)
 from ._dispatch import UserError
 
 __all__ = ["add_parser", "add_arguments", "run"]
 
-# glmix_vis.app's defaults, repeated so that building the parser does not import gradio
-# (tests/test_app.py checks they agree).
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 7860
-DEFAULT_MAX_FILE_SIZE = "20mb"
-DEFAULT_MAX_SIDE = 1024
-DEFAULT_CONCURRENCY = 2
+# The defaults come from glmix_vis.app.settings, which does not import gradio: building the
+# parser stays light (tests/test_app_settings.py checks it).
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
@@ -41,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"uploads are downscaled to this longer side first (default {DEFAULT_MAX_SIDE})")
     p.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
                    help=f"requests computed at once; others queue (default {DEFAULT_CONCURRENCY})")
-    p.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default)")
+    p.add_argument("--device", default=DEFAULT_DEVICE, help=f"cpu, cuda, mps or auto (default {DEFAULT_DEVICE})")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,17 +14,20 @@ import numpy as np
 from skimage.segmentation import find_boundaries
 from skimage.transform import resize
 
-from .tracking import resize_labels
+from .palette import slot_palette
+from .tracking import resize_labels, track_slot_colors
 
 __all__ = [
     "apply_colormap",
     "colorize_mask",
     "display_size",
+    "enlarge_to",
     "heatmap_overlay",
     "mask_overlay",
     "overlay_slots",
     "resize_image",
     "resize_labels",
+    "tracked_slot_colors",
 ]
 
 #: Slot and class boundaries: white, nearly opaque (reads on every overlay colour).
@@ -53,6 +56,19 @@ def resize_image(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
         return image
     out = resize(image, tuple(size), order=1, anti_aliasing=True, preserve_range=True)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def enlarge_to(image: np.ndarray, min_side: int) -> np.ndarray:
+    """The image with its longer side raised to ``min_side`` (antialiased); never made smaller.
+
+    Small images are shown enlarged (the web app's display size); the image itself is returned
+    when it is large enough already.
+    """
+    image = _check_image(image)
+    scale = min_side / max(image.shape[:2])
+    if scale <= 1:
+        return image
+    return resize_image(image, (round(image.shape[0] * scale), round(image.shape[1] * scale)))
 
 
 def _blend(base: np.ndarray, color: np.ndarray, alpha: float | np.ndarray) -> np.ndarray:
@@ -85,6 +101,14 @@ def overlay_slots(image: np.ndarray, hard: np.ndarray, slot_colors: np.ndarray, 
         raise ValueError(f"slot label {labels.max()} has no colour ({len(colors)} given)")
     out = _blend(image, colors[labels], alpha)
     return _draw_boundaries(out, labels) if boundaries else out
+
+
+def tracked_slot_colors(hard_maps: Sequence[np.ndarray], num_slots: Sequence[int]) -> list[np.ndarray]:
+    """``(S_b, 3)`` uint8 colours of every block's slots: the slot palette, with each group keeping
+    its colour from block to block (:func:`~glmix_vis.figures.tracking.track_slot_colors`)."""
+    colors = slot_palette(max(num_slots, default=0))
+    index = track_slot_colors(hard_maps, num_slots, num_colors=len(colors))
+    return [colors[i] for i in index]
 
 
 @lru_cache(maxsize=16)

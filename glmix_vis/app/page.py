@@ -1,0 +1,231 @@
+"""The web page (Gradio): widgets, their wiring to the backend's callbacks, and launch.
+
+Everything the callbacks compute is :class:`~glmix_vis.app.backend.SlotApp`'s; this module only
+lays out the widgets, turns gallery pictures into files (:class:`~glmix_vis.app.serving.PictureFiles`)
+and serves the page with the settings of :mod:`glmix_vis.app.serving`.
+
+>>> from glmix_vis.app import launch
+>>> launch()                       # http://127.0.0.1:7860 on the bundled demo model
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import gradio as gr
+import torch
+
+from .backend import SlotApp
+from .serving import PictureFiles, example_files, launch_options, limit_heap_fragmentation, queue_options
+from .settings import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_DEVICE,
+    DEFAULT_HOST,
+    DEFAULT_MAX_FILE_SIZE,
+    DEFAULT_MAX_SESSIONS,
+    DEFAULT_MAX_SIDE,
+    DEFAULT_PORT,
+    INPUT_SIZES,
+    TAB_CLASSES,
+    TAB_SLOTS,
+    TAB_SOFT,
+)
+
+__all__ = ["INTRO", "UploadImage", "build_app", "class_colors", "launch"]
+
+
+class UploadImage(gr.Image):
+    """``gr.Image`` that hands the callback the uploaded file untouched, so that every upload is
+    read by :func:`glmix_vis.io.load_image` (and a broken file becomes a message, not an error)."""
+
+    def get_block_name(self) -> str:
+        return "image"
+
+    def preprocess(self, payload: Any) -> str | None:
+        if payload is None:
+            return None
+        if getattr(payload, "path", None):
+            return str(payload.path)
+        raise gr.Error("the image did not arrive; upload it again")
+
+
+INTRO = """\
+# glmix-vis: GLMix slot maps
+Each GLMix block of a GLNet groups the pixels into a few *slots*. Upload an image (or pick an example)
+to see, per block, the hard slot groups (every pixel coloured by its most likely slot, colours matched
+across blocks), each slot's soft dispatch map and, for models with a classifier, the class evidence
+and the pseudo-mask it gives.
+"""
+
+
+def class_colors(class_names: Sequence[str]) -> dict[str, str]:
+    """The mask colour of each class (the VOC palette the pseudo-masks are saved with)."""
+    from ..data.palette import voc_palette
+    from ..figures.palette import to_hex
+
+    colors = voc_palette()
+    return {name: to_hex(colors[k]) for k, name in enumerate(class_names)}
+
+
+def build_app(checkpoint: str | os.PathLike[str] | None = None, *, max_side: int = DEFAULT_MAX_SIDE,
+              device: str | torch.device = DEFAULT_DEVICE, backend: SlotApp | None = None) -> gr.Blocks:
+    """The Gradio page on ``checkpoint`` (default: the bundled demo model) plus the checkpoint directory.
+
+    A ``backend`` without a ``notify`` gets ``gr.Warning``: its error messages also pop up.
+    """
+    app = backend or SlotApp(checkpoint, max_side=max_side, device=device)
+    if app.notify is None:
+        app.notify = gr.Warning
+    first = app.model_settings(app.default_label)
+    examples = example_files()
+    colors = class_colors(first["class_names"])
+
+    with gr.Blocks(title="glmix-vis", analytics_enabled=False, delete_cache=(600, 3600)) as demo:
+        demo.slot_app = app  # type: ignore[attr-defined]
+        gr.Markdown(INTRO)
+        view = gr.State(TAB_SLOTS)
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2, min_width=320):
+                image = UploadImage(label="Image", type="filepath", sources=["upload", "clipboard"], height=300,
+                                    elem_id="input-image")
+                if examples:
+                    gr.Examples([[str(p)] for p in examples.values()], inputs=[image], example_labels=list(examples),
+                                label="Examples", examples_per_page=12)
+                model = gr.Dropdown(list(app.checkpoints), value=app.default_label, label="Model",
+                                    info="the bundled demo model, or a checkpoint found in the checkpoint folder")
+                size = gr.Slider(*INPUT_SIZES, step=32, value=first["input_size"], label="Input resolution",
+                                 info="short side of the image the network sees, in pixels")
+                blocks = gr.CheckboxGroup(first["block_choices"], value=first["blocks"], label="GLMix blocks")
+                run = gr.Button("Show slot maps", variant="primary")
+                status = gr.Markdown(elem_id="status")
+            with gr.Column(scale=3, min_width=400):
+                with gr.Tabs():
+                    with gr.Tab("Slot groups", id=TAB_SLOTS) as tab_slots:
+                        overlays = gr.Gallery(label="Hard slot groups, one image per block", columns=2,
+                                              height="fit-content", object_fit="contain", elem_id="overlays")
+                    with gr.Tab("Soft maps", id=TAB_SOFT) as tab_soft:
+                        layer = gr.Dropdown(first["block_choices"], value=first["blocks"][-1], label="Block")
+                        soft_status = gr.Markdown()
+                        soft = gr.Gallery(label="Per-slot dispatch maps", columns=4, height="fit-content",
+                                          object_fit="contain", elem_id="soft-maps")
+                        slot_text = gr.Markdown(elem_id="slot-detail")
+                    with gr.Tab("Classes and pseudo-mask", id=TAB_CLASSES,
+                                visible=first["has_classifier"]) as tab_classes:
+                        method = gr.Dropdown(first["evidence_methods"], value=first["method"],
+                                             label="Evidence method")
+                        class_status = gr.Markdown()
+                        scores = gr.Label(label="Class scores", num_top_classes=5)
+                        evidence = gr.Gallery(label="Class evidence of the classes the model sees", columns=3,
+                                              height="fit-content", object_fit="contain", fit_columns=False)
+                        with gr.Row():
+                            mask = gr.AnnotatedImage(label="Pseudo-mask", color_map=colors)
+                            mask_crf = gr.AnnotatedImage(label="Pseudo-mask + dense CRF", color_map=colors)
+                with gr.Row(equal_height=False):
+                    fmt = gr.Radio(["PNG", "PDF"], value="PNG", label="Figure format", scale=1)
+                    make = gr.Button("Make a figure of this view", scale=1)
+                figure_status = gr.Markdown()
+                figure_file = gr.File(label="Figure", interactive=False, visible=False)
+
+        common = [image, model, size]
+
+        def on_model(label: str) -> tuple:
+            try:
+                s = app.model_settings(label)
+            except Exception as exc:
+                app.report(exc)
+                return (gr.skip(),) * 7
+            cmap = class_colors(s["class_names"])
+            return (gr.update(value=s["input_size"]), gr.update(choices=s["block_choices"], value=s["blocks"]),
+                    gr.update(visible=s["has_classifier"]),
+                    gr.update(choices=s["block_choices"], value=s["blocks"][-1]),
+                    gr.update(color_map=cmap, value=None), gr.update(color_map=cmap, value=None),
+                    gr.update(choices=s["evidence_methods"], value=s["method"]))
+
+        files = PictureFiles()
+
+        def on_overlays(img: Any, label: str, input_size: float, chosen: list[int], current: int | None) -> tuple:
+            text, items = app.slot_overlays(img, label, input_size, chosen)
+            items = files.gallery(items)
+            chosen = sorted(chosen or [])
+            keep = current if current in chosen else (chosen[-1] if chosen else None)
+            return text, items, gr.update(value=keep), gr.update(value=None, visible=False), ""
+
+        def on_soft(img: Any, label: str, input_size: float, block: int | None, current: str) -> tuple:
+            if current != TAB_SOFT:  # computed when its tab is opened
+                return "", [], ""
+            text, items = app.soft_maps(img, label, input_size, block, warn=False)
+            return text, files.gallery(items), ""
+
+        def on_layer(img: Any, label: str, input_size: float, block: int | None) -> tuple:
+            text, items = app.soft_maps(img, label, input_size, block)
+            return text, files.gallery(items), ""
+
+        def on_slot(img: Any, label: str, input_size: float, block: int | None, evt: gr.SelectData) -> str:
+            return app.slot_detail(img, label, input_size, block, evt.index)
+
+        def on_classes(img: Any, label: str, input_size: float, meth: str, current: str) -> tuple:
+            if current != TAB_CLASSES:  # computed when its tab is opened
+                return "", {}, [], None, None
+            text, scores_, items, annotated = app.class_view(img, label, input_size, meth, warn=False)
+            return text, scores_, files.gallery(items), annotated, None
+
+        def on_crf(img: Any, label: str, input_size: float, meth: str, current: str) -> Any:
+            return app.crf_mask(img, label, input_size, meth) if current == TAB_CLASSES else None
+
+        def on_figure(img: Any, label: str, input_size: float, chosen: list[int], block: int | None, meth: str,
+                      current: str, kind: str) -> tuple:
+            path, text = app.figure(img, label, input_size, chosen, block, meth, current, kind)
+            return gr.update(value=path, visible=path is not None), text
+
+        soft_outputs = [soft_status, soft, slot_text]
+        class_outputs = [class_status, scores, evidence, mask, mask_crf]
+        hidden = dict(api_name=False, show_progress="hidden")
+
+        def follow_up(event: Any) -> None:
+            """After new overlays: the open tab's soft maps or class views, then the CRF mask."""
+            (event.then(on_soft, common + [layer, view], soft_outputs, **hidden)
+                  .then(on_classes, common + [method, view], class_outputs, **hidden)
+                  .then(on_crf, common + [method, view], [mask_crf], **hidden))
+
+        analyze = dict(fn=on_overlays, inputs=common + [blocks, layer],
+                       outputs=[status, overlays, layer, figure_file, figure_status])
+        follow_up(run.click(**analyze, api_name="analyze"))
+        follow_up(image.change(**analyze, api_name=False))
+        follow_up(size.release(**analyze, api_name=False))
+        follow_up(blocks.input(**analyze, api_name=False))
+        follow_up(model.input(on_model, [model], [size, blocks, tab_classes, layer, mask, mask_crf, method],
+                              api_name=False)
+                  .then(**analyze, api_name=False))
+        layer.input(on_layer, common + [layer], soft_outputs, api_name="soft_maps")
+        soft.select(on_slot, common + [layer], [slot_text], api_name=False)
+        tab_slots.select(lambda: TAB_SLOTS, None, [view], api_name=False, queue=False)
+        (tab_soft.select(lambda: TAB_SOFT, None, [view], api_name=False, queue=False)
+                 .then(on_soft, common + [layer, view], soft_outputs, api_name=False))
+        (tab_classes.select(lambda: TAB_CLASSES, None, [view], api_name=False, queue=False)
+                    .then(on_classes, common + [method, view], class_outputs, api_name=False)
+                    .then(on_crf, common + [method, view], [mask_crf], api_name=False))
+        (method.input(on_classes, common + [method, view], class_outputs, api_name=False)
+               .then(on_crf, common + [method, view], [mask_crf], api_name=False))
+        make.click(on_figure, common + [blocks, layer, method, view, fmt], [figure_file, figure_status],
+                   api_name="figure")
+    return demo
+
+
+def launch(checkpoint: str | os.PathLike[str] | None = None, *, host: str = DEFAULT_HOST, port: int | None = DEFAULT_PORT,
+           max_file_size: str | int = DEFAULT_MAX_FILE_SIZE, concurrency: int = DEFAULT_CONCURRENCY,
+           max_side: int = DEFAULT_MAX_SIDE, device: str | torch.device = DEFAULT_DEVICE,
+           prevent_thread_lock: bool = False, max_sessions: int = DEFAULT_MAX_SESSIONS,
+           quiet: bool = False) -> gr.Blocks:
+    """Build the app and serve it (blocking unless ``prevent_thread_lock``); returns the Blocks.
+
+    ``max_sessions`` bounds the per-visitor state gradio keeps (least recently used dropped).
+    """
+    limit_heap_fragmentation()
+    demo = build_app(checkpoint, max_side=max_side, device=device)
+    demo.queue(**queue_options(concurrency))
+    demo.launch(**launch_options(host=host, port=port, max_file_size=max_file_size, concurrency=concurrency,
+                                 max_sessions=max_sessions, prevent_thread_lock=prevent_thread_lock, quiet=quiet),
+                theme=gr.themes.Soft())
+    return demo

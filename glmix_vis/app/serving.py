@@ -1,0 +1,194 @@
+"""How the web app is served, without gradio: what a visitor may load, the gallery files handed to
+the server, the glibc heap settings, and the options the page passes to gradio's queue and launch.
+
+Serving rules: the server binds 127.0.0.1 unless told otherwise; uploads are size-limited and
+downscaled before anything else; requests go through a queue with a concurrency limit; a visitor
+can only pick the checkpoints found here (:func:`discover_checkpoints`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import hashlib
+import io
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..io import atomic_write_bytes
+from ..models.checkpoints import checkpoint_dirs, resolve_checkpoint
+from .settings import (
+    CHECKPOINT_SUFFIXES,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_HOST,
+    DEFAULT_MAX_FILE_SIZE,
+    DEFAULT_MAX_SESSIONS,
+    DEFAULT_PORT,
+    DEFAULT_QUEUE_SIZE,
+    DEMO_LABEL,
+    EXAMPLE_PHOTOS,
+    JPEG_QUALITY,
+)
+
+__all__ = ["ARENA_MAX", "MMAP_THRESHOLD", "PictureFiles", "discover_checkpoints", "encode_jpeg", "example_files",
+           "launch_options", "limit_heap_fragmentation", "queue_options"]
+
+#: Heap blocks this large or larger get their own mapping (see limit_heap_fragmentation).
+MMAP_THRESHOLD = 128 * 1024
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter numbers
+M_ARENA_MAX = -8
+#: Heap arenas shared by the server's threads (glibc's default is 8 per core).
+ARENA_MAX = 2
+
+
+# ------------------------------------------------------------------------------ what can be served
+def discover_checkpoints(checkpoint: str | os.PathLike[str] | None = None) -> dict[str, Path]:
+    """The models a visitor may choose, by dropdown label: the operator's ``checkpoint`` (if given),
+    the bundled demo model, then every ``.safetensors``/``.pth`` file directly in the checkpoint
+    directory (:func:`glmix_vis.models.checkpoints.checkpoint_dirs`). Nothing else can be loaded."""
+    from ..assets import default_checkpoint
+
+    try:
+        demo: Path | None = default_checkpoint()
+    except FileNotFoundError:
+        demo = None
+    found: dict[str, Path] = {}
+    if checkpoint is not None:
+        path = resolve_checkpoint(checkpoint)
+        if demo is None or path.resolve() != demo.resolve():
+            found[path.name] = path
+    if demo is not None:
+        found[DEMO_LABEL] = demo
+    known = {p.resolve() for p in found.values()}
+    for folder in checkpoint_dirs():
+        try:
+            entries = sorted(folder.iterdir()) if folder.is_dir() else []
+        except OSError:  # unreadable folder: nothing to offer from it
+            entries = []
+        for path in entries:
+            if path.suffix not in CHECKPOINT_SUFFIXES or not path.is_file() or path.resolve() in known:
+                continue
+            label = path.name if path.name not in found else f"{path.name} ({folder})"
+            found[label] = path
+            known.add(path.resolve())
+    return found
+
+
+def example_files() -> dict[str, Path]:
+    """Example images by name: the bundled generated scenes, then scikit-image's photos."""
+    from ..assets import example_images
+
+    examples: dict[str, Path] = {}
+    try:
+        examples.update(example_images())
+    except OSError:
+        pass
+    import skimage.data
+
+    folder = Path(skimage.data.__file__).parent
+    for name in EXAMPLE_PHOTOS:
+        if (folder / name).is_file():
+            examples.setdefault(Path(name).stem, folder / name)
+    return examples
+
+
+# ------------------------------------------------------------------------------ gallery files
+def encode_jpeg(picture: np.ndarray) -> bytes:
+    """A gallery picture as JPEG bytes (quality :data:`~glmix_vis.app.settings.JPEG_QUALITY`)."""
+    buf = io.BytesIO()
+    Image.fromarray(picture).save(buf, format="JPEG", quality=JPEG_QUALITY)
+    return buf.getvalue()
+
+
+class PictureFiles:
+    """Gallery pictures as finished JPEG files, named by their content.
+
+    Gradio stores returned arrays by writing them in place under a name derived from their
+    bytes, so two requests that produce the same picture at the same time (two visitors, one
+    example) can serve a half-written file. Files handed to gradio are copied with a temporary
+    name and a rename instead. Files unused for ``max_age_s`` are deleted.
+    """
+
+    def __init__(self, max_age_s: float = 900.0) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="glmix-vis-pictures-"))
+        self.max_age_s = max_age_s
+        self._saved = 0
+        atexit.register(shutil.rmtree, self.root, True)
+
+    def save(self, picture: np.ndarray) -> str:
+        """The path of a JPEG file holding ``picture``."""
+        data = encode_jpeg(picture)
+        path = self.root / f"{hashlib.blake2b(data, digest_size=16).hexdigest()}.jpg"
+        try:
+            os.utime(path)  # in use again: not to be pruned
+        except FileNotFoundError:
+            atomic_write_bytes(path, data)
+        self._saved += 1
+        if self._saved % 64 == 0:
+            self.prune()
+        return str(path)
+
+    def gallery(self, items: list[tuple[np.ndarray, str]]) -> list[tuple[str, str]]:
+        """Gallery items with the pictures saved as files."""
+        return [(self.save(picture), caption) for picture, caption in items]
+
+    def prune(self) -> None:
+        """Delete the pictures not used for ``max_age_s``."""
+        limit = time.time() - self.max_age_s
+        for path in self.root.glob("*.jpg"):
+            try:
+                if path.stat().st_mtime < limit:
+                    path.unlink()
+            except FileNotFoundError:
+                pass
+
+
+# ------------------------------------------------------------------------------ the process
+def limit_heap_fragmentation(threshold: int = MMAP_THRESHOLD) -> bool:
+    """Serve every heap block of ``threshold`` bytes or more with its own mapping (glibc only).
+
+    glibc raises its mmap threshold each time a large block is freed, after which image-sized
+    buffers come from the heap, which fragments across the server's threads: under load the
+    resident memory then creeps up by ~20 MB per 80 requests (eval/RESULTS.md). A fixed
+    threshold returns those buffers to the system when freed, and fewer heap arenas
+    (:data:`ARENA_MAX`) leave less of it stranded per thread. An operator's own
+    ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_ARENA_MAX`` is left alone. Returns whether the
+    threshold was applied.
+    """
+    if os.environ.get("MALLOC_MMAP_THRESHOLD_") or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        applied = bool(libc.mallopt(M_MMAP_THRESHOLD, threshold))
+        if applied and not os.environ.get("MALLOC_ARENA_MAX"):
+            libc.mallopt(M_ARENA_MAX, ARENA_MAX)
+        return applied
+    except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to do
+        return False
+
+
+def queue_options(concurrency: int = DEFAULT_CONCURRENCY) -> dict[str, Any]:
+    """Keyword arguments of gradio's ``Blocks.queue``: ``concurrency`` requests computed at once,
+    at most :data:`~glmix_vis.app.settings.DEFAULT_QUEUE_SIZE` waiting."""
+    return dict(default_concurrency_limit=concurrency, max_size=DEFAULT_QUEUE_SIZE)
+
+
+def launch_options(*, host: str = DEFAULT_HOST, port: int | None = DEFAULT_PORT,
+                   max_file_size: str | int = DEFAULT_MAX_FILE_SIZE, concurrency: int = DEFAULT_CONCURRENCY,
+                   max_sessions: int = DEFAULT_MAX_SESSIONS, prevent_thread_lock: bool = False,
+                   quiet: bool = False) -> dict[str, Any]:
+    """Keyword arguments of gradio's ``Blocks.launch`` (all but the theme): the address, the upload
+    limit, no error details for visitors, only the example images readable from the server's disk,
+    enough threads for ``concurrency``, and ``max_sessions`` visitors' state kept."""
+    return dict(server_name=host, server_port=port, max_file_size=max_file_size, show_error=False,
+                allowed_paths=[str(p) for p in example_files().values()], prevent_thread_lock=prevent_thread_lock,
+                max_threads=max(8, 4 * concurrency), state_session_capacity=max_sessions, quiet=quiet,
+                ssr_mode=False, footer_links=["api"])

@@ -1,0 +1,59 @@
+"""The web app's settings and defaults, importable without gradio.
+
+``glmix-vis app``'s argument parser reads its defaults from here, so that building the parser
+(``glmix-vis --help``) does not import gradio; the backend and the page read the rest.
+"""
+
+from __future__ import annotations
+
+from ..io import DEFAULT_MAX_PIXELS
+
+__all__ = [
+    "CHECKPOINT_SUFFIXES", "DEFAULT_CONCURRENCY", "DEFAULT_DEVICE", "DEFAULT_HOST", "DEFAULT_MAX_FILE_SIZE",
+    "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_SESSIONS", "DEFAULT_MAX_SIDE", "DEFAULT_METHOD", "DEFAULT_PORT",
+    "DEFAULT_QUEUE_SIZE", "DEMO_LABEL", "EXAMPLE_PHOTOS", "INPUT_SIZES", "JPEG_QUALITY", "MAX_EVIDENCE_PANELS",
+    "MAX_FIGURES", "MIN_DISPLAY_SIDE", "MODEL_CACHE_SIZE", "RESULT_CACHE_SIZE", "SOFT_SIDE", "TAB_CLASSES",
+    "TAB_SLOTS", "TAB_SOFT",
+]
+
+# ------------------------------------------------------------------------------ serving (CLI options)
+#: The server binds this machine only unless told otherwise (0.0.0.0 serves the network).
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+#: Uploads bigger than this many bytes are refused by the server before any callback runs.
+DEFAULT_MAX_FILE_SIZE = "20mb"
+#: Uploads are downscaled so that their longer side is at most this many pixels.
+DEFAULT_MAX_SIDE = 1024
+#: Requests computed at the same time; the others wait in the queue.
+DEFAULT_CONCURRENCY = 2
+#: cpu, cuda, mps or auto.
+DEFAULT_DEVICE = "auto"
+#: Waiting requests beyond this are turned away ("queue full") instead of piling up.
+DEFAULT_QUEUE_SIZE = 64
+#: Visitors whose page state gradio keeps (least recently used dropped first).
+DEFAULT_MAX_SESSIONS = 256
+# DEFAULT_MAX_PIXELS (glmix_vis.io): larger uploads are refused as decompression bombs.
+
+# ------------------------------------------------------------------------------ what can be served
+DEMO_LABEL = "demo model (bundled)"
+CHECKPOINT_SUFFIXES = (".safetensors", ".pth")
+#: scikit-image photos offered as examples beside the bundled generated scenes.
+EXAMPLE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg")
+#: Models kept loaded (by checkpoint file) and forward passes kept (by image, model and size).
+MODEL_CACHE_SIZE = 2
+RESULT_CACHE_SIZE = 8
+
+# ------------------------------------------------------------------------------ the views
+#: Allowed range of the input resolution slider (short side the network sees, multiples of 32).
+INPUT_SIZES = (96, 640)
+#: Longer side of the soft-map and evidence pictures.
+SOFT_SIDE = 512
+#: Smaller images are shown enlarged to this longer side (the network still sees the original).
+MIN_DISPLAY_SIDE = 448
+MAX_EVIDENCE_PANELS = 6
+TAB_SLOTS, TAB_SOFT, TAB_CLASSES = "slots", "soft", "classes"
+DEFAULT_METHOD = "slot-cam"
+#: Gallery pictures are sent to the browser as JPEG of this quality.
+JPEG_QUALITY = 90
+#: Figure files kept for download (older ones are deleted).
+MAX_FIGURES = 16
