@@ -5,12 +5,16 @@ class evidence and pseudo-masks of any block, as segment-anything's predictor do
 >>> predictor.set_image("photo.jpg")
 >>> predictor.maps([0, -1])                              # SlotMaps of the first and last GLMix block
 >>> predictor.pseudo_mask("slot-cam", crf=True)          # (H, W) class indices at the image size
+>>> predictor.pseudo_mask("cam", scales=(1.0, 0.5, 1.5), flip=True)  # with test-time augmentation
+
+The WSSS work is :mod:`glmix_vis.wsss.pipeline`'s, the same functions ``glmix-wsss eval`` runs:
+the predictor only keeps one image, its batch and its forward pass.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,9 @@ from .io import load_image
 from .loading import HeadPrediction, ModelInfo, load_model
 from .models.slots import SlotMap, SlotOutput
 from .preprocess import image_to_batch
+from .wsss.crf import CRFParams
+from .wsss.evidence import EvidenceMethod, get_evidence_method
+from .wsss.pipeline import ORACLE_METHOD, class_evidence, predicted_labels, pseudo_mask
 
 __all__ = ["SlotPredictor"]
 
@@ -97,40 +104,63 @@ class SlotPredictor:
         return self.info.top_predictions(self._require().logits[0], k, min_score)
 
     def predicted_labels(self, threshold: float | None = None) -> np.ndarray:
-        """Multi-hot ``(K,)`` of the classes the model sees (at least the best one)."""
-        scores = self.class_scores()
-        threshold = threshold if threshold is not None else (0.5 if self.info.multilabel else 0.1)
-        labels = (scores >= threshold).astype(np.float32)
-        if labels.sum() == 0 and len(scores):
-            labels[int(scores.argmax())] = 1.0
-        return labels
+        """Multi-hot ``(K,)`` of the classes the model sees, by the pipeline's one label rule
+        (:func:`glmix_vis.wsss.pipeline.predicted_labels`: score ``>=`` the head's threshold, 0.5
+        for a sigmoid head and 0.1 for a softmax one, and at least the best class)."""
+        return predicted_labels(self.info, self._require().logits[0], threshold)
 
     # ------------------------------------------------------------------ WSSS
-    def evidence(self, method: str = "slot-cam", classes: Sequence[int] | None = None,
-                 **method_options: Any) -> np.ndarray:
-        """``(K', H, W)`` class evidence in [0, 1] at the image size (foreground class order)."""
-        from .wsss.evidence import get_evidence_method
+    def _method(self, method: str, method_options: Mapping[str, Any] | None,
+                options: dict[str, Any]) -> EvidenceMethod:
+        if method == ORACLE_METHOD:
+            raise ValueError(f"{ORACLE_METHOD} labels slots with ground-truth masks: it exists in "
+                             "`glmix-wsss eval` only")
+        return get_evidence_method(method, class_map=self.info.class_map, **{**(method_options or {}), **options})
 
-        ev = get_evidence_method(method, class_map=self.info.class_map, **method_options)
-        maps = ev(self.model, self._require(), classes=classes, size=self.image_size)
-        return maps[0].cpu().numpy()
+    def evidence(self, method: str = "slot-cam", classes: Sequence[int] | None = None, *,
+                 scales: Sequence[float] = (1.0,), flip: bool = False,
+                 method_options: Mapping[str, Any] | None = None, **options: Any) -> np.ndarray:
+        """``(K', H, W)`` class evidence in [0, 1] at the image size (foreground class order).
 
-    def pseudo_mask(self, method: str = "slot-cam", labels: np.ndarray | None = None,
-                    bg_threshold: float | None = None, crf: bool = False,
-                    crf_params: Any | None = None, **method_options: Any) -> np.ndarray:
-        """``(H, W)`` uint8 mask, 0 = background, k = ``class_names[k]``.
-
-        ``labels`` (multi-hot over foreground classes) restricts the classes, as the WSSS
-        protocol does with ground-truth image labels; by default the predicted ones are used.
-        ``bg_threshold`` defaults to :meth:`ModelInfo.bg_threshold` for ``method``.
+        ``scales``/``flip`` add test-time augmentation (more forward passes); without them the
+        maps come from :meth:`set_image`'s pass. ``method_options`` (or keyword ``options``) go to
+        the method, as ``glmix-wsss eval``'s ``--slot-blocks``/``--slot-combine`` do.
         """
-        from .wsss.crf import crf_labels
-        from .wsss.masks import scores_to_mask, unary_probabilities
+        out = self._require()
+        assert self.batch is not None
+        ev = self._method(method, method_options, options)
+        return class_evidence(ev, self.model, self.batch, self.image_size, slots=out, scales=scales, flip=flip,
+                              classes=classes)
 
-        labels = self.predicted_labels() if labels is None else np.asarray(labels, dtype=np.float32)
+    def pseudo_mask(self, method: str = "slot-cam", labels: np.ndarray | Sequence[float] | str | None = None,
+                    bg_threshold: float | None = None, crf: bool = False, crf_params: CRFParams | None = None, *,
+                    scales: Sequence[float] = (1.0,), flip: bool = False,
+                    method_options: Mapping[str, Any] | None = None, **options: Any) -> np.ndarray:
+        """``(H, W)`` uint8 mask, 0 = background, k = ``class_names[k]``: the mask ``glmix-wsss eval``
+        writes for this image with the same settings (``masks/`` with ``crf=True``, else the mask
+        before the CRF), both made by :func:`glmix_vis.wsss.pipeline.pseudo_mask`.
+
+        Args, under eval's names:
+            labels: multi-hot over the foreground classes: restricts the classes, as the WSSS
+                protocol does with ground-truth image labels (eval's ``--labels gt``); ``None`` or
+                ``"pred"``: the classes the head sees (:meth:`predicted_labels`).
+            bg_threshold: default :meth:`ModelInfo.bg_threshold` for ``method``, as eval's.
+            crf, crf_params: dense-CRF refinement over the image (off by default here, on in eval).
+            scales, flip: test-time augmentation.
+            method_options, options: the evidence method's options.
+
+        The network's input size is :meth:`set_image`'s ``input_size`` (eval's ``--input-size``;
+        note eval's default is the image's own size, the predictor's the model's).
+        """
+        self._require()
+        assert self.batch is not None and self.image is not None
+        if isinstance(labels, str):
+            if labels != "pred":
+                raise ValueError(f"labels must be a multi-hot array, None or 'pred' (the predictor has no "
+                                 f"ground truth: pass the image's labels as an array), got {labels!r}")
+            labels = None
+        ev = self._method(method, method_options, options)
         threshold = self.info.bg_threshold(method) if bg_threshold is None else bg_threshold
-        scores = self.evidence(method, **method_options)
-        if not crf:
-            return scores_to_mask(scores, threshold, labels).astype(np.uint8)
-        probs = unary_probabilities(scores, labels, bg_threshold=threshold)
-        return crf_labels(self.image, probs, crf_params).astype(np.uint8)
+        result = pseudo_mask(self.model, self.info, ev, self.batch, self.image_size, labels=labels,
+                             slots=self.output, scales=scales, flip=flip, bg_threshold=threshold)
+        return result.refined(self.image, crf_params) if crf else result.mask

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 
 import numpy as np
 import pytest
 
-from glmix_vis.wsss.crf import CRFParams, crf_labels, crf_refine, crf_refine_batch
+from glmix_vis.wsss.crf import CRFParams, crf_labels, crf_refine, crf_refine_batch, crf_stream
 from glmix_vis.wsss.masks import scores_to_mask, unary_probabilities
 from glmix_vis.wsss.metrics import confusion_matrix, iou_from_confusion
 
@@ -102,3 +104,48 @@ def test_crf_batch_in_a_process_pool() -> None:
         crf_refine_batch(images, probs[:2])
     with pytest.raises(ValueError, match="output"):
         crf_refine_batch(images, probs, output="mask")
+
+
+def _record(folder: str, key: int, labels: np.ndarray) -> None:
+    """A sink: runs where the CRF ran (a worker process for a pool)."""
+    np.save(f"{folder}/{key}.npy", labels)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_crf_stream_yields_in_job_order_and_sinks_where_it_ran(workers, tmp_path) -> None:
+    cases = [_two_regions(seed) for seed in range(5)]
+    jobs = [(k, c[0], unary_probabilities(c[1], np.array([1]), bg_threshold=0.5)) for k, c in enumerate(cases)]
+    produced: list[int] = []
+
+    def lazily():
+        for job in jobs:
+            produced.append(job[0])
+            yield job
+
+    got = list(crf_stream(lazily(), CRFParams(iterations=3), workers=workers))
+    assert [k for k, _, _ in got] == list(range(5)) == produced
+    for (_, image, probs), (_, labels, seconds) in zip(jobs, got):
+        np.testing.assert_array_equal(labels, crf_labels(image, probs, CRFParams(iterations=3)))
+        assert seconds > 0
+    # a sink takes the labels where the CRF ran; nothing is sent back
+    sunk = list(crf_stream(iter(jobs), workers=workers, sink=partial(_record, str(tmp_path))))
+    assert [labels for _, labels, _ in sunk] == [None] * 5
+    for k, (_, image, probs) in enumerate(jobs):
+        np.testing.assert_array_equal(np.load(tmp_path / f"{k}.npy"), crf_labels(image, probs))
+
+
+def test_crf_stream_stops_its_pool_when_the_producer_fails() -> None:
+    image, scores, _ = _two_regions()
+    probs = unary_probabilities(scores, np.array([1]), bg_threshold=0.5)
+
+    def failing():
+        yield 0, image, probs
+        raise KeyboardInterrupt  # what Ctrl-C does while the network computes the next job
+
+    before = set(multiprocessing.active_children())
+    stream = crf_stream(failing(), workers=2)
+    with pytest.raises(KeyboardInterrupt):
+        list(stream)
+    with pytest.raises(StopIteration):
+        next(stream)  # finished: its finally shut the pool down
+    assert set(multiprocessing.active_children()) <= before  # and its workers are gone

@@ -8,11 +8,12 @@ import timm
 from PIL import Image
 
 from glmix_vis.cli.wsss import main as wsss_main
-from glmix_vis.data import open_dataset
+from glmix_vis.data import open_dataset, voc_palette
 from glmix_vis.data.scenes import SceneConfig, generate_scenes
 from glmix_vis.models.checkpoints import save_safetensors
 from glmix_vis.wsss.masks import DEFAULT_BG_THRESHOLD, checkpoint_bg_threshold
 from glmix_vis.wsss.oracle import slot_oracle_mask
+from glmix_vis.wsss.outdir import SETTINGS_FILE, OutputDir
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +135,45 @@ def test_eval_refuses_to_resume_with_other_settings(scenes_and_checkpoint, tmp_p
     code = wsss_main(["eval", "--root", str(root), "--split", "val", "--checkpoint", str(other),
                       "--out", str(out), "--workers", "1", "--method", "cam", "--no-crf"])
     assert code != 0 and "checkpoint_sha256" in capsys.readouterr().err
+
+
+def test_eval_oracle_takes_no_sweep(scenes_and_checkpoint, tmp_path, capsys):
+    root, ckpt = scenes_and_checkpoint
+    code = wsss_main(["eval", "--root", str(root), "--split", "val", "--checkpoint", str(ckpt), "--out",
+                      str(tmp_path / "o"), "--method", "slot-oracle", "--no-crf", "--sweep"])
+    assert code == 2 and "no class scores to sweep" in capsys.readouterr().err
+
+
+def test_output_dir_is_a_store_tied_to_its_settings(tmp_path):
+    store = OutputDir(tmp_path / "out", crf=True)
+    settings = {"method": "cam", "scales": [1.0]}
+    store.claim(settings, write=False)  # another rank: checks, never writes
+    assert not (store.root / SETTINGS_FILE).exists() and store.mask_dir.is_dir() and store.raw_dir.is_dir()
+    store.claim(settings)
+    assert json.loads((store.root / SETTINGS_FILE).read_text()) == settings
+    store.claim(dict(settings))  # the same settings: resuming is fine
+    with pytest.raises(ValueError, match=r"other settings \(method: 'cam' -> 'slot-cam'; new: None -> 1\)"):
+        store.claim({"method": "slot-cam", "scales": [1.0], "new": 1})
+
+    mask = np.arange(12, dtype=np.uint8).reshape(3, 4) % 3
+    assert not store.has_masks("a")
+    store.write_raw("a", mask, voc_palette())
+    assert not store.has_masks("a")  # the final mask is missing still
+    store.mask_writer(voc_palette())("a", mask.astype(np.int64))  # what a CRF worker calls
+    assert store.has_masks("a")
+    np.testing.assert_array_equal(store.read_mask("a", (3, 4)), mask)
+    np.testing.assert_array_equal(store.read_raw("a", (3, 4)), mask)
+    with pytest.raises(ValueError, match=r"mask is 4x3 but its ground truth is 5x3; delete it"):
+        store.read_mask("a", (3, 5))
+    assert OutputDir(tmp_path / "plain", crf=False).raw_dir == OutputDir(tmp_path / "plain", crf=False).mask_dir
+
+    confusion = np.ones((2, 3, 3), np.int64)
+    store.save_sweep(0, confusion, {"a", "b"}, [0.1, 0.2])
+    loaded, ids = store.load_sweep(0, [0.1, 0.2])
+    np.testing.assert_array_equal(loaded, confusion)
+    assert ids == {"a", "b"}
+    assert store.load_sweep(0, [0.1, 0.3]) is None and store.load_sweep(1, [0.1, 0.2]) is None
+
+    (store.root / SETTINGS_FILE).write_text("{broken")
+    with pytest.raises(ValueError, match="unreadable"):
+        store.claim(settings)

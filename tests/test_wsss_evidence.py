@@ -23,7 +23,8 @@ from glmix_vis.wsss.evidence import (
     normalize_per_class,
 )
 from glmix_vis.wsss.imagenet_voc import VOC_FOREGROUND, VOC_TO_IMAGENET, voc_class_map
-from glmix_vis.wsss.tta import tta_evidence
+from glmix_vis.wsss.pipeline import class_evidence
+from glmix_vis.wsss.tta import augments, tta_evidence
 
 
 @pytest.fixture(scope="module")
@@ -354,3 +355,25 @@ def test_slot_cam_tta_augments_the_dense_evidence_only(nano, images) -> None:
     got = tta_evidence(dense_mode, nano, images, scales=scales, flip=False)
     torch.testing.assert_close(got, expected)
     assert not torch.allclose(got, tta_evidence(whole, nano, images, scales=scales, flip=False), atol=1e-3)
+
+
+def test_augments() -> None:
+    assert not augments((1.0,), False) and not augments([1], False)
+    assert augments((1.0,), True) and augments((1.0, 0.5), False) and augments((0.5,), False)
+
+
+@pytest.mark.parametrize("name", ["cam", "slot-cam"])
+def test_pipeline_evidence_without_augmentation_is_tta_at_one_scale_bit_for_bit(nano, images, name) -> None:
+    """The cached forward pass the predictor reuses gives eval's maps exactly (same masks, same numbers)."""
+    method = get_evidence_method(name)
+    one = images[:1]
+    expected = tta_evidence(method, nano, one, scales=(1.0,), flip=False, size=(150, 200))[0].numpy()
+    assert (class_evidence(method, nano, one, (150, 200)) == expected).all()
+    with torch.no_grad():  # as SlotPredictor.set_image runs it (autograd may pick other attention kernels)
+        cached = nano.forward_slots(one)
+    assert (class_evidence(method, nano, one, (150, 200), slots=cached) == expected).all()
+    augmented = tta_evidence(method, nano, one, scales=(1.0, 0.5), flip=True, size=(150, 200))[0].numpy()
+    assert (class_evidence(method, nano, one, (150, 200), slots=cached, scales=(1.0, 0.5), flip=True)
+            == augmented).all()  # with augmentation the cached pass is not what is used
+    with pytest.raises(ValueError, match="one image"):
+        class_evidence(method, nano, images, (96, 128))

@@ -1,6 +1,11 @@
-"""Weakly-supervised semantic segmentation on GLNet: class evidence, pseudo-masks, CRF, metrics."""
+"""Weakly-supervised semantic segmentation on GLNet: class evidence, pseudo-masks, CRF, metrics.
 
-from .crf import CRFParams, crf_labels, crf_refine, crf_refine_batch
+:mod:`~glmix_vis.wsss.pipeline` takes one image through them (labels -> evidence -> mask -> CRF);
+:mod:`~glmix_vis.wsss.evaluate` drives it over a dataset split, into an
+:mod:`~glmix_vis.wsss.outdir` output folder.
+"""
+
+from .crf import CRFParams, crf_labels, crf_refine, crf_refine_batch, crf_stream
 from .evidence import (
     CAM,
     DEFAULT_SLOT_CAM,
@@ -29,15 +34,28 @@ from .masks import (
     unary_probabilities,
 )
 from .metrics import ConfusionMatrix, Metrics, all_reduce_confusion, confusion_matrix, sum_confusions
-from .tta import DEFAULT_SCALES, tta_evidence
+from .pipeline import (
+    ORACLE_METHOD,
+    PseudoMask,
+    class_evidence,
+    image_labels,
+    label_threshold,
+    predicted_labels,
+    pseudo_mask,
+    refine,
+    slot_oracle,
+)
+from .tta import DEFAULT_SCALES, augments, tta_evidence
 
 __all__ = [
     "EvidenceMethod", "CAM", "TokenEvidence", "SlotCAM", "SlotCAMConfig", "DEFAULT_SLOT_CAM",
     "get_evidence_method", "available_evidence_methods",
     "VOC_FOREGROUND", "VOC_TO_IMAGENET", "voc_class_map", "imagenet_class_names", "imagenet_to_voc",
-    "DEFAULT_SCALES", "tta_evidence",
+    "DEFAULT_SCALES", "augments", "tta_evidence",
     "DEFAULT_BG_THRESHOLD", "DEFAULT_THRESHOLDS", "restrict_to_labels", "scores_to_mask", "sweep_confusions",
     "ThresholdSweep", "best_threshold", "unary_probabilities",
-    "CRFParams", "crf_refine", "crf_labels", "crf_refine_batch",
+    "CRFParams", "crf_refine", "crf_labels", "crf_refine_batch", "crf_stream",
+    "ORACLE_METHOD", "PseudoMask", "class_evidence", "image_labels", "label_threshold", "predicted_labels",
+    "pseudo_mask", "refine", "slot_oracle",
     "ConfusionMatrix", "Metrics", "confusion_matrix", "sum_confusions", "all_reduce_confusion",
 ]

@@ -10,8 +10,10 @@ Gaussian ``sxy=3, compat=3``; bilateral ``sxy=80, srgb=13, compat=10``; 10 itera
 bilateral ``sxy=50, srgb=5``.
 
 Every function here is a pure function of numpy arrays (the pydensecrf objects are built and
-dropped inside), so it is safe to run in worker processes; :func:`crf_pool` makes a process
-pool whose workers never outlive their parent, and :func:`crf_refine_batch` uses one.
+dropped inside), so it is safe to run in worker processes. CRF parallelism lives here and only
+here: :func:`crf_pool` makes a process pool whose workers never outlive their parent;
+:func:`crf_refine_batch` refines a list of images in one, and :func:`crf_stream` a stream of them
+while the caller computes the next (the eval loop's network beside its CRF).
 """
 
 from __future__ import annotations
@@ -22,13 +24,17 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
-__all__ = ["CRFParams", "crf_pool", "crf_refine", "crf_labels", "crf_refine_batch", "watch_parent"]
+__all__ = ["CRFParams", "crf_pool", "crf_refine", "crf_labels", "crf_refine_batch", "crf_stream", "watch_parent"]
+
+Key = TypeVar("Key", bound=Hashable)
 
 #: Seconds between a worker's checks that its parent is alive (the non-prctl fallback).
 ORPHAN_POLL_S = 0.5
@@ -196,5 +202,48 @@ def crf_refine_batch(images: Sequence[np.ndarray], probs: Sequence[np.ndarray], 
     pool = crf_pool(max_workers)
     try:
         return list(pool.map(_refine_one, jobs))
+    finally:
+        pool.shutdown(cancel_futures=True)  # on Ctrl-C: finish the running jobs, drop the queued ones
+
+
+def _stream_job(key: Key, image: np.ndarray, probs: np.ndarray, params: CRFParams | None,
+                sink: Callable[[Key, np.ndarray], None] | None) -> tuple[np.ndarray | None, float]:
+    """One streamed job (in a worker, or here): labels (or ``None`` once ``sink`` took them), seconds."""
+    started = time.perf_counter()
+    labels: np.ndarray | None = crf_labels(image, probs, params)
+    if sink is not None:
+        sink(key, labels)
+        labels = None
+    return labels, time.perf_counter() - started
+
+
+def crf_stream(jobs: Iterable[tuple[Key, np.ndarray, np.ndarray]], params: CRFParams | None = None, *,
+               workers: int = 1, sink: Callable[[Key, np.ndarray], None] | None = None,
+               ) -> Iterator[tuple[Key, np.ndarray | None, float]]:
+    """Refine ``(key, image, probs)`` jobs as they come; yield ``(key, labels, seconds)`` in job order.
+
+    ``jobs`` is consumed lazily, so the caller's work that produces the next job (the network)
+    runs while the pool refines the previous ones. ``workers`` <= 1 refines each job here as it
+    arrives; otherwise a :func:`crf_pool` does, with at most ``2 * workers`` jobs queued (which
+    bounds the memory their images hold). ``sink(key, labels)`` runs where the CRF ran, e.g. to
+    write the mask from the worker, and then ``labels`` is ``None`` (nothing is sent back).
+    The pool shuts down (running jobs finish, queued ones are dropped) when the stream ends,
+    fails or is closed; close it in a ``finally`` (``contextlib.closing``) when the consumer may fail.
+    """
+    if workers <= 1:
+        for key, image, probs in jobs:
+            yield (key, *_stream_job(key, image, probs, params, sink))
+        return
+    pool = crf_pool(workers)
+    pending: deque[tuple[Key, Future]] = deque()
+    try:
+        for key, image, probs in jobs:
+            pending.append((key, pool.submit(_stream_job, key, image, probs, params, sink)))
+            if len(pending) >= 2 * workers:
+                done, job = pending.popleft()
+                yield (done, *job.result())
+        while pending:
+            done, job = pending.popleft()
+            yield (done, *job.result())
     finally:
         pool.shutdown(cancel_futures=True)  # on Ctrl-C: finish the running jobs, drop the queued ones

@@ -1,16 +1,25 @@
-"""The WSSS evaluation loop: evidence -> pseudo-masks -> (CRF) -> palette PNGs -> mIoU.
+"""The WSSS evaluation driver: every image of a split through :mod:`~glmix_vis.wsss.pipeline`, scored.
 
-The ground truth of the whole split is checked first (:meth:`SegmentationDataset.validate`, file
-headers only), so a broken dataset stops the run, listing every bad file, before anything is
-computed or written. Resumable and shardable by construction: every image's masks are written
-atomically as ``OUT/masks/<id>.png`` (and ``OUT/masks_nocrf/<id>.png`` when the CRF is on), an
-image whose masks exist is not recomputed, and the metrics are computed at the end from the mask
-files and the ground truth. ``OUT/settings.json`` records what decides the masks (data, checkpoint
-digest, method and its options, threshold, CRF, test-time augmentation); a later run with other
-settings and the same OUT stops with an error instead of mixing masks. Under ``torchrun`` each
-process takes every ``world``-th image and the confusion matrices are summed across processes.
-The CRF runs in a process pool (:func:`~glmix_vis.wsss.crf.crf_pool`: its workers end with this
-process, even when it is killed) while the network computes the next images.
+:func:`evaluate` is a thin, resumable driver in named steps:
+
+1. :func:`_setup`: the dataset, whose ground truth is checked in full first
+   (:meth:`SegmentationDataset.validate`, file headers only), so a broken dataset stops the run,
+   listing every bad file, before anything is computed or written; then the model and the method;
+2. :meth:`OutputDir.claim <glmix_vis.wsss.outdir.OutputDir.claim>`: ``OUT/settings.json`` records
+   what decides the masks (data, checkpoint digest, method and its options, threshold, CRF,
+   test-time augmentation); a later run with other settings and the same OUT stops with an error
+   instead of mixing masks;
+3. :func:`_compute_masks`: per image, :func:`~glmix_vis.wsss.pipeline.pseudo_mask` (the same
+   function :class:`~glmix_vis.predictor.SlotPredictor` calls), its mask written at once to
+   ``masks_nocrf/`` (``masks/`` without the CRF), and the CRF refinement streamed to
+   :func:`~glmix_vis.wsss.crf.crf_stream`, whose pool (:func:`~glmix_vis.wsss.crf.crf_pool`: its
+   workers end with this process, even when it is killed) refines and writes ``masks/`` while the
+   network computes the next images. Every mask is written atomically and an image whose masks
+   exist is not recomputed;
+4. :func:`_confusions` and :func:`_report`: the metrics, from the mask files and the ground truth.
+
+Under ``torchrun`` each process takes every ``world``-th image and the confusion matrices are
+summed across processes.
 """
 
 from __future__ import annotations
@@ -20,8 +29,8 @@ import json
 import os
 import platform
 import time
-from collections.abc import Sequence
-from concurrent.futures import Future
+from collections.abc import Iterator, Sequence
+from contextlib import closing
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -29,30 +38,24 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn as nn
 from tqdm.auto import tqdm
 
-from ..data import SegmentationDataset, load_palette_png, open_dataset, save_palette_png
+from ..data import SegmentationDataset, open_dataset
 from ..devices import resolve_device
 from ..loading import ModelInfo, load_model
 from ..preprocess import image_to_batch
-from .crf import CRFParams, crf_labels, crf_pool
-from .evidence import get_evidence_method
-from .masks import (
-    DEFAULT_THRESHOLDS,
-    best_threshold,
-    scores_to_mask,
-    sweep_confusions,
-    unary_probabilities,
-)
+from .crf import CRFParams, crf_stream
+from .evidence import EvidenceMethod, get_evidence_method
+from .masks import DEFAULT_THRESHOLDS, best_threshold, sweep_confusions
 from .metrics import ConfusionMatrix, Metrics, all_reduce_confusion
-from .oracle import slot_oracle_mask
-from .tta import tta_evidence
+from .outdir import SETTINGS_FILE, OutputDir
+from .pipeline import ORACLE_METHOD, PseudoMask, pseudo_mask, slot_oracle
 
-__all__ = ["EvalConfig", "evaluate", "ORACLE_METHOD"]
+__all__ = ["EvalConfig", "evaluate", "ORACLE_METHOD", "SETTINGS_FILE"]
 
-ORACLE_METHOD = "slot-oracle"
-#: Written into OUT on the first run: the settings its masks were made with.
-SETTINGS_FILE = "settings.json"
+#: A sweep's progress is saved every this many images (and at the end).
+SWEEP_SAVE_EVERY = 50
 
 
 @dataclass
@@ -89,11 +92,53 @@ class _Timing:
     images: int = 0
 
 
-def _crf_job(image: np.ndarray, probs: np.ndarray, params: CRFParams, path: str, palette: np.ndarray) -> float:
-    """Runs in a worker process: refine, write the mask, return the seconds spent."""
-    started = time.perf_counter()
-    save_palette_png(path, crf_labels(image, probs, params).astype(np.uint8), palette)
-    return time.perf_counter() - started
+@dataclass
+class _Run:
+    """Everything one rank's run works with, resolved by :func:`_setup`."""
+
+    config: EvalConfig  # bg_threshold and split resolved
+    rank: int
+    world: int
+    device: torch.device
+    dataset: SegmentationDataset
+    model: nn.Module
+    info: ModelInfo
+    method: EvidenceMethod | None  # None: the slot oracle
+    count: int  # images in the run (the split, or --limit of it)
+
+    @property
+    def mine(self) -> list[int]:
+        """This rank's share of the images."""
+        return list(range(self.count))[self.rank::self.world]
+
+    @property
+    def progress(self) -> bool:
+        return self.config.progress and self.rank == 0
+
+
+class _Sweep:
+    """The background-threshold sweep's confusion matrices, accumulated and saved as images go."""
+
+    def __init__(self, store: OutputDir, rank: int, thresholds: Sequence[float], num_classes: int) -> None:
+        self.store, self.rank, self.thresholds = store, rank, list(thresholds)
+        self.confusion = np.zeros((len(self.thresholds), num_classes, num_classes), np.int64)
+        self.done: set[str] = set()
+        saved = store.load_sweep(rank, self.thresholds)
+        if saved is not None:
+            self.confusion += saved[0]
+            self.done = saved[1]
+
+    def needs(self, image_id: str) -> bool:
+        return image_id not in self.done
+
+    def add(self, image_id: str, result: PseudoMask, gt: np.ndarray) -> None:
+        self.confusion += sweep_confusions(result.scores, gt, self.thresholds, result.labels)
+        self.done.add(image_id)
+        if len(self.done) % SWEEP_SAVE_EVERY == 0:
+            self.save()
+
+    def save(self) -> None:
+        self.store.save_sweep(self.rank, self.confusion, self.done, self.thresholds)
 
 
 def _check_classes(dataset: SegmentationDataset, info: ModelInfo) -> None:
@@ -131,6 +176,23 @@ def _versions() -> dict[str, str]:
 def evaluate(config: EvalConfig) -> dict[str, Any]:
     """Run (or resume) the evaluation and return the metrics dictionary written to ``metrics.json``."""
     started = time.perf_counter()
+    run = _setup(config)
+    config = run.config
+    store = OutputDir(config.out, crf=config.crf)
+    store.claim(_mask_settings(config, run.info), write=run.rank == 0)
+    sweep = _Sweep(store, run.rank, config.thresholds, len(run.dataset.class_names)) if config.sweep else None
+    timing = _compute_masks(run, store, sweep)
+    final, raw, sweep_matrices = _confusions(run, store, sweep)
+    if run.rank != 0:
+        return {}
+    result = _report(config, run.dataset, run.info, final, raw, sweep_matrices, timing,
+                     time.perf_counter() - started, run.count)
+    store.write_metrics(result, _markdown(result, Metrics.from_confusion(final), run.dataset.class_names))
+    return result
+
+
+def _setup(config: EvalConfig) -> _Run:
+    """The dataset (its whole ground truth checked), the model and the method; nothing is written."""
     rank, world = _rank_world()
     device = resolve_device(config.device)
     if device.type == "cuda" and world > 1:
@@ -149,111 +211,88 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     oracle = config.method == ORACLE_METHOD
     if oracle and config.crf:
         raise ValueError(f"{ORACLE_METHOD} assigns ground-truth classes to slots; it takes no CRF (use --no-crf)")
+    if oracle and config.sweep:
+        raise ValueError(f"{ORACLE_METHOD} has no class scores to sweep a background threshold over")
     method = None if oracle else get_evidence_method(config.method, class_map=info.class_map,
                                                      **config.method_options)
     if config.labels not in ("gt", "pred"):
         raise ValueError(f"labels must be 'gt' or 'pred', got {config.labels!r}")
+    count = len(dataset) if config.limit is None else min(config.limit, len(dataset))
+    return _Run(config, rank, world, device, dataset, model, info, method, count)
 
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    _claim_output(out / SETTINGS_FILE, _mask_settings(config, info), write=rank == 0)
-    mask_dir = out / "masks"
-    raw_dir = out / "masks_nocrf" if config.crf else mask_dir
-    for d in {mask_dir, raw_dir}:
-        d.mkdir(parents=True, exist_ok=True)
-    num_classes = len(dataset.class_names)
-    palette = dataset.palette
-    indices = list(range(len(dataset) if config.limit is None else min(config.limit, len(dataset))))
-    mine = indices[rank::world]
 
+def _compute_masks(run: _Run, store: OutputDir, sweep: _Sweep | None) -> _Timing:
+    """Write the masks of this rank's images that are not on disk yet; the CRF runs beside the network."""
+    config, palette = run.config, run.dataset.palette
     timing = _Timing()
-    sweep = np.zeros((len(config.thresholds), num_classes, num_classes), np.int64) if config.sweep else None
-    sweep_state = out / f"sweep.rank{rank}.npz"
-    sweep_done: set[str] = set()
-    if sweep is not None and sweep_state.exists():
-        saved = np.load(sweep_state, allow_pickle=False)
-        if list(saved["thresholds"]) == list(config.thresholds):
-            sweep += saved["confusion"]
-            sweep_done = set(saved["ids"].tolist())
+    bar = tqdm(run.mine, desc=f"eval {config.method}", disable=not run.progress, unit="img")
 
-    pool = crf_pool(config.workers) if (config.crf and config.workers > 1) else None
-    pending: list[Future] = []
-    bar = tqdm(mine, desc=f"eval {config.method}", disable=not (config.progress and rank == 0), unit="img")
-    try:
+    def crf_jobs() -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
         for i in bar:
-            image_id = dataset.image_ids[i]
-            final_path, raw_path = mask_dir / f"{image_id}.png", raw_dir / f"{image_id}.png"
-            need_sweep = sweep is not None and image_id not in sweep_done
-            if final_path.exists() and raw_path.exists() and not need_sweep:
+            image_id = run.dataset.image_ids[i]
+            need_sweep = sweep is not None and sweep.needs(image_id)
+            if store.has_masks(image_id) and not need_sweep:
                 continue  # resumed: already written
-            image = dataset.load_image(i)
-            labels = dataset.image_labels(i)
+            image = run.dataset.load_image(i)
             t0 = time.perf_counter()
-            x = image_to_batch(image, info.mean, info.std, short_side=config.input_size or None, device=device)
-            with torch.no_grad():
-                if oracle:
-                    slot_map = model.forward_slots(x).select([config.oracle_block])[0]
-                    gt = dataset.load_mask(i)
-                    raw = slot_oracle_mask(slot_map.hard_upsampled(image.shape[:2])[0].cpu().numpy(), gt)
-                    scores = None
-                else:
-                    if config.labels == "pred":
-                        labels = _predicted_labels(model, x, info)
-                    scores = tta_evidence(method, model, x, scales=config.scales, flip=config.flip,
-                                          size=image.shape[:2])[0].cpu().numpy()
-                    raw = scores_to_mask(scores, config.bg_threshold, labels)
+            raw, result = _image_mask(run, i, image)
             timing.forward += time.perf_counter() - t0
             timing.images += 1
             if need_sweep:
-                sweep += sweep_confusions(scores, dataset.load_mask(i), config.thresholds, labels)
-                sweep_done.add(image_id)
-                if len(sweep_done) % 50 == 0:
-                    _save_sweep(sweep_state, sweep, sweep_done, config.thresholds)
-            save_palette_png(raw_path, raw.astype(np.uint8), palette)
+                assert sweep is not None and result is not None
+                sweep.add(image_id, result, run.dataset.load_mask(i))
+            store.write_raw(image_id, raw, palette)
             if config.crf:
-                probs = unary_probabilities(scores, labels, bg_threshold=config.bg_threshold)
-                if pool is None:
-                    timing.crf += _crf_job(image, probs, config.crf_params, str(final_path), palette)
-                else:
-                    pending.append(pool.submit(_crf_job, image, probs, config.crf_params, str(final_path), palette))
-                    if len(pending) >= 2 * config.workers:  # bound memory held by queued jobs
-                        timing.crf += pending.pop(0).result()
-        for job in pending:
-            timing.crf += job.result()
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
-        if sweep is not None:
-            _save_sweep(sweep_state, sweep, sweep_done, config.thresholds)
+                assert result is not None
+                yield image_id, image, result.unary()
 
-    # metrics from what is on disk: identical whether the run was interrupted or not
-    final_cm, raw_cm = ConfusionMatrix(num_classes), ConfusionMatrix(num_classes)
-    for i in mine:
-        gt = dataset.load_mask(i)
-        image_id = dataset.image_ids[i]
-        final_cm.update(_read_prediction(mask_dir / f"{image_id}.png", gt.shape), gt)
+    try:
         if config.crf:
-            raw_cm.update(_read_prediction(raw_dir / f"{image_id}.png", gt.shape), gt)
-    final = all_reduce_confusion(final_cm.matrix) if world > 1 else final_cm.matrix
-    raw_matrix = all_reduce_confusion(raw_cm.matrix) if world > 1 else raw_cm.matrix
-    if sweep is not None and world > 1:
-        sweep = np.stack([all_reduce_confusion(m) for m in sweep])
-    if rank != 0:
-        return {}
-    result = _report(config, dataset, info, final, raw_matrix, sweep, timing, time.perf_counter() - started,
-                     len(indices))
-    _write_json(out / "metrics.json", result)
-    (out / "metrics.md").write_text(_markdown(result, Metrics.from_confusion(final), dataset.class_names))
-    return result
+            stream = crf_stream(crf_jobs(), config.crf_params, workers=config.workers,
+                                sink=store.mask_writer(palette))
+            with closing(stream):
+                for _, _, seconds in stream:
+                    timing.crf += seconds
+        else:
+            for _ in crf_jobs():
+                pass
+    finally:
+        if sweep is not None:
+            sweep.save()
+    return timing
 
 
-def _read_prediction(path: Path, shape: tuple[int, ...]) -> np.ndarray:
-    """A written mask, which must have the ground truth's size (one left by another run may not)."""
-    mask = load_palette_png(path)
-    if mask.shape != shape:
-        raise ValueError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but its ground truth is "
-                         f"{shape[1]}x{shape[0]}; delete it to have it recomputed")
-    return mask
+def _image_mask(run: _Run, i: int, image: np.ndarray) -> tuple[np.ndarray, PseudoMask | None]:
+    """Image ``i``'s mask before any CRF, and the pipeline's result behind it (``None`` for the oracle)."""
+    config = run.config
+    x = image_to_batch(image, run.info.mean, run.info.std, short_side=config.input_size or None, device=run.device)
+    if run.method is None:
+        return slot_oracle(run.model, x, run.dataset.load_mask(i), config.oracle_block), None
+    labels = run.dataset.image_labels(i) if config.labels == "gt" else None
+    result = pseudo_mask(run.model, run.info, run.method, x, image.shape[:2], labels=labels, scales=config.scales,
+                         flip=config.flip, bg_threshold=config.bg_threshold)
+    return result.mask, result
+
+
+def _confusions(run: _Run, store: OutputDir, sweep: _Sweep | None,
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Confusion matrices of the final masks, of those before the CRF and of the sweep, summed over
+    ranks; read from what is on disk, so identical whether the run was interrupted or not."""
+    num_classes = len(run.dataset.class_names)
+    final_cm, raw_cm = ConfusionMatrix(num_classes), ConfusionMatrix(num_classes)
+    for i in run.mine:
+        gt = run.dataset.load_mask(i)
+        image_id = run.dataset.image_ids[i]
+        final_cm.update(store.read_mask(image_id, gt.shape), gt)
+        if run.config.crf:
+            raw_cm.update(store.read_raw(image_id, gt.shape), gt)
+    final, raw = final_cm.matrix, raw_cm.matrix
+    swept = None if sweep is None else sweep.confusion
+    if run.world > 1:
+        final, raw = all_reduce_confusion(final), all_reduce_confusion(raw)
+        if swept is not None:
+            swept = np.stack([all_reduce_confusion(m) for m in swept])
+    return final, raw, swept
 
 
 def _file_digest(path: str | None) -> str | None:
@@ -279,46 +318,6 @@ def _mask_settings(config: EvalConfig, info: ModelInfo) -> dict[str, Any]:
                         labels=config.labels, crf=config.crf,
                         crf_params=asdict(config.crf_params) if config.crf else None)
     return json.loads(json.dumps(settings, default=str))  # the form it is compared in after a reload
-
-
-def _claim_output(path: Path, settings: dict[str, Any], write: bool) -> None:
-    """Tie OUT to these settings, so that a resumed run never mixes masks made with other ones."""
-    if path.exists():
-        try:
-            before = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{path} is unreadable ({exc}); remove it, or choose another --out") from None
-        changed = sorted(k for k in settings.keys() | before.keys() if settings.get(k) != before.get(k))
-        if changed:
-            detail = "; ".join(f"{k}: {before.get(k)!r} -> {settings.get(k)!r}" for k in changed)
-            raise ValueError(f"{path.parent} holds masks made with other settings ({detail}). Resuming would mix "
-                             "them; choose another --out, or delete that folder to start over")
-    elif write:
-        _write_json(path, settings)
-
-
-def _predicted_labels(model: torch.nn.Module, x: torch.Tensor, info: ModelInfo) -> np.ndarray:
-    logits = model(x)[0].float()
-    if info.multilabel:
-        labels = (logits.sigmoid() > 0.5).float().cpu().numpy()
-    else:
-        probs = logits.softmax(-1).cpu().numpy()
-        labels = np.array([probs[g].sum() > 0.1 for g in info.class_map or []], np.float32)
-    if labels.sum() == 0:
-        labels[int(logits.argmax()) if info.multilabel else 0] = 1
-    return labels
-
-
-def _save_sweep(path: Path, confusion: np.ndarray, ids: set[str], thresholds: Sequence[float]) -> None:
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, confusion=confusion, ids=np.array(sorted(ids)), thresholds=np.asarray(thresholds))
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, obj: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
 
 
 def _report(config: EvalConfig, dataset: SegmentationDataset, info: ModelInfo, final: np.ndarray,

@@ -16,12 +16,17 @@ import torch.nn.functional as F
 
 from .evidence.base import EvidenceMethod, normalize_per_class
 
-__all__ = ["DEFAULT_SCALES", "MIN_SIDE", "scaled_size", "tta_evidence"]
+__all__ = ["DEFAULT_SCALES", "MIN_SIDE", "augments", "scaled_size", "tta_evidence"]
 
 #: IRN's CAM scales (Ahn et al., CVPR 2019, ``cam_scales``), each with a flipped copy.
 DEFAULT_SCALES: tuple[float, ...] = (1.0, 0.5, 1.5, 2.0)
 #: Smallest side a scaled image may have: GLNet's total stride, one final-grid cell.
 MIN_SIDE = 32
+
+
+def augments(scales: Sequence[float], flip: bool) -> bool:
+    """Whether ``scales``/``flip`` ask for any augmentation (anything but the image once, as it is)."""
+    return bool(flip) or tuple(float(s) for s in scales) != (1.0,)
 
 
 def scaled_size(size: Sequence[int], scale: float) -> tuple[int, int]:

@@ -1,0 +1,139 @@
+"""An eval output folder as a store: what a resumable, shardable WSSS run keeps on disk.
+
+    OUT/settings.json        what decides the masks; a run with other settings refuses the folder
+    OUT/masks/<id>.png       the final masks (after the CRF when it is on), palette PNGs
+    OUT/masks_nocrf/<id>.png the masks before the CRF (only when it is on)
+    OUT/sweep.rank<r>.npz    a background-threshold sweep's confusion matrices so far, per rank
+    OUT/metrics.json, metrics.md
+
+Every file is written atomically (temp file + rename), so an interrupted run leaves whole files
+only, and an image whose masks exist is done: a resumed run skips it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data import load_palette_png, save_palette_png
+from ..io import atomic_write_bytes
+
+__all__ = ["SETTINGS_FILE", "OutputDir", "MaskWriter", "write_json"]
+
+#: Written into OUT on the first run: the settings its masks were made with.
+SETTINGS_FILE = "settings.json"
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """``obj`` as indented JSON, atomically."""
+    atomic_write_bytes(path, json.dumps(obj, indent=1).encode())
+
+
+@dataclass(frozen=True)
+class MaskWriter:
+    """Writes ``<folder>/<id>.png`` palette masks; picklable, so a CRF worker can write its own result."""
+
+    folder: str
+    palette: np.ndarray
+
+    def __call__(self, image_id: str, mask: np.ndarray) -> None:
+        save_palette_png(Path(self.folder) / f"{image_id}.png", np.asarray(mask).astype(np.uint8), self.palette)
+
+
+class OutputDir:
+    """The folder ``root`` of one eval run: ``masks/`` (the final masks) and, with ``crf``,
+    ``masks_nocrf/`` (the masks before the CRF; without it the two are one folder)."""
+
+    def __init__(self, root: str | Path, crf: bool) -> None:
+        self.root = Path(root)
+        self.mask_dir = self.root / "masks"
+        self.raw_dir = self.root / "masks_nocrf" if crf else self.mask_dir
+
+    # ------------------------------------------------------------------ settings
+    def claim(self, settings: dict[str, Any], write: bool = True) -> None:
+        """Tie the folder to ``settings`` (JSON-comparable), so that a resumed run never mixes masks
+        made with other ones: a recorded ``settings.json`` must equal them (else ``ValueError``
+        naming every difference); with none, ``write`` records them. Then the mask folders exist."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / SETTINGS_FILE
+        if path.exists():
+            try:
+                before = json.loads(path.read_text())
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"{path} is unreadable ({exc}); remove it, or choose another --out") from None
+            changed = sorted(k for k in settings.keys() | before.keys() if settings.get(k) != before.get(k))
+            if changed:
+                detail = "; ".join(f"{k}: {before.get(k)!r} -> {settings.get(k)!r}" for k in changed)
+                raise ValueError(f"{self.root} holds masks made with other settings ({detail}). Resuming would "
+                                 "mix them; choose another --out, or delete that folder to start over")
+        elif write:
+            write_json(path, settings)
+        for d in {self.mask_dir, self.raw_dir}:
+            d.mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ masks
+    def mask_path(self, image_id: str) -> Path:
+        return self.mask_dir / f"{image_id}.png"
+
+    def raw_path(self, image_id: str) -> Path:
+        return self.raw_dir / f"{image_id}.png"
+
+    def has_masks(self, image_id: str) -> bool:
+        """Whether the image is done (its final mask and, with the CRF, the one before it exist)."""
+        return self.mask_path(image_id).exists() and self.raw_path(image_id).exists()
+
+    def mask_writer(self, palette: np.ndarray) -> MaskWriter:
+        """A picklable writer of final masks (``writer(image_id, mask)``)."""
+        return MaskWriter(str(self.mask_dir), np.asarray(palette, dtype=np.uint8))
+
+    def write_mask(self, image_id: str, mask: np.ndarray, palette: np.ndarray) -> None:
+        self.mask_writer(palette)(image_id, mask)
+
+    def write_raw(self, image_id: str, mask: np.ndarray, palette: np.ndarray) -> None:
+        MaskWriter(str(self.raw_dir), np.asarray(palette, dtype=np.uint8))(image_id, mask)
+
+    def read_mask(self, image_id: str, shape: tuple[int, ...]) -> np.ndarray:
+        return _read_mask(self.mask_path(image_id), shape)
+
+    def read_raw(self, image_id: str, shape: tuple[int, ...]) -> np.ndarray:
+        return _read_mask(self.raw_path(image_id), shape)
+
+    # ------------------------------------------------------------------ threshold sweep
+    def sweep_path(self, rank: int) -> Path:
+        return self.root / f"sweep.rank{rank}.npz"
+
+    def load_sweep(self, rank: int, thresholds: Sequence[float]) -> tuple[np.ndarray, set[str]] | None:
+        """A saved sweep of this rank, ``(confusions, image ids)``, if it used the same thresholds."""
+        path = self.sweep_path(rank)
+        if not path.exists():
+            return None
+        saved = np.load(path, allow_pickle=False)
+        if list(saved["thresholds"]) != list(thresholds):
+            return None
+        return saved["confusion"], set(saved["ids"].tolist())
+
+    def save_sweep(self, rank: int, confusion: np.ndarray, ids: set[str], thresholds: Sequence[float]) -> None:
+        path = self.sweep_path(rank)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, confusion=confusion, ids=np.array(sorted(ids)), thresholds=np.asarray(thresholds))
+        os.replace(tmp, path)
+
+    # ------------------------------------------------------------------ metrics
+    def write_metrics(self, result: dict[str, Any], markdown: str) -> None:
+        write_json(self.root / "metrics.json", result)
+        atomic_write_bytes(self.root / "metrics.md", markdown.encode())
+
+
+def _read_mask(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """A written mask, which must have the ground truth's size (one left by another run may not)."""
+    mask = load_palette_png(path)
+    if mask.shape != shape:
+        raise ValueError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but its ground truth is "
+                         f"{shape[1]}x{shape[0]}; delete it to have it recomputed")
+    return mask

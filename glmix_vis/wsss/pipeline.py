@@ -1,0 +1,163 @@
+"""One image through weakly-supervised segmentation, whoever asks (the predictor, the eval loop, the app).
+
+    image labels ─► class evidence (test-time augmentation optional) ─► pseudo-mask ─► dense CRF
+
+Every step is a function of the model, its input batch (one preprocessed image) and, when the
+caller has it, the forward pass already run on that batch: no files, no UI. Two callers that
+pass the same batch and settings get the same mask, bit for bit; ``glmix-wsss eval``'s
+``masks_nocrf/`` and ``masks/`` PNGs and :meth:`glmix_vis.predictor.SlotPredictor.pseudo_mask`
+are both made here.
+
+**The label rule** (:func:`image_labels`, :func:`predicted_labels`): a class is in the image when
+the head's score for it is *at least* the head's threshold, and an image holds at least its best
+class (a WSSS image shows at least one object, and a mask restricted to no class at all would be
+pure background). The score is what :meth:`ModelInfo.class_scores` reads off the head: a
+sigmoid per class for a multi-label head, threshold :data:`SIGMOID_LABEL_THRESHOLD` (0.5: the
+head finds the class more likely present than not); the softmax mass of each class's group for
+an ImageNet head read through a ``class_map`` (or a plain softmax head), threshold
+:data:`SOFTMAX_LABEL_THRESHOLD` (0.1: a softmax shares one unit of mass among everything in the
+image, so a class that is present seldom gets half of it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..models.slots import SlotOutput
+from .crf import CRFParams, crf_labels
+from .evidence.base import EvidenceMethod, run_slots
+from .masks import DEFAULT_BG_THRESHOLD, scores_to_mask, unary_probabilities
+from .oracle import slot_oracle_mask
+from .tta import augments, tta_evidence
+
+__all__ = [
+    "ORACLE_METHOD", "SIGMOID_LABEL_THRESHOLD", "SOFTMAX_LABEL_THRESHOLD", "HeadInfo", "label_threshold", "image_labels",
+    "predicted_labels", "class_evidence", "PseudoMask", "pseudo_mask", "refine", "slot_oracle",
+]
+
+#: The slot oracle's name among the methods: no evidence, each slot takes its majority ground-truth class.
+ORACLE_METHOD = "slot-oracle"
+#: A multi-label (sigmoid) head sees a class from this probability on.
+SIGMOID_LABEL_THRESHOLD = 0.5
+#: A softmax head (an ImageNet head read through a class map) sees a class from this mass on.
+SOFTMAX_LABEL_THRESHOLD = 0.1
+
+
+class HeadInfo(Protocol):
+    """What the label rule needs to know about a model's head (:class:`glmix_vis.loading.ModelInfo` is one)."""
+
+    multilabel: bool
+
+    def class_scores(self, logits: torch.Tensor) -> np.ndarray: ...
+
+
+def label_threshold(multilabel: bool) -> float:
+    """The score from which a head sees a class: :data:`SIGMOID_LABEL_THRESHOLD` for a multi-label
+    head, :data:`SOFTMAX_LABEL_THRESHOLD` for a softmax head."""
+    return SIGMOID_LABEL_THRESHOLD if multilabel else SOFTMAX_LABEL_THRESHOLD
+
+
+def image_labels(scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Multi-hot ``(K,)`` float32: ``scores >= threshold``, and at least the best class."""
+    scores = np.asarray(scores, dtype=np.float32)
+    if scores.ndim != 1:
+        raise ValueError(f"class scores must be (K,), got shape {scores.shape}")
+    labels = (scores >= threshold).astype(np.float32)
+    if not labels.any() and scores.size:
+        labels[int(scores.argmax())] = 1.0
+    return labels
+
+
+def predicted_labels(info: HeadInfo, logits: torch.Tensor, threshold: float | None = None) -> np.ndarray:
+    """The classes the head sees in one image (``logits``: its ``(N,)`` head outputs), by the label
+    rule; ``threshold`` defaults to :func:`label_threshold` of the head."""
+    t = label_threshold(info.multilabel) if threshold is None else threshold
+    return image_labels(info.class_scores(logits), t)
+
+
+def class_evidence(method: EvidenceMethod, model: nn.Module, batch: torch.Tensor, size: Sequence[int], *,
+                   slots: SlotOutput | None = None, scales: Sequence[float] = (1.0,), flip: bool = False,
+                   classes: Sequence[int] | None = None) -> np.ndarray:
+    """``(K', H, W)`` float32 evidence in [0, 1] of the one image in ``batch``, drawn at ``size``.
+
+    Without augmentation the maps come from one forward pass: ``slots`` when the caller already
+    ran it on ``batch`` (the predictor keeps it), else one run here. With ``scales``/``flip``,
+    :func:`~glmix_vis.wsss.tta.tta_evidence` runs the scaled and flipped copies of ``batch``.
+    """
+    if batch.ndim != 4 or batch.shape[0] != 1:
+        raise ValueError(f"batch must hold one image, (1, 3, h, w); got shape {tuple(batch.shape)}")
+    size = (int(size[0]), int(size[1]))
+    cls = None if classes is None else [int(c) for c in classes]
+    with torch.no_grad():
+        if augments(scales, flip):
+            maps = tta_evidence(method, model, batch, cls, scales=scales, flip=flip, size=size)
+        else:
+            maps = method(model, slots if slots is not None else run_slots(model, batch), classes=cls, size=size)
+    return maps[0].cpu().numpy()
+
+
+@dataclass(frozen=True)
+class PseudoMask:
+    """One image's pseudo-mask before refinement, with what made it (what a CRF or a threshold sweep needs).
+
+    Attributes:
+        labels: ``(K,)`` float32 multi-hot, the classes the mask may use.
+        scores: ``(K, H, W)`` float32 evidence in [0, 1].
+        bg_threshold: a pixel is background unless its best allowed class scores above it.
+        mask: ``(H, W)`` uint8, 0 background and ``k + 1`` for class ``k``.
+    """
+
+    labels: np.ndarray
+    scores: np.ndarray
+    bg_threshold: float
+    mask: np.ndarray
+
+    def unary(self) -> np.ndarray:
+        """``(K+1, H, W)`` CRF unary: the thresholded scores as probabilities (argmax = :attr:`mask`)."""
+        return unary_probabilities(self.scores, self.labels, bg_threshold=self.bg_threshold)
+
+    def refined(self, image: np.ndarray, params: CRFParams | None = None) -> np.ndarray:
+        """``(H, W)`` uint8 mask after a dense CRF over ``image`` (the RGB image the batch was made from)."""
+        return refine(image, self.unary(), params)
+
+
+def pseudo_mask(model: nn.Module, info: HeadInfo, method: EvidenceMethod, batch: torch.Tensor,
+                size: Sequence[int], *, labels: np.ndarray | Sequence[float] | None = None,
+                slots: SlotOutput | None = None, scales: Sequence[float] = (1.0,), flip: bool = False,
+                bg_threshold: float = DEFAULT_BG_THRESHOLD) -> PseudoMask:
+    """Labels, evidence and the thresholded mask of the one image in ``batch``, at ``size``.
+
+    ``labels`` (multi-hot over the foreground classes) restricts the mask, as the WSSS protocol
+    does with ground-truth image labels; ``None`` applies the label rule to the head's logits
+    (from ``slots``, or from one forward pass that the evidence then reuses).
+    """
+    if labels is None:
+        if slots is None:
+            slots = run_slots(model, batch)
+        labels = predicted_labels(info, slots.logits[0])
+    labels = np.asarray(labels, dtype=np.float32)
+    scores = class_evidence(method, model, batch, size, slots=slots, scales=scales, flip=flip)
+    mask = scores_to_mask(scores, bg_threshold, labels).astype(np.uint8)
+    return PseudoMask(labels=labels, scores=scores, bg_threshold=float(bg_threshold), mask=mask)
+
+
+def refine(image: np.ndarray, unary: np.ndarray, params: CRFParams | None = None) -> np.ndarray:
+    """``(H, W)`` uint8 labels: the dense CRF over ``image`` from ``(K+1, H, W)`` unary probabilities
+    (:meth:`PseudoMask.unary`); what ``glmix-wsss eval`` writes to ``masks/``."""
+    return crf_labels(image, unary, params).astype(np.uint8)
+
+
+def slot_oracle(model: nn.Module, batch: torch.Tensor, gt: np.ndarray, block: int = -1,
+                slots: SlotOutput | None = None) -> np.ndarray:
+    """``(H, W)`` uint8: each hard slot of GLMix ``block`` labelled with its majority ground-truth class
+    (the ceiling of slot-level labelling); ``gt`` gives the size."""
+    out = slots if slots is not None else run_slots(model, batch)
+    slot_map = out.select([block])[0]
+    hard = slot_map.hard_upsampled(tuple(gt.shape[:2]))[0].cpu().numpy()
+    return slot_oracle_mask(hard, gt).astype(np.uint8)
