@@ -25,6 +25,19 @@ def _resolve(current: str, is_package: bool, level: int, module: str | None) -> 
     return ".".join(base + ([module] if module else []))
 
 
+def _foreign_packages(target: str, importer: str, modules: dict[str, Path]) -> set[str]:
+    """Importing ``a.b.c`` runs the ``__init__`` of ``a.b`` first: those packages count as imported,
+    except the importer's own (a package importing its modules is the ordinary shape)."""
+    parts = target.split(".")
+    out = set()
+    for k in range(1, len(parts)):
+        package = ".".join(parts[:k])
+        own = importer == package or importer.startswith(package + ".")
+        if package in modules and modules[package].name == "__init__.py" and not own:
+            out.add(package)
+    return out
+
+
 def import_graph() -> dict[str, set[str]]:
     """Module -> the glmix_vis modules it imports (module-level and lazy imports alike)."""
     modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
@@ -44,6 +57,7 @@ def import_graph() -> dict[str, set[str]]:
                     t = t.rpartition(".")[0]
                 if t.startswith("glmix_vis") and t != name:
                     edges.add(t)
+                    edges.update(_foreign_packages(t, name, modules))
         graph[name] = edges
     return graph
 

@@ -22,9 +22,9 @@ from glmix_vis.wsss.evidence import (
     get_evidence_method,
     normalize_per_class,
 )
+from glmix_vis.wsss.evidence.tta import augments, tta_evidence
 from glmix_vis.wsss.imagenet_voc import VOC_FOREGROUND, VOC_TO_IMAGENET, voc_class_map
 from glmix_vis.wsss.pipeline import class_evidence
-from glmix_vis.wsss.tta import augments, tta_evidence
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from .evidence import (
     available_evidence_methods,
     get_evidence_method,
 )
+from .evidence.tta import DEFAULT_SCALES, augments, tta_evidence
 from .imagenet_voc import (
     VOC_FOREGROUND,
     VOC_TO_IMAGENET,
@@ -45,7 +46,6 @@ from .pipeline import (
     refine,
     slot_oracle,
 )
-from .tta import DEFAULT_SCALES, augments, tta_evidence
 
 __all__ = [
     "EvidenceMethod", "CAM", "TokenEvidence", "SlotCAM", "SlotCAMConfig", "DEFAULT_SLOT_CAM",

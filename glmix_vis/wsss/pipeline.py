@@ -32,9 +32,9 @@ import torch.nn as nn
 from ..models.slots import SlotOutput
 from .crf import CRFParams, crf_labels
 from .evidence.base import EvidenceMethod, run_slots
+from .evidence.tta import augments, tta_evidence
 from .masks import DEFAULT_BG_THRESHOLD, scores_to_mask, unary_probabilities
 from .oracle import slot_oracle_mask
-from .tta import augments, tta_evidence
 
 __all__ = [
     "ORACLE_METHOD", "SIGMOID_LABEL_THRESHOLD", "SOFTMAX_LABEL_THRESHOLD", "HeadInfo", "label_threshold", "image_labels",
@@ -88,7 +88,7 @@ def class_evidence(method: EvidenceMethod, model: nn.Module, batch: torch.Tensor
 
     Without augmentation the maps come from one forward pass: ``slots`` when the caller already
     ran it on ``batch`` (the predictor keeps it), else one run here. With ``scales``/``flip``,
-    :func:`~glmix_vis.wsss.tta.tta_evidence` runs the scaled and flipped copies of ``batch``.
+    :func:`~glmix_vis.wsss.evidence.tta.tta_evidence` runs the scaled and flipped copies of ``batch``.
     """
     if batch.ndim != 4 or batch.shape[0] != 1:
         raise ValueError(f"batch must hold one image, (1, 3, h, w); got shape {tuple(batch.shape)}")

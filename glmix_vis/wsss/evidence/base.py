@@ -149,7 +149,7 @@ class EvidenceMethod(ABC):
     def augmented(self, model: nn.Module, images: torch.Tensor, classes: list[int] | None,
                   scales: Sequence[float], flip: bool, size: tuple[int, int]) -> torch.Tensor | None:
         """Unnormalised maps under test-time augmentation, for methods that augment only part of
-        their computation; ``None`` (the default) lets :func:`~glmix_vis.wsss.tta.tta_evidence`
+        their computation; ``None`` (the default) lets :func:`~glmix_vis.wsss.evidence.tta.tta_evidence`
         average whole :meth:`compute` maps over the scales and flips."""
         return None
 

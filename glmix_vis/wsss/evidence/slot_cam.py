@@ -53,6 +53,7 @@ from .base import (
 )
 from .cam import CAM
 from .token import TokenEvidence
+from .tta import tta_evidence
 
 __all__ = ["SlotCAM", "SlotCAMConfig", "DEFAULT_SLOT_CAM", "BLOCK_PRESETS"]
 
@@ -283,8 +284,6 @@ class SlotCAM(EvidenceMethod):
         """
         if self.config.tta != "dense" or (tuple(scales) == (1.0,) and not flip):
             return None
-        from ..tta import tta_evidence
-
         dense = tta_evidence(self._dense, model, images, classes, scales=scales, flip=flip, size=size)
         if not flip:
             return self.from_dense(model, run_slots(model, images), dense, classes, size)

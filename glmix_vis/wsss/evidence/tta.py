@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .evidence.base import EvidenceMethod, normalize_per_class
+from .base import EvidenceMethod, normalize_per_class
 
 __all__ = ["DEFAULT_SCALES", "MIN_SIDE", "augments", "scaled_size", "tta_evidence"]
 
