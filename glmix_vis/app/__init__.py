@@ -19,80 +19,24 @@ gradio) on first use, so ``import glmix_vis.app.settings`` never imports gradio.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .settings import (  # gradio-free: the only names imported with the package
-    CHECKPOINT_SUFFIXES,
-    DEFAULT_CONCURRENCY,
-    DEFAULT_DEVICE,
-    DEFAULT_HOST,
-    DEFAULT_MAX_FILE_SIZE,
-    DEFAULT_MAX_PIXELS,
-    DEFAULT_MAX_SESSIONS,
-    DEFAULT_MAX_SIDE,
-    DEFAULT_METHOD,
-    DEFAULT_PORT,
-    DEFAULT_QUEUE_SIZE,
-    DEMO_LABEL,
-    EXAMPLE_PHOTOS,
-    INPUT_SIZES,
-    JPEG_QUALITY,
-    MAX_EVIDENCE_PANELS,
-    MAX_FIGURES,
-    MIN_DISPLAY_SIDE,
-    MODEL_CACHE_SIZE,
-    RESULT_CACHE_SIZE,
-    SOFT_SIDE,
-    TAB_CLASSES,
-    TAB_SLOTS,
-    TAB_SOFT,
-)
-
-if TYPE_CHECKING:
-    from ..loading import ModelInfo as ModelInfo
-    from ..loading import load_model as load_model
-    from ..predictor import SlotPredictor as SlotPredictor
-    from .backend import Analysis, AppError, LoadedModel, ModelCache, SlotApp, default_blocks, describe_model
-    from .page import INTRO, UploadImage, build_app, class_colors, launch
-    from .serving import (
-        ARENA_MAX,
-        MMAP_THRESHOLD,
-        PictureFiles,
-        discover_checkpoints,
-        encode_jpeg,
-        example_files,
-        launch_options,
-        limit_heap_fragmentation,
-        queue_options,
-    )
+from . import settings
+from .settings import *  # noqa: F403  the gradio-free defaults, the only names imported with the package
 
 #: Public name -> the submodule that defines it (imported on first access).
 _LAZY = {
     **dict.fromkeys(("Analysis", "AppError", "LoadedModel", "ModelCache", "SlotApp", "default_blocks",
                      "describe_model"), "backend"),
-    **dict.fromkeys(("ARENA_MAX", "MMAP_THRESHOLD", "PictureFiles", "discover_checkpoints", "encode_jpeg", "example_files", "launch_options",
-                     "limit_heap_fragmentation", "queue_options"), "serving"),
+    **dict.fromkeys(("ARENA_MAX", "MMAP_THRESHOLD", "PictureFiles", "discover_checkpoints", "encode_jpeg",
+                     "example_files", "launch_options", "limit_heap_fragmentation", "queue_options"), "serving"),
     **dict.fromkeys(("INTRO", "UploadImage", "build_app", "class_colors", "launch"), "page"),
 }
 #: Re-exported for code written against the single-module app (not part of ``__all__``).
 _COMPAT = {"ModelInfo": "glmix_vis.loading", "load_model": "glmix_vis.loading",
            "SlotPredictor": "glmix_vis.predictor"}
 
-__all__ = [
-    # settings
-    "CHECKPOINT_SUFFIXES", "DEFAULT_CONCURRENCY", "DEFAULT_DEVICE", "DEFAULT_HOST", "DEFAULT_MAX_FILE_SIZE",
-    "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_SESSIONS", "DEFAULT_MAX_SIDE", "DEFAULT_METHOD", "DEFAULT_PORT",
-    "DEFAULT_QUEUE_SIZE", "DEMO_LABEL", "EXAMPLE_PHOTOS", "INPUT_SIZES", "JPEG_QUALITY", "MAX_EVIDENCE_PANELS",
-    "MAX_FIGURES", "MIN_DISPLAY_SIDE", "MODEL_CACHE_SIZE", "RESULT_CACHE_SIZE", "SOFT_SIDE", "TAB_CLASSES",
-    "TAB_SLOTS", "TAB_SOFT",
-    # backend
-    "Analysis", "AppError", "LoadedModel", "ModelCache", "SlotApp", "default_blocks", "describe_model",
-    # serving
-    "ARENA_MAX", "MMAP_THRESHOLD", "PictureFiles", "discover_checkpoints", "encode_jpeg", "example_files", "launch_options",
-    "limit_heap_fragmentation", "queue_options",
-    # page
-    "INTRO", "UploadImage", "build_app", "class_colors", "launch",
-]
+__all__ = [*settings.__all__, *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

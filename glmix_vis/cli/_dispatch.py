@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 
@@ -30,6 +30,16 @@ def build_parser(prog: str, description: str, commands: dict[str, str]) -> argpa
         p = module.add_parser(sub, name)
         p.set_defaults(_run=module.run)
     return parser
+
+
+def console_script(prog: str, description: str, commands: dict[str, str]) -> Callable[..., int]:
+    """The ``main(argv=None)`` of a console script made of lazily imported subcommands."""
+
+    def script_main(argv: Sequence[str] | None = None) -> int:
+        return main(prog, description, commands, argv)
+
+    script_main.__doc__ = description
+    return script_main
 
 
 def main(prog: str, description: str, commands: dict[str, str], argv: Sequence[str] | None = None) -> int:

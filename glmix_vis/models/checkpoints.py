@@ -147,7 +147,12 @@ class Checkpoint:
 
     @property
     def has_ema(self) -> bool:
-        return any(e in self.weights for e in _EMA_ENTRIES)
+        return self.ema_entry is not None
+
+    @property
+    def ema_entry(self) -> str | None:
+        """The entry holding EMA weights, if any."""
+        return next((e for e in _EMA_ENTRIES if e in self.weights), None)
 
     def select(self, ema: bool | None = None, variant: str | None = None) -> tuple[str, dict[str, torch.Tensor]]:
         """Pick the weights to use: ``ema=True``/``False`` forces a choice; by default the EMA

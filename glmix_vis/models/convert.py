@@ -21,8 +21,6 @@ from .variants import checkpoint_variant, detect_variant, variant_buffers, varia
 
 __all__ = ["ConvertResult", "convert_checkpoint", "describe_checkpoint", "read_class_names"]
 
-_EMA_ENTRIES = ("model_ema", "state_dict_ema", "ema")
-
 
 def describe_checkpoint(file: str | os.PathLike[str]) -> dict[str, Any]:
     """What a checkpoint holds, as plain data: entries, variant and fit, weights, classes, EMA, config."""
@@ -45,7 +43,7 @@ def describe_checkpoint(file: str | os.PathLike[str]) -> dict[str, Any]:
         differences=None if fit.exact else fit.describe_differences(),
         weights=entry, parameters=params, num_classes=num_classes,
         classes=CheckpointMeta.from_mapping(ckpt.meta).head_class_names(num_classes), epoch=ckpt.epoch,
-        ema=ckpt.has_ema, ema_entry=next((e for e in ckpt.weights if e in _EMA_ENTRIES), None),
+        ema=ckpt.has_ema, ema_entry=ckpt.ema_entry,
         dtypes=sorted({str(v.dtype).replace("torch.", "") for v in sd.values()}),
         meta=ckpt.meta, config=ckpt.config)
 
