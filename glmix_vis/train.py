@@ -190,9 +190,24 @@ def checkpoint_meta(config: TrainConfig, class_names: list[str], **extra: Any) -
 
 # ------------------------------------------------------------------------------------ the loop
 def train(config: TrainConfig) -> dict[str, Any]:
-    """Train (or resume) and return the run's history and the final checkpoint path."""
-    d = _setup_distributed(config.device)
+    """Train (or resume) and return the run's history and the final checkpoint path.
+
+    A run that fails before writing anything leaves no empty output folder behind.
+    """
     out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder; choose a folder")
+    created = not out.exists()
+    try:
+        return _train(config, out)
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
+
+
+def _train(config: TrainConfig, out: Path) -> dict[str, Any]:
+    d = _setup_distributed(config.device)
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed + d.rank)

@@ -177,3 +177,51 @@ def test_output_dir_is_a_store_tied_to_its_settings(tmp_path):
     (store.root / SETTINGS_FILE).write_text("{broken")
     with pytest.raises(ValueError, match="unreadable"):
         store.claim(settings)
+
+
+def _run(root, ckpt, out, *extra) -> int:
+    return wsss_main(["eval", "--root", str(root), "--split", "val", "--checkpoint", str(ckpt),
+                      "--out", str(out), "--workers", "1", *extra])
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--method", "token"], "needs a token-labeling model"),
+    (["--method", "slot-cam", "--slot-blocks", "7"], "GLMix block 7 does not exist"),
+    (["--method", "slot-oracle", "--no-crf", "--oracle-block", "9"], "GLMix block 9 does not exist"),
+])
+def test_a_run_the_model_cannot_serve_stops_before_out_exists(scenes_and_checkpoint, tmp_path, capsys, extra, message):
+    root, ckpt = scenes_and_checkpoint
+    out = tmp_path / "out"
+    assert _run(root, ckpt, out, *extra) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+    assert _run(root, ckpt, out, "--method", "cam", "--no-crf") == 0  # the corrected command is not refused
+
+
+def test_out_naming_a_file_is_one_clear_error(scenes_and_checkpoint, tmp_path, capsys):
+    root, ckpt = scenes_and_checkpoint
+    out = tmp_path / "metrics.txt"
+    out.write_text("keep me")
+    assert _run(root, ckpt, out, "--method", "cam", "--no-crf") == 2
+    assert "is a file, not a folder" in capsys.readouterr().err and out.read_text() == "keep me"
+
+
+def test_a_run_failing_at_its_first_image_releases_the_folder(scenes_and_checkpoint, tmp_path, monkeypatch):
+    root, ckpt = scenes_and_checkpoint
+    out = tmp_path / "out"
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr("glmix_vis.wsss.evaluate._image_mask", boom)
+    with pytest.raises(RuntimeError):
+        _run(root, ckpt, out, "--method", "cam", "--no-crf")
+    assert not out.exists()
+    monkeypatch.undo()
+    assert _run(root, ckpt, out, "--method", "cam") == 0
+
+
+def test_failed_training_leaves_no_empty_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert wsss_main(["train", "--root", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert "not found" in capsys.readouterr().err and not out.exists()

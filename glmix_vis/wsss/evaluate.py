@@ -181,7 +181,12 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     store = OutputDir(config.out, crf=config.crf)
     store.claim(_mask_settings(config, run.info), write=run.rank == 0)
     sweep = _Sweep(store, run.rank, config.thresholds, len(run.dataset.class_names)) if config.sweep else None
-    timing = _compute_masks(run, store, sweep)
+    try:
+        timing = _compute_masks(run, store, sweep)
+    except BaseException:
+        if run.rank == 0:
+            store.release_if_unused()
+        raise
     final, raw, sweep_matrices = _confusions(run, store, sweep)
     if run.rank != 0:
         return {}
@@ -217,8 +222,22 @@ def _setup(config: EvalConfig) -> _Run:
                                                      **config.method_options)
     if config.labels not in ("gt", "pred"):
         raise ValueError(f"labels must be 'gt' or 'pred', got {config.labels!r}")
+    _try_method(model, method, config, device)
     count = len(dataset) if config.limit is None else min(config.limit, len(dataset))
     return _Run(config, rank, world, device, dataset, model, info, method, count)
+
+
+@torch.no_grad()
+def _try_method(model: nn.Module, method: EvidenceMethod | None, config: EvalConfig, device: torch.device) -> None:
+    """Run the method once on a small blank image, so that a method or option this model cannot
+    serve (``token`` without a token head, a GLMix block it lacks) stops the run before OUT exists."""
+    if method is None:
+        from ..models.slots import resolve_blocks
+
+        resolve_blocks(getattr(model, "num_glmix_blocks", 0), [config.oracle_block])
+        return
+    blank = torch.zeros(1, 3, 64, 64, device=device)
+    method(model, blank, classes=None, size=(64, 64))
 
 
 def _compute_masks(run: _Run, store: OutputDir, sweep: _Sweep | None) -> _Timing:

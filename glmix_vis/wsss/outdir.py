@@ -54,12 +54,17 @@ class OutputDir:
         self.root = Path(root)
         self.mask_dir = self.root / "masks"
         self.raw_dir = self.root / "masks_nocrf" if crf else self.mask_dir
+        self._created: list[Path] = []  # what claim() made, for release_if_unused()
 
     # ------------------------------------------------------------------ settings
     def claim(self, settings: dict[str, Any], write: bool = True) -> None:
         """Tie the folder to ``settings`` (JSON-comparable), so that a resumed run never mixes masks
         made with other ones: a recorded ``settings.json`` must equal them (else ``ValueError``
         naming every difference); with none, ``write`` records them. Then the mask folders exist."""
+        if self.root.exists() and not self.root.is_dir():
+            raise ValueError(f"--out {self.root} is a file, not a folder; choose a folder")
+        if not self.root.exists():
+            self._created.append(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / SETTINGS_FILE
         if path.exists():
@@ -74,8 +79,23 @@ class OutputDir:
                                  "mix them; choose another --out, or delete that folder to start over")
         elif write:
             write_json(path, settings)
-        for d in {self.mask_dir, self.raw_dir}:
+            self._created.append(path)
+        for d in (self.raw_dir, self.mask_dir):
+            if not d.exists():
+                self._created.append(d)
             d.mkdir(parents=True, exist_ok=True)
+
+    def release_if_unused(self) -> None:
+        """Undo :meth:`claim` when no mask was written since: a run that failed before its first
+        image leaves no settings behind to refuse the corrected command."""
+        if any(any(d.glob("*.png")) for d in (self.mask_dir, self.raw_dir) if d.is_dir()):
+            return
+        for path in reversed(self._created):
+            try:
+                path.unlink() if path.is_file() else path.rmdir()
+            except OSError:
+                pass  # not empty (something else was put there): leave it
+        self._created.clear()
 
     # ------------------------------------------------------------------ masks
     def mask_path(self, image_id: str) -> Path:
