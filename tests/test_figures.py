@@ -152,6 +152,27 @@ def test_slot_grid_panels_titles_and_width(predictor, images) -> None:
     assert len(image_axes(multi)) == 2 * (1 + min(4, predictor.num_glmix_blocks))
     assert multi.get_figwidth() == pytest.approx(COLUMN_WIDTHS["single"])
     assert {"a", "b"} <= {t.get_text() for t in multi.texts}
+    single_titles = [t.get_text() for ax in multi.axes for t in ax.texts if t.get_text()]
+    assert single_titles and max(t.count("\n") + 1 for t in single_titles) <= 2  # titles never outgrow images
+
+
+def test_a_chosen_class_is_the_class_of_the_masks_too(predictor, images, monkeypatch) -> None:
+    asked = []
+    original = SlotPredictor.pseudo_mask
+
+    def spy(self, method="slot-cam", labels=None, *args, **kwargs):
+        asked.append(None if labels is None else np.asarray(labels).tolist())
+        return original(self, method, labels, *args, **kwargs)
+
+    monkeypatch.setattr(SlotPredictor, "pseudo_mask", spy)
+    predictor.set_image(images[1])
+    evidence_panel(predictor, target="star", crf=False, dpi=DPI)
+    star = [0.0] * (len(CLASSES) - 1)
+    star[CLASSES.index("star") - 1] = 1.0
+    assert asked and all(a == star for a in asked)
+    asked.clear()
+    evidence_panel(predictor, crf=False, dpi=DPI)
+    assert asked and all(a is None for a in asked)  # no chosen class: the predicted ones
 
 
 def test_bad_block_index_says_how_many_blocks(predictor, images) -> None:

@@ -312,9 +312,9 @@ def _block_title(block: int, m: SlotMap, grid: bool = True) -> tuple[str, ...]:
     s, (h, w) = m.stage + 1, m.grid
     if not grid:
         return (f"block {block} (stage {s})", f"block {block}\nstage {s}", f"block {block}", f"b{block}")
+    # at most two lines: in a single column a third would take more height than the images
     return (f"block {block} (stage {s}, {h}×{w})", f"block {block} (stage {s})\n{h}×{w} tokens",
-            f"block {block}\nstage {s}, {h}×{w}", f"block {block}\nstage {s}\n{h}×{w}", f"block {block}\n{h}×{w}",
-            f"b{block}")
+            f"block {block}\nstage {s}, {h}×{w}", f"block {block}\n{h}×{w}", f"b{block}\n{h}×{w}", f"b{block}")
 
 
 def _percent(x: float) -> str:
@@ -606,11 +606,16 @@ def evidence_panel(source: Source, *, target: str | int | None = None, crf: bool
                 int(np.argmax(scores))
             name = class_names[top + 1]
             maps = {m: predictor.evidence(m)[top] for m in ("cam", "slot-cam")}
-            masks = [predictor.pseudo_mask(m, bg_threshold=bg_threshold) for m in ("cam", "slot-cam")]
+            # a chosen class: its masks too, so that heatmaps and masks show the same class
+            labels = None
+            if target is not None:
+                labels = np.zeros(len(scores), np.float32)
+                labels[top] = 1.0
+            masks = [predictor.pseudo_mask(m, labels, bg_threshold=bg_threshold) for m in ("cam", "slot-cam")]
             thresholds.update((m, predictor.info.bg_threshold(m) if bg_threshold is None else bg_threshold)
                               for m in ("cam", "slot-cam"))
             if crf:
-                masks.append(predictor.pseudo_mask("slot-cam", bg_threshold=bg_threshold, crf=True))
+                masks.append(predictor.pseudo_mask("slot-cam", labels, bg_threshold=bg_threshold, crf=True))
             for mask in masks:
                 present.update(int(v) for v in np.unique(mask) if 0 < v < 255)
             if predictor.info.head_names:  # an ImageNet head: what it sees, and the VOC class each feeds
