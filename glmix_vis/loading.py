@@ -68,6 +68,29 @@ class ModelInfo:
     def foreground_names(self) -> list[str]:
         return self.class_names[1:]
 
+    @property
+    def is_demo(self) -> bool:
+        """Whether this is the bundled demo model (trained on generated shapes, not photos)."""
+        from .assets import default_checkpoint
+
+        try:
+            return self.checkpoint is not None and os.path.samefile(self.checkpoint, default_checkpoint())
+        except OSError:
+            return False
+
+    def knowledge_note(self) -> str:
+        """One line saying what the model can recognise, plainly (shown by ``slots``, ``figure``
+        and the app): the demo model knows only its generated shapes."""
+        if self.head_names:
+            return (f"{self.name}: an ImageNet-1k head, read as the {len(self.foreground_names)} PASCAL VOC "
+                    "classes through the ImageNet-to-VOC map")
+        names = ", ".join(self.foreground_names) or "none (no classifier head)"
+        if self.is_demo:
+            return (f"bundled demo model ({self.name} trained on generated scenes): it knows only {names}, "
+                    "so its classes mean nothing on photos; for photos load an official checkpoint "
+                    "(--checkpoint glnet_4g, see the README)")
+        return f"{self.name}: knows {len(self.foreground_names)} classes: {names}"
+
     def head_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """``(N,)`` probabilities of the head's outputs: sigmoid (multi-label) or softmax."""
         logits = logits.float()

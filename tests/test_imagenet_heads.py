@@ -140,3 +140,17 @@ def test_eval_voc_with_an_official_checkpoint(airliner_checkpoint, tmp_path, spl
     assert len(masks) == 2
     labels = set(np.unique(np.asarray(Image.open(masks[0]))))
     assert labels <= {0, VOC_CLASSES.index("aeroplane")}  # labels from the ground truth: aeroplane only
+
+
+def test_every_entry_point_says_what_the_model_knows(airliner_checkpoint, photo, capsys):
+    from glmix_vis import load_model as load
+
+    _, demo = load(None, device="cpu")
+    assert demo.is_demo and "bundled demo model" in demo.knowledge_note()
+    assert "disk" in demo.knowledge_note() and "official checkpoint" in demo.knowledge_note()
+    _, official = load(airliner_checkpoint, device="cpu")
+    assert not official.is_demo and "ImageNet-1k head" in official.knowledge_note()
+    assert vis_main(["slots", str(photo), "--blocks", "0"]) == 0
+    assert "bundled demo model" in capsys.readouterr().out
+    assert vis_main(["slots", str(photo), "--checkpoint", str(airliner_checkpoint), "--json"]) == 0
+    assert "PASCAL VOC" in json.loads(capsys.readouterr().out)["model_note"]

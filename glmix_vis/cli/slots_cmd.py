@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     top = sorted(zip(names, scores.tolist()), key=lambda t: -t[1])[:5]
     head_top = predictor.top_predictions(5, min_score=0.01) if predictor.info.head_names else []
     report = dict(image=str(image), model=predictor.info.name, input=list(predictor.batch.shape[-2:]),
+                  model_note=predictor.info.knowledge_note(),
                   classes={n: round(s, 4) for n, s in top},
                   head=[dict(name=p.name, score=round(p.score, 4), feeds=p.feeds) for p in head_top], blocks=[])
     for m in maps:
@@ -67,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=1))
         return 0
     print(f"{report['image']}: {report['model']} at {report['input'][0]}x{report['input'][1]}")
+    print(predictor.info.knowledge_note())
     if head_top:  # an ImageNet head: what it sees, and the VOC class each of those feeds
         print("the head sees: " + ", ".join(str(p) for p in head_top))
     print("classes: " + ", ".join(f"{n} {s:.2f}" for n, s in top))
