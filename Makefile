@@ -6,18 +6,20 @@ PY := $(VENV)/bin/python
 DEPS_STAMP := $(VENV)/.deps-$(shell sha256sum pyproject.toml | cut -c1-16)
 HOST ?= 127.0.0.1
 PORT ?= 7860
+# setuptools explains editable installs at length on every install; the install itself is fine
+QUIET_PIP := PYTHONWARNINGS="ignore:Editable installation"
 
 .PHONY: install demo slots test test-slow test-all lint bench
 
 $(DEPS_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	$(PY) -m pip install -q -e '.[test]'
+	$(QUIET_PIP) $(PY) -m pip install -q -e '.[test]'
 	touch $@
 
 # Re-point the (possibly cached, shared) venv at this checkout; quick because the deps are there.
 install: $(DEPS_STAMP)
-	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(QUIET_PIP) $(PY) -m pip install -q --no-deps --no-build-isolation -e .
 
 demo: install
 	$(VENV)/bin/glmix-vis app --host $(HOST) --port $(PORT)
