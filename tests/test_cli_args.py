@@ -53,3 +53,16 @@ def test_device_names():
     for bad in ("tpu", "meta", "cuda:x"):
         with pytest.raises(ValueError, match="use auto, cpu, cuda or cuda:N"):
             resolve_device(bad)
+
+
+def test_figure_out_under_a_file_is_refused_before_any_work(tmp_path, capsys):
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("keep")
+    image = tmp_path / "x.png"
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(image)
+    assert vis_main(["figure", str(image), "-o", str(blocker / "fig.pdf")]) == 2
+    err = capsys.readouterr().err
+    assert "is a file, not a folder" in err and len(err.strip().splitlines()) == 1
+    assert blocker.read_text() == "keep"

@@ -79,7 +79,19 @@ def _check_suffix(path: Path) -> Path:
 
 
 def output_paths(images: list[Path], out: str | None, fmt: str | None, layout: str, combine: bool) -> list[Path]:
-    """One output path per figure: a single one when combined or for one image."""
+    """One output path per figure: a single one when combined or for one image; checked writable
+    (no file where a folder must be) before any image is processed."""
+    paths = _output_paths(images, out, fmt, layout, combine)
+    for path in paths:
+        blocker = next((a for a in path.parents if a.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise UserError(f"cannot write {path}: {blocker} is a file, not a folder")
+        if path.is_dir():
+            raise UserError(f"cannot write {path}: it is a folder")
+    return paths
+
+
+def _output_paths(images: list[Path], out: str | None, fmt: str | None, layout: str, combine: bool) -> list[Path]:
     ext = f".{fmt or 'pdf'}"
     single = combine or len(images) == 1
     if single:
