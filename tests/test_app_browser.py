@@ -1,5 +1,7 @@
 """End to end in a real browser: headless Chromium uploads an image to the launched app, waits for
-the slot overlays and saves a screenshot (``$GLMIX_APP_SCREENSHOT`` to keep a copy)."""
+the slot overlays and saves a screenshot (``$GLMIX_APP_SCREENSHOT`` to keep a copy); then walks
+the tabs as a newcomer would (what the model knows, the soft-map scale, a figure that leaves
+with its tab)."""
 
 from __future__ import annotations
 
@@ -114,6 +116,79 @@ def test_upload_shows_slot_overlays_in_chromium(tmp_path, monkeypatch):
         if keep:
             Path(keep).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(shot, keep)
+    finally:
+        driver.quit()
+        demo.close()
+
+
+def _chromium(tmp_path: Path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
+    return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+
+
+def test_newcomer_walk_through_the_tabs_in_chromium(tmp_path, monkeypatch):
+    pytest.importorskip("selenium")
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from glmix_vis.app import DEMO_LABEL, launch
+
+    monkeypatch.setenv("GLMIX_CHECKPOINT_DIR", str(tmp_path / "no_checkpoints"))
+    demo = launch(_checkpoint(tmp_path), port=_free_port(), device="cpu", prevent_thread_lock=True, quiet=True)
+    is_demo = demo.slot_app.default_label == DEMO_LABEL
+    driver = _chromium(tmp_path)
+
+    def settled(read):  # gradio re-renders components as values arrive: read again if one went stale
+        for _ in range(5):
+            try:
+                return read()
+            except StaleElementReferenceException:
+                continue
+        return read()
+
+    def text(elem_id: str) -> str:
+        return settled(lambda: "".join(e.text for e in driver.find_elements(By.ID, elem_id)[:1]))
+
+    def shown(elem_id: str) -> bool:
+        return settled(lambda: any(e.is_displayed() for e in driver.find_elements(By.ID, elem_id)))
+
+    def open_tab(name: str) -> None:
+        tab = next(b for b in driver.find_elements(By.CSS_SELECTOR, "button[role=tab]") if name in b.text)
+        tab.click()
+
+    try:
+        driver.get(demo.local_url)
+        wait = WebDriverWait(driver, 180, ignored_exceptions=(StaleElementReferenceException,))
+        upload = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#input-image input[type=file]")))
+        upload.send_keys(str(_upload_image(tmp_path)))
+        wait.until(lambda d: "px image" in text("status"))
+        # what the model knows, before any tab is opened
+        notice = text("model-notice")
+        assert ("Demo model" in notice and "generated scenes" in notice) if is_demo else "knows" in notice, notice
+        assert "block 0 (stage 1)" in text("overlays") and "stages." not in driver.page_source
+        # soft maps: each caption gives its slot's peak, and a colour bar says what the ends mean
+        open_tab("Soft maps")
+        wait.until(lambda d: "peak" in text("soft-maps"))
+        assert shown("soft-legend") and "the slot's peak weight" in text("soft-legend")
+        # classes: the demo model warns; a figure of this view follows the method, and leaves with the tab
+        open_tab("Classes")
+        wait.until(lambda d: "Evidence method" in text("class-status"))
+        assert ("knows only" in text("class-status")) is is_demo
+        make = next(b for b in driver.find_elements(By.TAG_NAME, "button") if "Make a figure" in b.text)
+        make.click()
+        wait.until(lambda d: "Figure ready" in text("figure-status"))
+        assert "glmix_classes_slot-cam" in text("figure-status") and shown("figure-file")
+        open_tab("Slot groups")
+        wait.until(lambda d: not shown("figure-file") and not text("figure-status"))
     finally:
         driver.quit()
         demo.close()

@@ -7,7 +7,9 @@
 * :mod:`.backend`: the callbacks on plain values (:class:`SlotApp`), the model cache and the
   per-image :class:`Analysis`; the model work is :class:`glmix_vis.predictor.SlotPredictor`'s and
   every picture is drawn by :mod:`glmix_vis.figures`;
-* :mod:`.page`: the Gradio layout and :func:`launch`.
+* :mod:`.figure`: the figure of the classes tab (with the chosen evidence method);
+* :mod:`.page`: the Gradio layout and :func:`launch` (a taken port or an unusable checkpoint is
+  a one-line :class:`ServeError`).
 
 Only the settings are imported with this package; the other names load their module (and torch,
 gradio) on first use, so ``import glmix_vis.app.settings`` never imports gradio.
@@ -28,9 +30,10 @@ from .settings import *  # noqa: F403  the gradio-free defaults, the only names 
 _LAZY = {
     **dict.fromkeys(("Analysis", "AppError", "LoadedModel", "ModelCache", "SlotApp", "default_blocks",
                      "describe_model"), "backend"),
-    **dict.fromkeys(("ARENA_MAX", "MMAP_THRESHOLD", "PictureFiles", "discover_checkpoints", "encode_jpeg",
-                     "example_files", "launch_options", "limit_heap_fragmentation", "queue_options"), "serving"),
-    **dict.fromkeys(("INTRO", "UploadImage", "build_app", "class_colors", "launch"), "page"),
+    **dict.fromkeys(("ARENA_MAX", "MMAP_THRESHOLD", "PictureFiles", "ServeError", "address_problem",
+                     "discover_checkpoints", "encode_jpeg", "example_files", "launch_options",
+                     "limit_heap_fragmentation", "queue_options"), "serving"),
+    **dict.fromkeys(("INTRO", "UploadImage", "build_app", "class_colors", "colorbar_html", "launch"), "page"),
 }
 #: Re-exported for code written against the single-module app (not part of ``__all__``).
 _COMPAT = {"ModelInfo": "glmix_vis.loading", "load_model": "glmix_vis.loading",

@@ -34,6 +34,7 @@ from PIL import Image
 from ..io import ImageLoadError, downscale_to, load_image
 from ..loading import ModelInfo, load_model
 from ..models.checkpoints import CheckpointError, checkpoint_dirs
+from ..models.slots import block_label
 from ..predictor import SlotPredictor
 from .serving import discover_checkpoints
 from .settings import (
@@ -41,6 +42,8 @@ from .settings import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_MAX_SIDE,
     DEFAULT_METHOD,
+    DEMO_LABEL,
+    FIGURE_CLASSES,
     INPUT_SIZES,
     MAX_EVIDENCE_PANELS,
     MAX_FIGURES,
@@ -102,6 +105,8 @@ class LoadedModel:
     block_names: list[str]
     num_slots: list[int]
     evidence_methods: list[str]
+    #: What a person reads for each block (:func:`glmix_vis.models.slots.block_label`).
+    block_labels: list[str] = field(default_factory=list)
 
     @property
     def has_classifier(self) -> bool:
@@ -123,7 +128,8 @@ def describe_model(model: torch.nn.Module, info: ModelInfo) -> LoadedModel:
             except (ValueError, RuntimeError, KeyError, TypeError, AttributeError):
                 continue  # e.g. 'token' needs a token-labeling head
             methods.append(name)
-    return LoadedModel(model, info, [m.name for m in out.maps], [m.num_slots for m in out.maps], methods)
+    return LoadedModel(model, info, [m.name for m in out.maps], [m.num_slots for m in out.maps], methods,
+                       [block_label(i, m) for i, m in enumerate(out.maps)])
 
 
 class ModelCache:
@@ -238,7 +244,7 @@ class SlotApp:
         try:
             return self.models.get(path)
         except (CheckpointError, OSError, ValueError, RuntimeError, KeyError) as exc:
-            raise AppError(f"cannot load {label}: {exc}") from exc
+            raise AppError(_load_error(label, path, exc)) from exc
 
     def read_image(self, image: Any) -> np.ndarray:
         """An upload (path, bytes, PIL image or array) as RGB uint8, downscaled to ``max_side``."""
@@ -280,16 +286,46 @@ class SlotApp:
 
     # -------------------------------------------------------------- model choice
     def model_settings(self, label: str) -> dict[str, Any]:
-        """Input size, block choices and whether the class tab applies, for a model label."""
+        """Input size, block choices, whether the class tab applies and what the model knows
+        (``notice``, :meth:`model_notice`), for a model label."""
         loaded = self.model(label)
         n = len(loaded.block_names)
-        choices = [(f"{i}: {name} ({s} slots)", i) for i, (name, s) in
-                   enumerate(zip(loaded.block_names, loaded.num_slots))]
+        choices = [(f"{name} · {s} slots", i)
+                   for i, (name, s) in enumerate(zip(loaded.block_labels, loaded.num_slots))]
         methods = loaded.evidence_methods
         return dict(input_size=loaded.info.input_size, block_choices=choices,
                     blocks=default_blocks(n), has_classifier=loaded.has_classifier,
                     class_names=list(loaded.info.class_names), evidence_methods=methods,
-                    method=DEFAULT_METHOD if DEFAULT_METHOD in methods else (methods or [None])[0])
+                    method=DEFAULT_METHOD if DEFAULT_METHOD in methods else (methods or [None])[0],
+                    notice=self.model_notice(label))
+
+    def is_demo(self, label: str) -> bool:
+        """Whether ``label`` is the bundled demo model (trained on generated scenes only)."""
+        return label == DEMO_LABEL
+
+    def model_notice(self, label: str) -> str:
+        """What the model behind ``label`` knows, in plain words (Markdown): its classes, and for
+        the bundled demo model that it was trained on generated scenes, not photos."""
+        loaded = self.model(label)
+        info = loaded.info
+        if not loaded.has_classifier:
+            return (f"**{label}** ({info.name}) has no classifier head: it shows slot maps only "
+                    "(no class scores, no pseudo-masks).")
+        names = ", ".join(info.foreground_names)
+        count = len(info.foreground_names)
+        if info.head_names:
+            return (f"**{label}** ({info.name}): an ImageNet classifier ({len(info.head_names)} classes), read as "
+                    f"the {count} PASCAL VOC classes ({names}); the classes tab also lists the ImageNet "
+                    "classes it sees.")
+        if self.is_demo(label):
+            return (f"**Demo model** ({info.name}): trained on generated scenes only, it knows just these "
+                    f"{count} shapes: {names}. On a photo its class scores and masks mean nothing: it still "
+                    "names one of these shapes. For photos, load an official ImageNet checkpoint: put e.g. "
+                    "`glnet_4g.pth` in the checkpoint folder (`$GLMIX_CHECKPOINT_DIR`) and choose it here, "
+                    "or start `glmix-vis app --checkpoint glnet_4g`.")
+        unnamed = " (its checkpoint does not name them)" if all(n.startswith("class_") for n in
+                                                                 info.foreground_names) else ""
+        return f"**{label}** ({info.name}) knows {count} classes{unnamed}: {names}."
 
     # -------------------------------------------------------------- slot groups
     def slot_overlays(self, image: Any, label: str, input_size: int | None,
@@ -322,8 +358,7 @@ class SlotApp:
         for b, h, c in zip(blocks, hard, colors):
             picture = render.overlay_slots(result.shown, h, c)
             used = int((result.shares(b) > 0).sum())
-            m = result.predictor.maps([b])[0]
-            items.append((picture, f"block {b} · stage {m.stage + 1} · {used}/{m.num_slots} slots"))
+            items.append((picture, f"{result.loaded.block_labels[b]} · {used}/{result.loaded.num_slots[b]} slots"))
         return items
 
     def slot_colors(self, result: Analysis, blocks: list[int]) -> list[np.ndarray]:
@@ -351,13 +386,22 @@ class SlotApp:
         except Exception as exc:  # AppError: a message; anything else: logged, then a message
             return self.report(exc, warn), []
         shown = downscale_to(result.shown, SOFT_SIDE)
-        soft = result.predictor.maps([block])[0].upsample(shown.shape[:2])[0].cpu().numpy()
+        m = result.predictor.maps([block])[0]
+        soft = m.upsample(shown.shape[:2])[0].cpu().numpy()
+        peaks = self.slot_peaks(result, block)
         shares = result.shares(block)
-        items = [(render.heatmap_overlay(shown, soft[s]), f"slot {s} · {shares[s]:.1%}")
-                 for s in self.slot_order(result, block)]
-        name = result.loaded.block_names[block]
-        return (f"Block {block} ({name}), largest slot first; colour = each pixel's dispatch weight to the slot "
-                f"(viridis, 0 to 1), caption = the slot's share of the image. Click a slot to enlarge it."), items
+        items = [(render.soft_map_overlay(shown, soft[s], peaks[s]), f"slot {s} · {_percent(shares[s])} · "
+                  f"peak {peaks[s]:.2f}") for s in self.slot_order(result, block)]
+        return (f"{result.loaded.block_labels[block].capitalize()}, largest slot first. Colour: each pixel's "
+                f"dispatch weight to the slot, **each map scaled to its own peak** (dark = 0, yellow = the peak "
+                f"in its caption; the exported figure uses the same scale). Caption: the slot's share of the "
+                f"image's pixels and its peak weight. Click a slot to enlarge it."), items
+
+    def slot_peaks(self, result: Analysis, block: int) -> np.ndarray:
+        """``(S,)`` each slot's largest dispatch weight on the block's token grid: the top of its
+        soft map's colour scale (:func:`glmix_vis.figures.render.soft_map_overlay`)."""
+        return result.cached(("peaks", block), lambda: result.predictor.maps([block])[0].dispatch[0]
+                             .flatten(1).amax(1).cpu().numpy())
 
     def slot_detail(self, image: Any, label: str, input_size: int | None, block: int | None,
                     index: int | None) -> str:
@@ -376,8 +420,10 @@ class SlotApp:
         m = result.predictor.maps([block])[0]
         share = float(result.shares(block)[slot])
         weight = float(m.dispatch[0, slot].mean())
-        return (f"**Block {block}, slot {slot}**: wins **{share:.1%}** of the image (hard assignment); "
-                f"mean dispatch weight {weight:.1%}.")
+        peak = float(self.slot_peaks(result, block)[slot])
+        return (f"**{result.loaded.block_labels[block].capitalize()}, slot {slot}**: wins **{share:.1%}** of the "
+                f"image (hard assignment); dispatch weight {weight:.1%} on average, {peak:.1%} at its peak "
+                f"(the yellow end of its map).")
 
     # -------------------------------------------------------------- classes
     def class_view(self, image: Any, label: str, input_size: int | None, method: str, warn: bool = True,
@@ -401,8 +447,7 @@ class SlotApp:
             mask = result.cached(("mask", method, False), lambda: pred.pseudo_mask(method))
         except Exception as exc:  # AppError: a message; anything else: logged, then a message
             return self.report(exc, warn), {}, [], None
-        labels = pred.predicted_labels()
-        order = [int(k) for k in np.argsort(-scores) if labels[k] > 0][:MAX_EVIDENCE_PANELS]
+        order = _likely_classes(pred, MAX_EVIDENCE_PANELS)
         shown = downscale_to(result.shown, SOFT_SIDE)
         gallery = [(render.heatmap_overlay(shown, evidence[k]), f"{names[k]} · p={scores[k]:.2f}") for k in order]
         found = ", ".join(names[k] for k in order) or "nothing"
@@ -410,7 +455,13 @@ class SlotApp:
         if pred.info.head_names:  # an ImageNet head: its own top classes and the VOC class each feeds
             head = " ImageNet head's top classes: " + ", ".join(
                 str(p) for p in pred.top_predictions(5, min_score=0.01)) + "."
-        return (f"Evidence method `{method}`; classes the model sees: {found}.{head}",
+        warning = ""
+        if self.is_demo(label):
+            warning = (f"⚠️ **The demo model knows only {len(names)} generated shapes** ({', '.join(names)}): "
+                       "on a photo these scores and masks mean nothing. For photos, load an official "
+                       "checkpoint (see the note under *Model*).\n\n")
+        return (f"{warning}Evidence method `{method}`; classes the model sees: {found}.{head} "
+                "Evidence: 0 (dark) to 1 (yellow).",
                 {n: float(s) for n, s in zip(names, scores)}, gallery, _annotated(pred, mask))
 
     def crf_mask(self, image: Any, label: str, input_size: int | None, method: str) -> tuple | None:
@@ -449,9 +500,7 @@ class SlotApp:
                 one = _check_blocks([block if block is not None else chosen[-1]], len(result.loaded.block_names))
                 fig, name = figures.soft_slot_maps(pred, blocks=one), f"soft_maps_block{one[0]}"
             elif view == TAB_CLASSES:
-                if not result.loaded.has_classifier:
-                    raise AppError("this model has no classifier head: no class evidence")
-                fig, name = figures.evidence_panel(pred, crf=True), "evidence"
+                fig, name = self._class_figure(result, method), f"classes_{method}"
             else:
                 fig, name = figures.slot_grid(pred, blocks=chosen), "slot_groups"
             out = self._new_figure_path(f"glmix_{name}.{fmt}")
@@ -459,6 +508,21 @@ class SlotApp:
         except Exception as exc:  # AppError: a message; anything else: logged, then a message
             return None, self.report(exc)
         return str(out), f"Figure ready: {out.name}"
+
+    def _class_figure(self, result: Analysis, method: str) -> Any:
+        """The class tab as a figure, with the chosen evidence method (:mod:`.figure`)."""
+        from .figure import class_view_figure
+
+        if not result.loaded.has_classifier:
+            raise AppError("this model has no classifier head: no class evidence")
+        if method not in result.loaded.evidence_methods:
+            raise AppError(f"evidence method {method!r} does not apply to this model; choose one of "
+                           f"{', '.join(result.loaded.evidence_methods)}")
+        pred = result.predictor
+        evidence = result.cached(("evidence", method), lambda: pred.evidence(method))
+        masks = [result.cached(("mask", method, crf), lambda crf=crf: pred.pseudo_mask(method, crf=crf))
+                 for crf in (False, True)]
+        return class_view_figure(pred, method, evidence, masks, _likely_classes(pred, FIGURE_CLASSES))
 
     def _new_figure_path(self, name: str) -> Path:
         folder = self.figure_dir / uuid.uuid4().hex[:12]
@@ -496,6 +560,29 @@ def default_blocks(num_blocks: int, count: int = 4) -> list[int]:
     if num_blocks <= count:
         return list(range(num_blocks))
     return sorted({round(i * (num_blocks - 1) / (count - 1)) for i in range(count)})
+
+
+def _likely_classes(pred: SlotPredictor, limit: int) -> list[int]:
+    """Foreground indices of the classes the model sees (the pipeline's label rule), most likely
+    first, at most ``limit``."""
+    scores = pred.class_scores()
+    labels = pred.predicted_labels()
+    return [int(k) for k in np.argsort(-scores, kind="stable") if labels[k] > 0][:limit]
+
+
+def _percent(x: float) -> str:
+    """A share as a whole percentage that never rounds a slot that wins pixels down to "0%"."""
+    return "<1%" if 0 < x < 0.005 else f"{x:.0%}"
+
+
+def _load_error(label: str, path: Path, exc: Exception) -> str:
+    """One line naming the file (by its dropdown label, never a server folder) and the problem."""
+    text = " ".join(str(exc).strip("'\"").split())  # one line
+    for prefix in (str(path), str(Path(path).resolve())):
+        if text.startswith(prefix):
+            return label + text[len(prefix):]
+    text = text.replace(str(path), label)
+    return f"cannot load {label}: {text}"
 
 
 def _check_blocks(blocks: Sequence[int] | None, num_blocks: int) -> list[int]:
@@ -544,6 +631,14 @@ def _strip_dirs(message: str) -> str:
 
 
 def _annotated(pred: SlotPredictor, mask: np.ndarray) -> tuple[np.ndarray, list[tuple[np.ndarray, str]]]:
-    """The value of a ``gr.AnnotatedImage``: the image and one boolean region per class present."""
+    """The value of a ``gr.AnnotatedImage``: the image with every class region outlined, and one
+    opacity map per class present (its region at :func:`~glmix_vis.figures.render.mask_alpha`'s
+    opacity, higher for grey and dark class colours), so that no class vanishes into a photo."""
+    from ..data.palette import voc_palette
+    from ..figures import render
+
     names = pred.info.class_names
-    return pred.image, [(mask == k, names[k]) for k in np.unique(mask) if 0 < k < len(names)]
+    alpha = render.mask_alpha(voc_palette())
+    base = render.outline_regions(pred.image, mask)
+    return base, [((mask == k).astype(np.float32) * alpha[k], names[k])
+                  for k in np.unique(mask) if 0 < k < len(names)]

@@ -15,10 +15,19 @@ from collections.abc import Sequence
 from typing import Any
 
 import gradio as gr
+import numpy as np
 import torch
 
-from .backend import SlotApp
-from .serving import PictureFiles, example_files, launch_options, limit_heap_fragmentation, queue_options
+from .backend import AppError, SlotApp
+from .serving import (
+    PictureFiles,
+    ServeError,
+    address_problem,
+    example_files,
+    launch_options,
+    limit_heap_fragmentation,
+    queue_options,
+)
 from .settings import (
     DEFAULT_CONCURRENCY,
     DEFAULT_DEVICE,
@@ -33,7 +42,7 @@ from .settings import (
     TAB_SOFT,
 )
 
-__all__ = ["INTRO", "UploadImage", "build_app", "class_colors", "launch"]
+__all__ = ["INTRO", "UploadImage", "build_app", "class_colors", "colorbar_html", "launch"]
 
 
 class UploadImage(gr.Image):
@@ -60,6 +69,10 @@ and the pseudo-mask it gives.
 """
 
 
+#: Gallery captions wrap instead of being cut off (soft-map captions carry their scale's peak).
+PAGE_CSS = "#soft-maps .caption-label, #evidence .caption-label { white-space: normal; max-width: 95%; }"
+
+
 def class_colors(class_names: Sequence[str]) -> dict[str, str]:
     """The mask colour of each class (the VOC palette the pseudo-masks are saved with)."""
     from ..data.palette import voc_palette
@@ -67,6 +80,19 @@ def class_colors(class_names: Sequence[str]) -> dict[str, str]:
 
     colors = voc_palette()
     return {name: to_hex(colors[k]) for k, name in enumerate(class_names)}
+
+
+def colorbar_html(low: str, high: str, elem_id: str | None = None) -> str:
+    """A legend line: ``low``, the maps' colormap as a bar, ``high`` (what the two ends mean)."""
+    from ..figures.palette import to_hex
+    from ..figures.render import SOFT_CMAP, apply_colormap
+
+    stops = ", ".join(to_hex(c) for c in apply_colormap(np.linspace(0.0, 1.0, 11)[None], SOFT_CMAP)[0])
+    ident = f' id="{elem_id}"' if elem_id else ""
+    return (f'<div{ident} class="colorbar-legend" style="display:flex;align-items:center;gap:0.5em;'
+            f'font-size:var(--text-sm)"><span>{low}</span><span style="display:inline-block;width:10em;'
+            f'height:0.9em;border-radius:2px;background:linear-gradient(to right, {stops})"></span>'
+            f"<span>{high}</span></div>")
 
 
 def build_app(checkpoint: str | os.PathLike[str] | None = None, *, max_side: int = DEFAULT_MAX_SIDE,
@@ -95,6 +121,7 @@ def build_app(checkpoint: str | os.PathLike[str] | None = None, *, max_side: int
                                 label="Examples", examples_per_page=12)
                 model = gr.Dropdown(list(app.checkpoints), value=app.default_label, label="Model",
                                     info="the bundled demo model, or a checkpoint found in the checkpoint folder")
+                model_note = gr.Markdown(first["notice"], elem_id="model-notice")
                 size = gr.Slider(*INPUT_SIZES, step=32, value=first["input_size"], label="Input resolution",
                                  info="short side of the image the network sees, in pixels")
                 blocks = gr.CheckboxGroup(first["block_choices"], value=first["blocks"], label="GLMix blocks")
@@ -102,31 +129,35 @@ def build_app(checkpoint: str | os.PathLike[str] | None = None, *, max_side: int
                 status = gr.Markdown(elem_id="status")
             with gr.Column(scale=3, min_width=400):
                 with gr.Tabs():
-                    with gr.Tab("Slot groups", id=TAB_SLOTS) as tab_slots:
+                    with gr.Tab("Slot groups", id=TAB_SLOTS, elem_id="tab-slots") as tab_slots:
                         overlays = gr.Gallery(label="Hard slot groups, one image per block", columns=2,
                                               height="fit-content", object_fit="contain", elem_id="overlays")
-                    with gr.Tab("Soft maps", id=TAB_SOFT) as tab_soft:
-                        layer = gr.Dropdown(first["block_choices"], value=first["blocks"][-1], label="Block")
+                    with gr.Tab("Soft maps", id=TAB_SOFT, elem_id="tab-soft") as tab_soft:
+                        layer = gr.Dropdown(first["block_choices"], value=first["blocks"][-1], label="Block",
+                                            elem_id="block-choice")
                         soft_status = gr.Markdown()
+                        gr.HTML(colorbar_html("0", "the slot's peak weight (in its caption)", "soft-legend"))
                         soft = gr.Gallery(label="Per-slot dispatch maps", columns=4, height="fit-content",
                                           object_fit="contain", elem_id="soft-maps")
                         slot_text = gr.Markdown(elem_id="slot-detail")
-                    with gr.Tab("Classes and pseudo-mask", id=TAB_CLASSES,
+                    with gr.Tab("Classes and pseudo-mask", id=TAB_CLASSES, elem_id="tab-classes",
                                 visible=first["has_classifier"]) as tab_classes:
                         method = gr.Dropdown(first["evidence_methods"], value=first["method"],
-                                             label="Evidence method")
-                        class_status = gr.Markdown()
+                                             label="Evidence method", elem_id="evidence-method")
+                        class_status = gr.Markdown(elem_id="class-status")
                         scores = gr.Label(label="Class scores", num_top_classes=5)
                         evidence = gr.Gallery(label="Class evidence of the classes the model sees", columns=3,
-                                              height="fit-content", object_fit="contain", fit_columns=False)
+                                              height="fit-content", object_fit="contain", fit_columns=False,
+                                              elem_id="evidence")
+                        gr.HTML(colorbar_html("evidence 0", "1", "evidence-legend"))
                         with gr.Row():
                             mask = gr.AnnotatedImage(label="Pseudo-mask", color_map=colors)
                             mask_crf = gr.AnnotatedImage(label="Pseudo-mask + dense CRF", color_map=colors)
                 with gr.Row(equal_height=False):
                     fmt = gr.Radio(["PNG", "PDF"], value="PNG", label="Figure format", scale=1)
                     make = gr.Button("Make a figure of this view", scale=1)
-                figure_status = gr.Markdown()
-                figure_file = gr.File(label="Figure", interactive=False, visible=False)
+                figure_status = gr.Markdown(elem_id="figure-status")
+                figure_file = gr.File(label="Figure", interactive=False, visible=False, elem_id="figure-file")
 
         common = [image, model, size]
 
@@ -135,13 +166,13 @@ def build_app(checkpoint: str | os.PathLike[str] | None = None, *, max_side: int
                 s = app.model_settings(label)
             except Exception as exc:
                 app.report(exc)
-                return (gr.skip(),) * 7
+                return (gr.skip(),) * 8
             cmap = class_colors(s["class_names"])
             return (gr.update(value=s["input_size"]), gr.update(choices=s["block_choices"], value=s["blocks"]),
                     gr.update(visible=s["has_classifier"]),
                     gr.update(choices=s["block_choices"], value=s["blocks"][-1]),
                     gr.update(color_map=cmap, value=None), gr.update(color_map=cmap, value=None),
-                    gr.update(choices=s["evidence_methods"], value=s["method"]))
+                    gr.update(choices=s["evidence_methods"], value=s["method"]), s["notice"])
 
         files = PictureFiles()
 
@@ -195,19 +226,30 @@ def build_app(checkpoint: str | os.PathLike[str] | None = None, *, max_side: int
         follow_up(image.change(**analyze, api_name=False))
         follow_up(size.release(**analyze, api_name=False))
         follow_up(blocks.input(**analyze, api_name=False))
-        follow_up(model.input(on_model, [model], [size, blocks, tab_classes, layer, mask, mask_crf, method],
-                              api_name=False)
+        follow_up(model.input(on_model, [model], [size, blocks, tab_classes, layer, mask, mask_crf, method,
+                                                  model_note], api_name=False)
                   .then(**analyze, api_name=False))
+        # a figure belongs to the view it was made of: another tab, block or method takes it away
+        figure_outputs = [figure_file, figure_status]
+
+        def clear_figure() -> tuple:
+            return gr.update(value=None, visible=False), ""
+
+        def open_tab(tab: str) -> Any:
+            return lambda: (tab, *clear_figure())
+
         layer.input(on_layer, common + [layer], soft_outputs, api_name="soft_maps")
+        layer.input(clear_figure, None, figure_outputs, api_name=False, queue=False)
         soft.select(on_slot, common + [layer], [slot_text], api_name=False)
-        tab_slots.select(lambda: TAB_SLOTS, None, [view], api_name=False, queue=False)
-        (tab_soft.select(lambda: TAB_SOFT, None, [view], api_name=False, queue=False)
+        tab_slots.select(open_tab(TAB_SLOTS), None, [view, *figure_outputs], api_name=False, queue=False)
+        (tab_soft.select(open_tab(TAB_SOFT), None, [view, *figure_outputs], api_name=False, queue=False)
                  .then(on_soft, common + [layer, view], soft_outputs, api_name=False))
-        (tab_classes.select(lambda: TAB_CLASSES, None, [view], api_name=False, queue=False)
+        (tab_classes.select(open_tab(TAB_CLASSES), None, [view, *figure_outputs], api_name=False, queue=False)
                     .then(on_classes, common + [method, view], class_outputs, api_name=False)
                     .then(on_crf, common + [method, view], [mask_crf], api_name=False))
         (method.input(on_classes, common + [method, view], class_outputs, api_name=False)
                .then(on_crf, common + [method, view], [mask_crf], api_name=False))
+        method.input(clear_figure, None, figure_outputs, api_name=False, queue=False)
         make.click(on_figure, common + [blocks, layer, method, view, fmt], [figure_file, figure_status],
                    api_name="figure")
     return demo
@@ -221,11 +263,25 @@ def launch(checkpoint: str | os.PathLike[str] | None = None, *, host: str = DEFA
     """Build the app and serve it (blocking unless ``prevent_thread_lock``); returns the Blocks.
 
     ``max_sessions`` bounds the per-visitor state gradio keeps (least recently used dropped).
+    A taken address or an unusable ``checkpoint`` raises :class:`~glmix_vis.app.serving.ServeError`
+    with one line that names the option to change; the address is checked first, before any
+    model is loaded.
     """
+    if port is not None and (problem := address_problem(host, port)):
+        raise ServeError(problem)
     limit_heap_fragmentation()
-    demo = build_app(checkpoint, max_side=max_side, device=device)
+    try:
+        demo = build_app(checkpoint, max_side=max_side, device=device)
+    except AppError as exc:
+        raise ServeError(str(exc)) from None
     demo.queue(**queue_options(concurrency))
-    demo.launch(**launch_options(host=host, port=port, max_file_size=max_file_size, concurrency=concurrency,
-                                 max_sessions=max_sessions, prevent_thread_lock=prevent_thread_lock, quiet=quiet),
-                theme=gr.themes.Soft())
+    try:
+        demo.launch(**launch_options(host=host, port=port, max_file_size=max_file_size, concurrency=concurrency,
+                                     max_sessions=max_sessions, prevent_thread_lock=prevent_thread_lock,
+                                     quiet=quiet), theme=gr.themes.Soft(), css=PAGE_CSS)
+    except OSError as exc:  # gradio: "Cannot find empty port ..." (taken since the check above)
+        if "empty port" not in str(exc):
+            raise
+        raise ServeError((address_problem(host, port) if port is not None else None)
+                         or f"cannot serve on {host}:{port}; choose another --port or --host") from None
     return demo

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import errno
 import hashlib
 import io
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -38,8 +40,8 @@ from .settings import (
     JPEG_QUALITY,
 )
 
-__all__ = ["ARENA_MAX", "MMAP_THRESHOLD", "PictureFiles", "discover_checkpoints", "encode_jpeg", "example_files",
-           "launch_options", "limit_heap_fragmentation", "queue_options"]
+__all__ = ["ARENA_MAX", "MMAP_THRESHOLD", "PictureFiles", "ServeError", "address_problem", "discover_checkpoints",
+           "encode_jpeg", "example_files", "launch_options", "limit_heap_fragmentation", "queue_options"]
 
 #: Heap blocks this large or larger get their own mapping (see limit_heap_fragmentation).
 MMAP_THRESHOLD = 128 * 1024
@@ -152,6 +154,38 @@ class PictureFiles:
 
 
 # ------------------------------------------------------------------------------ the process
+class ServeError(RuntimeError):
+    """The server cannot start (address taken, unusable checkpoint): one line for the operator,
+    naming the problem and the option that fixes it."""
+
+
+def address_problem(host: str, port: int) -> str | None:
+    """Why the server could not listen on ``host:port``, as one line naming the option to change
+    (``--port``, ``--host``), or None when it can.
+
+    Binds a socket there and lets it go (with ``SO_REUSEADDR``, as the server binds: a port left
+    in TIME_WAIT by an earlier run is free, one with a listener is not).
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        return f"cannot resolve host {host!r} ({reason}); choose another with --host (e.g. 127.0.0.1)"
+    try:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return f"port {port} is in use; choose another with --port"
+        if exc.errno == errno.EACCES:
+            return f"port {port} needs administrator rights; choose one above 1023 with --port"
+        if exc.errno == errno.EADDRNOTAVAIL:
+            return f"{host} is not an address of this machine; choose another with --host (e.g. 127.0.0.1)"
+        return f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port or --host"
+    return None
+
+
 def limit_heap_fragmentation(threshold: int = MMAP_THRESHOLD) -> bool:
     """Serve every heap block of ``threshold`` bytes or more with its own mapping (glibc only).
 

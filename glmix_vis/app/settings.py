@@ -11,9 +11,9 @@ from ..io import DEFAULT_MAX_PIXELS
 __all__ = [
     "CHECKPOINT_SUFFIXES", "DEFAULT_CONCURRENCY", "DEFAULT_DEVICE", "DEFAULT_HOST", "DEFAULT_MAX_FILE_SIZE",
     "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_SESSIONS", "DEFAULT_MAX_SIDE", "DEFAULT_METHOD", "DEFAULT_PORT",
-    "DEFAULT_QUEUE_SIZE", "DEMO_LABEL", "EXAMPLE_PHOTOS", "INPUT_SIZES", "JPEG_QUALITY", "MAX_EVIDENCE_PANELS",
-    "MAX_FIGURES", "MIN_DISPLAY_SIDE", "MODEL_CACHE_SIZE", "RESULT_CACHE_SIZE", "SOFT_SIDE", "TAB_CLASSES",
-    "TAB_SLOTS", "TAB_SOFT",
+    "DEFAULT_QUEUE_SIZE", "DEMO_LABEL", "EXAMPLE_PHOTOS", "FIGURE_CLASSES", "INPUT_SIZES", "JPEG_QUALITY",
+    "MAX_EVIDENCE_PANELS", "MAX_FIGURES", "MIN_DISPLAY_SIDE", "MODEL_CACHE_SIZE", "RESULT_CACHE_SIZE", "SOFT_SIDE",
+    "TAB_CLASSES", "TAB_SLOTS", "TAB_SOFT",
 ]
 
 # ------------------------------------------------------------------------------ serving (CLI options)
@@ -51,6 +51,8 @@ SOFT_SIDE = 512
 #: Smaller images are shown enlarged to this longer side (the network still sees the original).
 MIN_DISPLAY_SIDE = 448
 MAX_EVIDENCE_PANELS = 6
+#: Classes whose evidence the figure of the classes tab shows (most likely first).
+FIGURE_CLASSES = 3
 TAB_SLOTS, TAB_SOFT, TAB_CLASSES = "slots", "soft", "classes"
 DEFAULT_METHOD = "slot-cam"
 #: Gallery pictures are sent to the browser as JPEG of this quality.

@@ -53,8 +53,16 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--port must be between 1 and 65535, got {args.port}")
     if args.concurrency < 1 or args.max_side < 32:
         raise UserError("--concurrency must be at least 1 and --max-side at least 32")
-    from ..app import launch
+    from ..app.serving import address_problem
 
-    launch(args.checkpoint, host=args.host, port=args.port, max_file_size=args.max_file_size,
-           concurrency=args.concurrency, max_side=args.max_side, device=args.device)
+    problem = address_problem(args.host, args.port)  # before gradio and the model load: seconds sooner
+    if problem:
+        raise UserError(problem)
+    from ..app import ServeError, launch
+
+    try:
+        launch(args.checkpoint, host=args.host, port=args.port, max_file_size=args.max_file_size,
+               concurrency=args.concurrency, max_side=args.max_side, device=args.device)
+    except ServeError as exc:  # the port is taken, the checkpoint unusable, ...: one line, exit status 2
+        raise UserError(str(exc)) from None
     return 0

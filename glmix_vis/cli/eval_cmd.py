@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from ..wsss.crf import CRFParams
@@ -85,7 +84,6 @@ def run(args: argparse.Namespace) -> int:
                         bg_threshold=args.bg_threshold, sweep=args.sweep, crf=args.crf, crf_params=crf,
                         scales=args.scales, flip=args.flip, input_size=args.input_size, labels=args.labels,
                         device=args.device, workers=args.workers, limit=args.limit, oracle_block=args.oracle_block)
-    print(f"masks and metrics go to {Path(args.out).resolve()}", file=sys.stderr)
     result = evaluate(config)
     if result:
         summary = {k: result[k] for k in ("miou",) if k in result}

@@ -8,6 +8,7 @@ import json
 import numpy as np
 
 from ..assets import example_images
+from ..models.slots import block_label, resolve_blocks
 from ..predictor import SlotPredictor
 from ._args import add_device_argument, block_list, positive_int
 from ._dispatch import UserError
@@ -56,9 +57,10 @@ def run(args: argparse.Namespace) -> int:
                   model_note=predictor.info.knowledge_note(),
                   classes={n: round(s, 4) for n, s in top},
                   head=[dict(name=p.name, score=round(p.score, 4), feeds=p.feeds) for p in head_top], blocks=[])
-    for m in maps:
+    indices = resolve_blocks(predictor.num_glmix_blocks, blocks)
+    for index, m in zip(indices, maps):
         share = m.share()[0].cpu().numpy()
-        report["blocks"].append(dict(name=m.name, grid=list(m.grid), slots=m.num_slots,
+        report["blocks"].append(dict(name=block_label(index, m), module=m.name, grid=list(m.grid), slots=m.num_slots,
                                      used_slots=int((share > 0).sum()),
                                      top_shares=[round(float(s), 3) for s in np.sort(share)[::-1][:5]],
                                      hard=m.hard[0].cpu().numpy()))

@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,10 +26,19 @@ from matplotlib.colors import Normalize
 from matplotlib.patches import Rectangle
 
 from ..data.palette import voc_palette
-from ..models.slots import SlotMap, resolve_blocks
+from ..models.slots import SlotMap, block_label, resolve_blocks
 from .medoids import representative_slot_ids
 from .palette import OKABE_ITO, slot_palette
-from .render import apply_colormap, heatmap_overlay, mask_overlay, overlay_slots, resize_image, resize_labels
+from .render import (
+    SOFT_SCALE_LABELS,
+    apply_colormap,
+    heatmap_overlay,
+    mask_overlay,
+    overlay_slots,
+    resize_image,
+    resize_labels,
+    soft_map_overlay,
+)
 from .style import FONT_SIZE, PaperFigure, column_width, figure_style, text_width
 from .tracking import track_slot_colors
 
@@ -309,11 +317,12 @@ def _aspect(image: np.ndarray) -> float:
 
 
 def _block_title(block: int, m: SlotMap, grid: bool = True) -> tuple[str, ...]:
-    s, (h, w) = m.stage + 1, m.grid
+    """Title candidates, longest first: the block's one name (:func:`block_label`), then shorter forms."""
+    s, (h, w), name = m.stage + 1, m.grid, block_label(block, m)
     if not grid:
-        return (f"block {block} (stage {s})", f"block {block}\nstage {s}", f"block {block}", f"b{block}")
+        return (name, f"block {block}\nstage {s}", f"block {block}", f"b{block}")
     # at most two lines: in a single column a third would take more height than the images
-    return (f"block {block} (stage {s}, {h}×{w})", f"block {block} (stage {s})\n{h}×{w} tokens",
+    return (f"{name}, {h}×{w}", f"{name}\n{h}×{w} tokens",
             f"block {block}\nstage {s}, {h}×{w}", f"block {block}\n{h}×{w}", f"b{block}\n{h}×{w}", f"b{block}")
 
 
@@ -324,7 +333,7 @@ def _percent(x: float) -> str:
 
 def _block_label(block: int, m: SlotMap, image_name: str | None) -> tuple[str, ...]:
     """Row label candidates; with an image name, on two lines (the margin leaves room for them)."""
-    names = (f"block {block} (stage {m.stage + 1})", f"block {block}", f"b{block}")
+    names = (block_label(block, m), f"block {block}", f"b{block}")
     if image_name:
         return tuple(f"{image_name}\n{n}" for n in names)
     return names
@@ -392,14 +401,14 @@ def soft_slot_maps(source: Source, blocks: Sequence[int] | int | None = None, sl
 
     ``slots`` picks the slots (the same for every row); by default each row shows its
     ``num_maps`` slots with the largest share of pixels (5 for a double column, 3 for a single
-    one). One row per image and block (default: the last GLMix block). All panels share one
-    colour scale, from 0 to a round number above the largest weight shown.
+    one). One row per image and block (default: the last GLMix block). Each map is coloured from 0
+    to its own peak weight, given in its title (:func:`~glmix_vis.figures.render.soft_map_overlay`,
+    the web app's rule too).
     """
     w_in = column_width(width)
     k = len(slots) if slots is not None else (num_maps or (5 if w_in > 5 else 3))
-    colorbar = _Colorbar(("dispatch weight", "dispatch", "p"), cmap)
+    colorbar = _Colorbar(SOFT_SCALE_LABELS, cmap)  # 0 to 1 of each map's own peak
     rows: list[_Row] = []
-    peak = 0.0
     with figure_style():
         frame = _Frame(w_in, left=_label_margin(2 if row_labels else 1), right=_colorbar_margin(colorbar))
         for r, predictor in enumerate(_rows_of(source, input_size)):
@@ -415,20 +424,16 @@ def soft_slot_maps(source: Source, blocks: Sequence[int] | int | None = None, sl
                     if not 0 <= s < m.num_slots:
                         raise ValueError(f"slot {s} does not exist: block {b} has {m.num_slots} slots")
                 soft = m.upsample(size)[0].cpu().numpy()[ids]
-                peak = max(peak, float(soft.max()))
+                peaks = m.dispatch[0].flatten(1).amax(1).cpu().numpy()
                 panels = [_Panel(shown, ("input",))]
                 for s, heat in zip(ids, soft):
-                    pct = _percent(share[s])
-                    titles = (f"slot {s} · {pct} of pixels", f"slot {s} · {pct}", f"slot {s}\n{pct}", f"s{s}")
-                    panels.append(_Panel(partial(_heat, shown, heat, cmap, alpha), titles))
+                    pct, top = _percent(share[s]), f"peak {peaks[s]:.2f}"
+                    titles = (f"slot {s} · {pct} of pixels · {top}", f"slot {s} · {pct} · {top}",
+                              f"slot {s} · {pct}\n{top}", f"slot {s}\n{pct}\n{top}", f"s{s}")
+                    panels.append(_Panel(soft_map_overlay(shown, heat, peaks[s], cmap, alpha), titles))
                 name = _block_label(b, m, row_labels[r] if row_labels and r < len(row_labels) else None)
                 rows.append(_Row(panels, widths, height, name))
-        colorbar.vmax = _nice_ceil(peak)
         return _assemble(rows, frame, dpi, titles="all", colorbar=colorbar)
-
-
-def _heat(image: np.ndarray, heat: np.ndarray, cmap: str, alpha: float, vmax: float) -> np.ndarray:
-    return heatmap_overlay(image, heat / vmax, cmap, alpha)
 
 
 # ------------------------------------------------------------------------------ (3) representatives

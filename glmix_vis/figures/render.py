@@ -3,6 +3,16 @@
 Every function takes an ``(H, W, 3)`` uint8 RGB image and returns a new one of the same
 size; label and score maps of another size are resized to the image first (nearest for
 labels, bilinear for scores).
+
+Two rules live here so that the app and the figures cannot disagree:
+
+* soft (dispatch) maps: each slot's map is coloured from 0 to its own peak weight
+  (:func:`soft_map_overlay`; the peak is written beside the map, :data:`SOFT_SCALE_LABELS` name
+  the scale);
+* pseudo-masks: class colours with little chroma (grey, dark tones) are filled more opaquely and
+  every class region gets a dark-and-white outline (:func:`mask_alpha`, :func:`outline_regions`),
+  so that no class disappears into a photo. Only the display changes: saved masks keep the VOC
+  palette.
 """
 
 from __future__ import annotations
@@ -11,6 +21,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
+from scipy.ndimage import binary_dilation
 from skimage.segmentation import find_boundaries
 from skimage.transform import resize
 
@@ -23,16 +34,35 @@ __all__ = [
     "display_size",
     "enlarge_to",
     "heatmap_overlay",
+    "mask_alpha",
     "mask_overlay",
+    "outline_regions",
     "overlay_slots",
     "resize_image",
     "resize_labels",
+    "soft_map_overlay",
     "tracked_slot_colors",
 ]
 
 #: Slot and class boundaries: white, nearly opaque (reads on every overlay colour).
 BOUNDARY_COLOR = (255, 255, 255)
 BOUNDARY_ALPHA = 0.85
+
+#: Soft maps: colormap and opacity over the grey photo, in the app and the figures alike.
+SOFT_CMAP = "viridis"
+SOFT_ALPHA = 0.7
+#: What the soft-map colours mean (colourbar label candidates, longest first).
+SOFT_SCALE_LABELS = ("dispatch weight ÷ the slot's peak", "weight ÷ slot's peak", "weight ÷ peak", "of peak")
+
+#: Pseudo-mask fill opacity; colours whose chroma (max - min channel, of 255) is below
+#: LOW_CHROMA (grey 'horse' (128, 128, 128), dark 'cat' (64, 0, 0), ...) get LOW_CHROMA_ALPHA.
+MASK_ALPHA = 0.55
+LOW_CHROMA = 80
+LOW_CHROMA_ALPHA = 0.8
+#: Region outlines: a dark line on the region's edge, a white one around it (reads on any photo).
+OUTLINE_DARK = (0, 0, 0)
+OUTLINE_LIGHT = (255, 255, 255)
+OUTLINE_ALPHA = 0.9
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
@@ -144,6 +174,21 @@ def heatmap_overlay(image: np.ndarray, map01: np.ndarray, cmap: str = "viridis",
     return _blend(base, apply_colormap(values, cmap), alpha)
 
 
+def soft_map_overlay(image: np.ndarray, weights: np.ndarray, peak: float | None = None, cmap: str = SOFT_CMAP,
+                     alpha: float = SOFT_ALPHA) -> np.ndarray:
+    """The one colour scale of a slot's soft (dispatch) map, in the app and the figures alike.
+
+    The map is coloured from 0 (dark) to ``peak`` (yellow): its own largest weight unless given
+    (pass the slot's largest weight on the token grid, so that the map looks the same at every
+    display size). Say the peak beside the picture: without it the colours have no units
+    (:data:`SOFT_SCALE_LABELS`). A map that is 0 everywhere stays dark.
+    """
+    values = np.nan_to_num(np.asarray(weights, dtype=np.float32), nan=0.0)
+    top = float(values.max(initial=0.0)) if peak is None else float(peak)
+    scaled = values / top if top > 0 else np.zeros_like(values)
+    return heatmap_overlay(image, np.clip(scaled, 0.0, 1.0), cmap, alpha)
+
+
 def colorize_mask(mask: np.ndarray, palette: np.ndarray) -> np.ndarray:
     """``(H, W, 3)`` uint8: each class index painted with ``palette[index]`` (e.g. VOC's colours)."""
     pal = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
@@ -153,18 +198,50 @@ def colorize_mask(mask: np.ndarray, palette: np.ndarray) -> np.ndarray:
     return pal[mask.astype(np.int64)]
 
 
-def mask_overlay(image: np.ndarray, mask: np.ndarray, palette: np.ndarray, alpha: float = 0.55,
+def mask_alpha(palette: np.ndarray, alpha: float = MASK_ALPHA) -> np.ndarray:
+    """``(K,)`` fill opacity of each palette colour over a photo: ``alpha``, raised to
+    :data:`LOW_CHROMA_ALPHA` for colours with little chroma (a grey or dark tint over a photo looks
+    like the photo itself; opaque, it reads as paint)."""
+    pal = np.asarray(palette, dtype=np.int16).reshape(-1, 3)
+    chroma = pal.max(axis=1) - pal.min(axis=1)
+    return np.where(chroma < LOW_CHROMA, max(alpha, LOW_CHROMA_ALPHA), alpha).astype(np.float32)
+
+
+def outline_regions(image: np.ndarray, labels: np.ndarray, background: int | None = 0,
+                    width: int | None = None) -> np.ndarray:
+    """The image with the outline of every class region drawn: a dark line along the region's edge
+    and a white line around that, so that it reads on any photo (a line of one colour vanishes
+    where the photo has that colour). Regions of class ``background`` get none.
+
+    ``width``: of each line, in pixels (default: 1 per 300 pixels of the longer side, at least 1).
+    """
+    image = _check_image(image)
+    labels = resize_labels(np.asarray(labels, dtype=np.int64), image.shape[:2])
+    w = width if width is not None else max(1, round(max(image.shape[:2]) / 300))
+    inside = labels != background if background is not None else np.ones(labels.shape, bool)
+    dark = find_boundaries(labels, mode="inner", background=-1) & inside
+    if w > 1 and dark.any():
+        dark = binary_dilation(dark, iterations=w - 1) & inside
+    light = binary_dilation(dark, iterations=w) & ~dark if dark.any() else dark
+    out = image.copy()
+    out[dark] = _blend(out[dark], np.array(OUTLINE_DARK, np.uint8), OUTLINE_ALPHA)
+    out[light] = _blend(out[light], np.array(OUTLINE_LIGHT, np.uint8), OUTLINE_ALPHA)
+    return out
+
+
+def mask_overlay(image: np.ndarray, mask: np.ndarray, palette: np.ndarray, alpha: float = MASK_ALPHA,
                  background: int | None = 0, boundaries: bool = True) -> np.ndarray:
     """A class mask over the image: class pixels tinted with their palette colour.
 
     Pixels of class ``background`` (``None``: none) are left as they are, so the photo shows
-    where the mask says "nothing"; ``boundaries`` outlines every class region.
+    where the mask says "nothing"; colours with little chroma are tinted more opaquely
+    (:func:`mask_alpha`) and ``boundaries`` outlines every class region (:func:`outline_regions`).
     """
     image = _check_image(image)
     labels = resize_labels(np.asarray(mask, dtype=np.int64), image.shape[:2])
     colored = colorize_mask(labels, palette)
-    weight = np.full(labels.shape + (1,), alpha, np.float32)
+    weight = mask_alpha(palette, alpha)[labels][..., None]
     if background is not None:
         weight[labels == background] = 0.0
     out = _blend(image, colored, weight)
-    return _draw_boundaries(out, labels) if boundaries else out
+    return outline_regions(out, labels, background) if boundaries else out

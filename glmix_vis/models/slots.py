@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-__all__ = ["BlockIndexError", "SlotMap", "SlotOutput", "parse_blocks", "resolve_blocks"]
+__all__ = ["BlockIndexError", "SlotMap", "SlotOutput", "block_label", "parse_blocks", "resolve_blocks"]
 
 #: GLMix blocks shown by default when there are more: four spread from the first to the last.
 SPREAD_BLOCKS = 4
@@ -149,6 +149,17 @@ class SlotMap:
     def to(self, *args, **kwargs) -> SlotMap:
         return SlotMap(self.stage, self.block, self.grid, self.logits.to(*args, **kwargs),
                        self.slots.to(*args, **kwargs), self.input_size)
+
+
+def block_label(index: int, slot_map: SlotMap) -> str:
+    """The one name of a GLMix block wherever a person reads it (app, CLI, figures, docs):
+    ``"block 3 (stage 3)"``.
+
+    ``index`` is the block's GLMix block index (0 = the first GLMix block; the index ``--blocks``
+    and ``resolve_blocks`` take); the stage is counted from 1. The module path
+    (:attr:`SlotMap.name`, ``stages.2.blocks.2``) is for code, not for readers.
+    """
+    return f"block {int(index)} (stage {slot_map.stage + 1})"
 
 
 @dataclass

@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import platform
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import closing
@@ -179,6 +180,8 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     run = _setup(config)
     config = run.config
     store = OutputDir(config.out, crf=config.crf)
+    if run.progress:  # said once the run is known to be sound, before anything is written
+        tqdm.write(f"masks and metrics go to {Path(config.out).resolve()}", file=sys.stderr)
     store.claim(_mask_settings(config, run.info), write=run.rank == 0)
     sweep = _Sweep(store, run.rank, config.thresholds, len(run.dataset.class_names)) if config.sweep else None
     try:
