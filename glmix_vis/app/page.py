@@ -70,7 +70,9 @@ and the pseudo-mask it gives.
 
 
 #: Gallery captions wrap instead of being cut off (soft-map captions carry their scale's peak).
-PAGE_CSS = "#soft-maps .caption-label, #evidence .caption-label { white-space: normal; max-width: 95%; }"
+PAGE_CSS = ("#soft-maps .caption-label, #evidence .caption-label { white-space: normal; max-width: 95%; }\n"
+            # small tiles: a caption must not cover a third of the map it names
+            "#soft-maps .caption-label { font-size: 0.75em; line-height: 1.2; padding: 1px 4px; }")
 
 
 def class_colors(class_names: Sequence[str]) -> dict[str, str]:
