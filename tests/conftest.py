@@ -1,6 +1,7 @@
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -27,3 +28,54 @@ def reference_dir() -> Path:
     if not (d / "official_state_dicts.json").is_file():
         pytest.skip(f"official reference vectors not found (looked in {d}); set GLMIX_REFERENCE_DIR")
     return d
+
+
+# ------------------------------------------------------------------------------ the web app's tests
+APP_CLASSES = ["background", "disk", "square", "star"]
+
+
+def gradient_photo(h: int = 96, w: int = 128) -> np.ndarray:
+    """A photo-like RGB test image: colour gradients with a bright rectangle."""
+    y, x = np.mgrid[:h, :w]
+    img = np.zeros((h, w, 3), np.uint8)
+    img[..., 0] = (x * 255 // w).astype(np.uint8)
+    img[..., 1] = (y * 255 // h).astype(np.uint8)
+    img[h // 4: h // 2, w // 4: w // 2] = (250, 250, 40)
+    return img
+
+
+@pytest.fixture()
+def checkpoint_dir(tmp_path, monkeypatch) -> Path:
+    """An empty ``$GLMIX_CHECKPOINT_DIR``: the app never scans the user's real checkpoint folder."""
+    folder = tmp_path / "checkpoint_dir"
+    folder.mkdir()
+    monkeypatch.setenv("GLMIX_CHECKPOINT_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def nano_checkpoint(tmp_path_factory) -> Path:
+    """A small random glnet_nano with a 3-class head (:data:`APP_CLASSES`), written like a trained checkpoint."""
+    from glmix_vis.models.checkpoints import save_safetensors
+    from glmix_vis.models.factory import create_model
+
+    torch.manual_seed(0)
+    model = create_model("glnet_nano", num_classes=len(APP_CLASSES) - 1)
+    path = tmp_path_factory.mktemp("ckpt") / "nano_test.safetensors"
+    save_safetensors(model.state_dict(), path, meta={"model": "glnet_nano", "classes": APP_CLASSES,
+                                                     "input_size": [128, 128]})
+    return path
+
+
+@pytest.fixture(scope="module")
+def backend(nano_checkpoint, tmp_path_factory):
+    """The app's backend on :func:`nano_checkpoint`, one per test module."""
+    pytest.importorskip("gradio")
+    from glmix_vis.app import SlotApp
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GLMIX_CHECKPOINT_DIR", str(tmp_path_factory.mktemp("empty_dir")))
+    try:
+        return SlotApp(nano_checkpoint, max_side=256, device="cpu")
+    finally:
+        mp.undo()

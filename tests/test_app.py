@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 gr = pytest.importorskip("gradio")
+
+from conftest import gradient_photo as _photo  # noqa: E402  the same test photo in every app test
 
 from glmix_vis import app as webapp  # noqa: E402
 from glmix_vis.app import DEMO_LABEL, ModelCache, SlotApp, discover_checkpoints  # noqa: E402
@@ -23,52 +24,13 @@ from glmix_vis.loading import load_model  # noqa: E402
 from glmix_vis.models.checkpoints import save_safetensors  # noqa: E402
 from glmix_vis.models.factory import create_model  # noqa: E402
 
-CLASSES = ["background", "disk", "square", "star"]
+CLASSES = ["background", "disk", "square", "star"]  # the classes of the nano_checkpoint fixture (conftest.py)
+pytestmark = pytest.mark.usefixtures("checkpoint_dir")  # never the user's real checkpoint folder
 
 
-@pytest.fixture(scope="session")
-def nano_checkpoint(tmp_path_factory) -> Path:
-    """A small random glnet_nano with a 3-class head, written like a trained checkpoint."""
-    torch.manual_seed(0)
-    model = create_model("glnet_nano", num_classes=len(CLASSES) - 1)
-    path = tmp_path_factory.mktemp("ckpt") / "nano_test.safetensors"
-    save_safetensors(model.state_dict(), path, meta={"model": "glnet_nano", "classes": CLASSES,
-                                                     "input_size": [128, 128]})
-    return path
-
-
-@pytest.fixture(autouse=True)
-def _empty_checkpoint_dir(tmp_path, monkeypatch):
-    """Never scan the user's real checkpoint folder."""
-    folder = tmp_path / "checkpoint_dir"
-    folder.mkdir()
-    monkeypatch.setenv("GLMIX_CHECKPOINT_DIR", str(folder))
-    return folder
-
-
-@pytest.fixture(scope="session")
-def backend(nano_checkpoint, tmp_path_factory) -> SlotApp:
-    mp = pytest.MonkeyPatch()
-    mp.setenv("GLMIX_CHECKPOINT_DIR", str(tmp_path_factory.mktemp("empty_dir")))
-    try:
-        app = SlotApp(nano_checkpoint, max_side=256, device="cpu")
-    finally:
-        mp.undo()
-    return app
-
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def label(backend, nano_checkpoint) -> str:
     return nano_checkpoint.name
-
-
-def _photo(h: int = 96, w: int = 128) -> np.ndarray:
-    y, x = np.mgrid[:h, :w]
-    img = np.zeros((h, w, 3), np.uint8)
-    img[..., 0] = (x * 255 // w).astype(np.uint8)
-    img[..., 1] = (y * 255 // h).astype(np.uint8)
-    img[h // 4: h // 2, w // 4: w // 2] = (250, 250, 40)
-    return img
 
 
 def _shown(shape: tuple[int, ...], side: int = 256) -> tuple[int, int, int]:
@@ -85,8 +47,8 @@ def _encode(img: Image.Image, fmt: str, **kw) -> bytes:
 
 
 # ------------------------------------------------------------------------------ the model dropdown
-def test_dropdown_lists_only_checkpoint_files_in_the_checkpoint_dir(_empty_checkpoint_dir, nano_checkpoint):
-    folder = _empty_checkpoint_dir
+def test_dropdown_lists_only_checkpoint_files_in_the_checkpoint_dir(checkpoint_dir, nano_checkpoint):
+    folder = checkpoint_dir
     for name in ("a.safetensors", "b.pth", "notes.txt", "c.ckpt"):
         (folder / name).write_bytes(b"x")
     (folder / "sub").mkdir()
@@ -121,13 +83,13 @@ def test_only_listed_models_can_be_loaded(backend, nano_checkpoint):
         assert status.startswith("**Error:**") and "unknown model" in status and items == []
 
 
-def test_unloadable_checkpoint_gives_a_message(_empty_checkpoint_dir):
-    (_empty_checkpoint_dir / "broken.safetensors").write_bytes(b"not a checkpoint")
-    app = SlotApp(_empty_checkpoint_dir / "broken.safetensors")
+def test_unloadable_checkpoint_gives_a_message(checkpoint_dir):
+    (checkpoint_dir / "broken.safetensors").write_bytes(b"not a checkpoint")
+    app = SlotApp(checkpoint_dir / "broken.safetensors")
     status, items = app.slot_overlays(_photo(), "broken.safetensors", None, [0])
     assert status == ("**Error:** broken.safetensors is a text file, not a checkpoint "
                       "(starts with b'not a checkpoint')") and items == []
-    assert str(_empty_checkpoint_dir) not in status  # the server's folders stay private
+    assert str(checkpoint_dir) not in status  # the server's folders stay private
 
 
 # ------------------------------------------------------------------------------ the model cache

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from conftest import gradient_photo as _photo  # noqa: E402  the same test photo in every app test
 from scipy.ndimage import maximum_filter
 from skimage.segmentation import find_boundaries
 
@@ -18,43 +19,9 @@ from glmix_vis.data.palette import voc_palette
 from glmix_vis.figures import render
 from glmix_vis.models.slots import SlotMap, block_label
 
-CLASSES = ["background", "disk", "square", "star"]
+CLASSES = ["background", "disk", "square", "star"]  # the classes of the nano_checkpoint fixture (conftest.py)
+pytestmark = pytest.mark.usefixtures("checkpoint_dir")  # never the user's real checkpoint folder
 GREY = 7  # VOC colour (128, 128, 128): the demo model's 'horse'
-
-
-@pytest.fixture(autouse=True)
-def _empty_checkpoint_dir(tmp_path, monkeypatch):
-    """Never scan the user's real checkpoint folder."""
-    folder = tmp_path / "checkpoint_dir"
-    folder.mkdir()
-    monkeypatch.setenv("GLMIX_CHECKPOINT_DIR", str(folder))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def nano_checkpoint(tmp_path_factory) -> Path:
-    from glmix_vis.models.checkpoints import save_safetensors
-    from glmix_vis.models.factory import create_model
-
-    torch.manual_seed(0)
-    model = create_model("glnet_nano", num_classes=len(CLASSES) - 1)
-    path = tmp_path_factory.mktemp("ckpt") / "nano_newcomer.safetensors"
-    save_safetensors(model.state_dict(), path, meta={"model": "glnet_nano", "classes": CLASSES,
-                                                     "input_size": [128, 128]})
-    return path
-
-
-@pytest.fixture(scope="module")
-def backend(nano_checkpoint, tmp_path_factory):
-    pytest.importorskip("gradio")
-    from glmix_vis.app import SlotApp
-
-    mp = pytest.MonkeyPatch()
-    mp.setenv("GLMIX_CHECKPOINT_DIR", str(tmp_path_factory.mktemp("empty_dir")))
-    try:
-        return SlotApp(nano_checkpoint, max_side=256, device="cpu")
-    finally:
-        mp.undo()
 
 
 @pytest.fixture(scope="module")
@@ -75,15 +42,6 @@ def demo_app(tmp_path_factory):
         mp.undo()
     assert app.default_label == DEMO_LABEL
     return app
-
-
-def _photo(h: int = 96, w: int = 128) -> np.ndarray:
-    y, x = np.mgrid[:h, :w]
-    img = np.zeros((h, w, 3), np.uint8)
-    img[..., 0] = (x * 255 // w).astype(np.uint8)
-    img[..., 1] = (y * 255 // h).astype(np.uint8)
-    img[h // 4: h // 2, w // 4: w // 2] = (250, 250, 40)
-    return img
 
 
 def _listening_port() -> socket.socket:
@@ -286,7 +244,7 @@ def test_class_figure_uses_the_chosen_evidence_method(backend, nano_checkpoint, 
     for method in ("cam", "slot-cam"):
         path, text = backend.figure(_photo(), label, None, [0], 0, method, "classes", "png")
         assert path and Path(path).name == f"glmix_classes_{method}.png", text
-        titles = [ax.get_title() for ax in made[-1].axes if ax.get_title()]
+        titles = [t.get_text() for ax in made[-1].axes for t in ax.texts if t.get_text()]  # the layouts' titles
         evidence = [t for t in titles if "evidence" in t]
         masks = [t for t in titles if "mask" in t or "CRF" in t]
         assert evidence and all(t.startswith(f"{method} evidence\n") for t in evidence), titles

@@ -7,7 +7,6 @@
 * :mod:`.backend`: the callbacks on plain values (:class:`SlotApp`), the model cache and the
   per-image :class:`Analysis`; the model work is :class:`glmix_vis.predictor.SlotPredictor`'s and
   every picture is drawn by :mod:`glmix_vis.figures`;
-* :mod:`.figure`: the figure of the classes tab (with the chosen evidence method);
 * :mod:`.page`: the Gradio layout and :func:`launch` (a taken port or an unusable checkpoint is
   a one-line :class:`ServeError`).
 

@@ -435,11 +435,7 @@ class SlotApp:
             return "", {}, [], None
         try:
             result = self.analysis(image, label, input_size)
-            if not result.loaded.has_classifier:
-                raise AppError("this model has no classifier head: no class evidence")
-            if method not in result.loaded.evidence_methods:
-                raise AppError(f"evidence method {method!r} does not apply to this model; choose one of "
-                               f"{', '.join(result.loaded.evidence_methods)}")
+            _check_method(result, method)
             pred = result.predictor
             names = pred.info.foreground_names
             scores = pred.class_scores()
@@ -510,14 +506,10 @@ class SlotApp:
         return str(out), f"Figure ready: {out.name}"
 
     def _class_figure(self, result: Analysis, method: str) -> Any:
-        """The class tab as a figure, with the chosen evidence method (:mod:`.figure`)."""
-        from .figure import class_view_figure
+        """The class tab as a figure, with the chosen evidence method (:func:`glmix_vis.figures.class_view`)."""
+        from ..figures import class_view as class_view_figure
 
-        if not result.loaded.has_classifier:
-            raise AppError("this model has no classifier head: no class evidence")
-        if method not in result.loaded.evidence_methods:
-            raise AppError(f"evidence method {method!r} does not apply to this model; choose one of "
-                           f"{', '.join(result.loaded.evidence_methods)}")
+        _check_method(result, method)
         pred = result.predictor
         evidence = result.cached(("evidence", method), lambda: pred.evidence(method))
         masks = [result.cached(("mask", method, crf), lambda crf=crf: pred.pseudo_mask(method, crf=crf))
@@ -560,6 +552,15 @@ def default_blocks(num_blocks: int, count: int = 4) -> list[int]:
     if num_blocks <= count:
         return list(range(num_blocks))
     return sorted({round(i * (num_blocks - 1) / (count - 1)) for i in range(count)})
+
+
+def _check_method(result: Analysis, method: str) -> None:
+    """An :class:`AppError` unless the loaded model has a head and ``method`` applies to it."""
+    if not result.loaded.has_classifier:
+        raise AppError("this model has no classifier head: no class evidence")
+    if method not in result.loaded.evidence_methods:
+        raise AppError(f"evidence method {method!r} does not apply to this model; choose one of "
+                       f"{', '.join(result.loaded.evidence_methods)}")
 
 
 def _likely_classes(pred: SlotPredictor, limit: int) -> list[int]:

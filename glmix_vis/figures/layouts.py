@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     #: A predictor with an image set, or a predictor and the images to run it on (one row each).
     Source = SlotPredictor | tuple[SlotPredictor, Iterable[ImageLike]]
 
-__all__ = ["evidence_panel", "representative_slots", "slot_grid", "soft_slot_maps"]
+__all__ = ["class_view", "evidence_panel", "representative_slots", "slot_grid", "soft_slot_maps"]
 
 CMAP = "viridis"
 GAP = 0.03  # inches between panels
@@ -647,3 +647,36 @@ def evidence_panel(source: Source, *, target: str | int | None = None, crf: bool
         note = "background: evidence < " + _threshold_note(thresholds) + ("" if items else "; no foreground in the masks")
         legend = _Legend(items, _Colorbar("class evidence", cmap, horizontal=True), notes=[note, *head_notes])
         return _assemble(rows, frame, dpi, titles="all" if (wrap or len(rows) > 1) else "first", legend=legend)
+
+
+# ------------------------------------------------------------------------------ (5) one method's class view
+def class_view(predictor: SlotPredictor, method: str, evidence: np.ndarray, masks: Sequence[np.ndarray],
+               classes: Sequence[int], *, mask_titles: Sequence[str] = ("pseudo-mask", "+ dense CRF"),
+               width: str | float = "double", cmap: str = CMAP, alpha: float = 0.6, dpi: float = 300) -> PaperFigure:
+    """One evidence method's view of the predictor's image (the web app's classes tab as a figure;
+    :func:`evidence_panel` compares CAM and slot-CAM instead).
+
+    Panels: the input, ``method``'s evidence (``(K, H, W)`` in [0, 1]) of each foreground class in
+    ``classes``, then each mask in ``masks`` (0 = background) titled by ``mask_titles``; a legend
+    names the mask classes and the background threshold.
+    """
+    names = predictor.info.class_names
+    scores = predictor.class_scores()
+    image = predictor.image
+    voc = voc_palette()
+    frame = _Frame(column_width(width))
+    widths, height = frame.panel_widths([_aspect(image)] * (1 + len(classes) + len(masks)))
+    size = _pixels(widths[0], _aspect(image), dpi)
+    shown = resize_image(image, size)
+    panels = [_Panel(shown, (f"input\n{predictor.info.name}", "input"))]
+    panels += [_Panel(heatmap_overlay(shown, evidence[k], cmap, alpha),
+                      (f"{method} evidence\n{names[k + 1]} (p={scores[k]:.2f})", f"{names[k + 1]}\np={scores[k]:.2f}"))
+               for k in classes]
+    panels += [_Panel(mask_overlay(shown, resize_labels(mask, size), voc), (f"{title}\n({method})", title))
+               for mask, title in zip(masks, mask_titles)]
+    present = sorted({int(v) for m in masks for v in np.unique(m) if 0 < v < len(names)})
+    note = f"background: evidence < {predictor.info.bg_threshold(method):g}"
+    legend = _Legend([(voc[c], names[c]) for c in present], _Colorbar(f"{method} evidence", cmap, horizontal=True),
+                     notes=[note])
+    with figure_style():
+        return _assemble([_Row(panels, widths, height)], frame, dpi, titles="first", legend=legend)
