@@ -120,10 +120,9 @@ class ModelInfo:
     def bg_threshold(self, method: str) -> float:
         """The background threshold for ``method``: tuned for this checkpoint if it records one,
         else IRN's 0.15."""
-        from .wsss.masks import DEFAULT_BG_THRESHOLD
+        from .wsss.masks import checkpoint_bg_threshold
 
-        tuned = self.meta.tuned_bg_threshold(method)
-        return DEFAULT_BG_THRESHOLD if tuned is None else tuned
+        return checkpoint_bg_threshold(self.meta, method)
 
 
 def load_model(checkpoint: str | os.PathLike[str] | None = None, *, model_name: str | None = None,

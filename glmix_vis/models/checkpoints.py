@@ -482,20 +482,30 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike[str], *, ema: bool
     and the rest are listed in the report. A model on the meta device gets the file's tensors
     assigned (no copy).
     """
-    ckpt = read_checkpoint(path, map_location=map_location)
-    named = ckpt.meta.get("model")
-    variant = _architecture(model) or (named if isinstance(named, str) else None)
-    entry, state_dict = ckpt.select(ema, variant)
-    report = LoadReport(ckpt.path, ckpt.format, entry, variant, None, epoch=ckpt.epoch,
-                        meta=ckpt.meta, config=ckpt.config)
+    state_dict, report = _open_for(model, path, None, ema, map_location)
     load_state_dict_into(model, state_dict, report, strict=strict)
     return report
 
 
-def load_pretrained_weights(model: nn.Module, path: str | os.PathLike[str], *, variant: str | None = None,
-                            first_conv: str | None = None, ema: bool | None = None,
+def _open_for(model: nn.Module, path: str | os.PathLike[str] | Checkpoint, variant: str | None,
+              ema: bool | None, map_location: Any) -> tuple[dict[str, torch.Tensor], LoadReport]:
+    """The weights of ``path`` (or of a file already opened) to load into ``model``, the EMA
+    choice made for its variant (the one given, else timm's architecture, else the file's
+    metadata), and a report to fill."""
+    ckpt = path if isinstance(path, Checkpoint) else read_checkpoint(path, map_location=map_location)
+    named = ckpt.meta.get("model")
+    variant = variant or _architecture(model) or (named if isinstance(named, str) else None)
+    entry, state_dict = ckpt.select(ema, variant)
+    report = LoadReport(ckpt.path, ckpt.format, entry, variant, None, epoch=ckpt.epoch,
+                        meta=ckpt.meta, config=ckpt.config)
+    return dict(state_dict), report
+
+
+def load_pretrained_weights(model: nn.Module, path: str | os.PathLike[str] | Checkpoint, *,
+                            variant: str | None = None, first_conv: str | None = None, ema: bool | None = None,
                             map_location: Any = "cpu") -> LoadReport:
-    """Load a checkpoint the way timm loads pretrained weights, into a model of any head or stem.
+    """Load a checkpoint file (or a :class:`Checkpoint` already read, so that the file is read
+    once) the way timm loads pretrained weights, into a model of any head or stem.
 
     This is the one load path behind ``timm.create_model(name, pretrained=True)`` and
     :func:`~glmix_vis.create_model`: everything must fit except what timm adapts:
@@ -511,14 +521,8 @@ def load_pretrained_weights(model: nn.Module, path: str | os.PathLike[str], *, v
     """
     from timm.models import adapt_input_conv
 
-    ckpt = read_checkpoint(path, map_location=map_location)
-    named = ckpt.meta.get("model")
-    variant = variant or _architecture(model) or (named if isinstance(named, str) else None)
-    entry, state_dict = ckpt.select(ema, variant)
-    state_dict = dict(state_dict)
+    state_dict, report = _open_for(model, path, variant, ema, map_location)
     target = model.state_dict()
-    report = LoadReport(ckpt.path, ckpt.format, entry, variant, None, epoch=ckpt.epoch,
-                        meta=ckpt.meta, config=ckpt.config)
     stem = f"{first_conv}.weight" if first_conv else None
     if stem in state_dict and stem in target and state_dict[stem].ndim == 4:
         wanted = target[stem].shape[1]

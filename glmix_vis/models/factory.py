@@ -61,7 +61,7 @@ def create_model(name: str | None = None, *, checkpoint: str | os.PathLike[str] 
     with torch.device("meta"):
         model = timm.create_model(name, num_classes=wanted, **kwargs)
     first_conv = (getattr(model, "pretrained_cfg", None) or {}).get("first_conv")
-    report = load_pretrained_weights(model, path, variant=name, first_conv=first_conv, ema=ema)
+    report = load_pretrained_weights(model, ckpt, variant=name, first_conv=first_conv, ema=ema)
     _check_materialized(model, path)
     _annotate(model, ckpt, wanted)
     model.checkpoint_report = report

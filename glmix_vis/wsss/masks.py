@@ -24,18 +24,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..models.meta import CheckpointMeta
 from .metrics import DEFAULT_IGNORE_INDEX, mean_iou
 
 __all__ = [
-    "DEFAULT_BG_THRESHOLD", "BG_THRESHOLDS_KEY", "checkpoint_bg_threshold", "DEFAULT_THRESHOLDS", "DEFAULT_POWER_ALPHA", "restrict_to_labels",
+    "DEFAULT_BG_THRESHOLD", "checkpoint_bg_threshold", "DEFAULT_THRESHOLDS", "DEFAULT_POWER_ALPHA", "restrict_to_labels",
     "scores_to_mask", "sweep_confusions", "ThresholdSweep", "best_threshold", "unary_probabilities",
 ]
 
 #: IRN's default CAM evaluation threshold (``--cam_eval_thres 0.15``).
 DEFAULT_BG_THRESHOLD = 0.15
-#: Checkpoint metadata key of the background thresholds tuned for that model, one per evidence
-#: method, e.g. ``{"cam": 0.5, "slot-cam": 0.6}`` (eval/tune_bg_thresholds.py writes it).
-BG_THRESHOLDS_KEY = "bg_thresholds"
 #: The thresholds a sweep tries by default: 0.05, 0.10, ..., 0.95.
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))
 #: PSA's "low alpha" for the background ``(1 - max score) ** alpha`` (Ahn & Kwak, CVPR 2018).
@@ -81,19 +79,18 @@ def _best_class(scores: Array, labels: Array | None) -> tuple[np.ndarray, np.nda
     return s.max(axis=-3), s.argmax(axis=-3)
 
 
-def checkpoint_bg_threshold(meta: Mapping[str, Any] | None, method: str) -> float:
+def checkpoint_bg_threshold(meta: CheckpointMeta | Mapping[str, Any] | None, method: str) -> float:
     """The background threshold a checkpoint's metadata records for ``method``, else IRN's 0.15.
 
     How far a normalised evidence map spreads beyond the object depends on the model and the
     method, so one literature value fits few of them; a checkpoint may carry values tuned on
-    its training split (never on the split being scored).
+    its training split (never on the split being scored; eval/tune_bg_thresholds.py writes them).
+    The field and its validation belong to :class:`~glmix_vis.models.meta.CheckpointMeta`.
     """
-    tuned = (meta or {}).get(BG_THRESHOLDS_KEY)
-    if isinstance(tuned, Mapping):
-        value = tuned.get(method)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0:
-            return float(value)
-    return DEFAULT_BG_THRESHOLD
+    if not isinstance(meta, CheckpointMeta):
+        meta = CheckpointMeta.from_mapping(meta)
+    tuned = meta.tuned_bg_threshold(method)
+    return DEFAULT_BG_THRESHOLD if tuned is None else tuned
 
 
 def scores_to_mask(scores: Array, bg_threshold: float = DEFAULT_BG_THRESHOLD,
