@@ -42,7 +42,6 @@ from .settings import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_MAX_SIDE,
     DEFAULT_METHOD,
-    DEMO_LABEL,
     FIGURE_CLASSES,
     INPUT_SIZES,
     MAX_EVIDENCE_PANELS,
@@ -300,8 +299,9 @@ class SlotApp:
                     notice=self.model_notice(label))
 
     def is_demo(self, label: str) -> bool:
-        """Whether ``label`` is the bundled demo model (trained on generated scenes only)."""
-        return label == DEMO_LABEL
+        """Whether ``label`` is the bundled demo model (trained on generated scenes only), by the
+        one rule of :attr:`glmix_vis.loading.ModelInfo.is_demo` (however the file was named)."""
+        return self.model(label).info.is_demo
 
     def model_notice(self, label: str) -> str:
         """What the model behind ``label`` knows, in plain words (Markdown): its classes, and for
