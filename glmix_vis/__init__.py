@@ -13,8 +13,9 @@ from .models import (
     resolve_checkpoint,
 )
 from .predictor import SlotPredictor
+from .wsss.evidence.grad_cam import gradcam_targets
 
 __version__ = "0.1.0"
 __all__ = ["GLNet", "SlotMap", "SlotOutput", "create_model", "load_checkpoint", "read_checkpoint_meta",
            "detect_variant", "resolve_checkpoint", "CheckpointError", "ModelInfo", "load_model", "SlotPredictor",
-           "__version__"]
+           "gradcam_targets", "__version__"]

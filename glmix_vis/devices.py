@@ -1,12 +1,40 @@
-"""Choosing where to run: ``--device auto`` means CUDA when present, else the CPU."""
+"""Choosing where and in what precision the network runs.
+
+``--device auto`` means CUDA when present, else the CPU. ``--precision`` picks the dtype of the
+network's forward passes (:func:`resolve_precision`): the weights stay float32 and the forward
+runs under ``torch.autocast``; whatever is derived from its outputs (slot maps' views, class
+evidence, masks) is computed in float32. ``auto`` means bfloat16 where the hardware computes it
+natively (CUDA GPUs, CPUs with AVX512-BF16 or AMX), float16 on a GPU without bfloat16, float32
+elsewhere.
+
+Which precision applies is set once per caller, around its work (:func:`inference_precision`:
+the predictor and the eval loop), and applied at each forward pass by :func:`network_autocast`
+(``wsss.evidence.base.run_slots``, the one place the pipeline runs the network).
+"""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+
 import torch
 
-__all__ = ["resolve_device", "check_device_name", "autocast_dtype"]
+__all__ = ["resolve_device", "check_device_name", "autocast_dtype", "PRECISIONS", "DEFAULT_PRECISION",
+           "resolve_precision", "precision_name", "cpu_supports_bf16", "inference_precision",
+           "network_precision", "network_autocast"]
 
 _USABLE = ("cpu", "cuda", "mps", "xpu")
+
+#: The names ``--precision`` takes.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: The precision every command and ``load_model`` use unless told otherwise (the one place to change it).
+DEFAULT_PRECISION = "fp32"
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: /proc/cpuinfo flags of native bfloat16 matrix instructions (x86).
+_CPU_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
 
 def check_device_name(name: str) -> None:
@@ -34,8 +62,120 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     return device
 
 
+def _cuda_bf16(device: torch.device) -> bool:
+    """Whether the GPU computes bfloat16 natively (emulated bfloat16 is slower than float16)."""
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # torch < 2.3 has no including_emulation
+        return bool(torch.cuda.is_bf16_supported())
+
+
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """The mixed-precision dtype used on ``device`` (None: run in float32)."""
+    """The mixed-precision dtype training uses on ``device`` (None: float32): a GPU's half type."""
     if device.type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if _cuda_bf16(device) else torch.float16
+
+
+def _cpu_flags() -> frozenset[str] | None:
+    """The CPU's feature flags from ``/proc/cpuinfo`` (None where there is no such file)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return frozenset(value.split())
+    return None
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU computes bfloat16 matrix products natively (AVX512-BF16 or AMX-BF16).
+
+    Read from ``/proc/cpuinfo`` on Linux, else from torch's CPU capability checks; False when
+    neither can tell (bfloat16 is then emulated, slower than float32).
+    """
+    flags = _cpu_flags() if sys.platform.startswith("linux") else None
+    if flags is not None:
+        return bool(flags & _CPU_BF16_FLAGS)
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    try:
+        return any(bool(check()) for check in checks if check is not None)
+    except RuntimeError:
+        return False
+
+
+def _autocast_available(device_type: str) -> bool:
+    try:
+        return bool(torch.amp.is_autocast_available(device_type))
+    except AttributeError:  # torch < 2.4
+        return device_type in ("cpu", "cuda")
+
+
+def resolve_precision(name: str | torch.dtype, device: str | torch.device) -> torch.dtype:
+    """The dtype the network's forward passes run in on ``device``: ``"fp32"``, ``"bf16"``,
+    ``"fp16"`` or ``"auto"`` (bfloat16 on a CUDA GPU that has it, else float16; bfloat16 on a CPU
+    with AVX512-BF16 or AMX; float32 elsewhere). A clear ``ValueError`` for an unknown name, or a
+    half precision the device cannot autocast to (bfloat16 on a GPU without it)."""
+    device = resolve_device(device)
+    if isinstance(name, torch.dtype):
+        if name not in _DTYPES.values():
+            raise ValueError(f"precision {name} is not supported; use float32, bfloat16 or float16")
+        name = precision_name(name)
+    if name not in PRECISIONS:
+        raise ValueError(f"unknown precision {name!r}; use {', '.join(PRECISIONS)}")
+    if name == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if _cuda_bf16(device) else torch.float16
+        if device.type == "cpu" and cpu_supports_bf16():
+            return torch.bfloat16
+        return torch.float32
+    dtype = _DTYPES[name]
+    if dtype == torch.float32:
+        return dtype
+    if not _autocast_available(device.type):
+        raise ValueError(f"--precision {name}: torch cannot autocast on {device.type}; use fp32")
+    if dtype == torch.bfloat16 and device.type == "cuda" and not _cuda_bf16(device):
+        raise ValueError(f"--precision bf16: {torch.cuda.get_device_name(device)} has no bfloat16; use fp16 or auto")
+    return dtype
+
+
+def precision_name(dtype: torch.dtype) -> str:
+    """``torch.bfloat16`` -> ``"bf16"`` (the name ``--precision`` takes and the outputs record)."""
+    for name, known in _DTYPES.items():
+        if known == dtype:
+            return name
+    raise ValueError(f"precision {dtype} is not supported; use float32, bfloat16 or float16")
+
+
+# The precision of the network's forward passes in the current context (thread, task): set by
+# the caller around its work, read at each forward pass.
+_NETWORK_DTYPE: ContextVar[torch.dtype] = ContextVar("glmix_network_dtype", default=torch.float32)
+
+
+@contextmanager
+def inference_precision(dtype: torch.dtype) -> Iterator[None]:
+    """Network forward passes inside this block (through :func:`network_autocast`) run in ``dtype``."""
+    token = _NETWORK_DTYPE.set(dtype)
+    try:
+        yield
+    finally:
+        _NETWORK_DTYPE.reset(token)
+
+
+def network_precision() -> torch.dtype:
+    """The dtype the enclosing :func:`inference_precision` asks for (float32 outside any)."""
+    return _NETWORK_DTYPE.get()
+
+
+@contextmanager
+def network_autocast(device: str | torch.device) -> Iterator[None]:
+    """Wrap one forward pass of the network on ``device``: ``torch.autocast`` to the enclosing
+    :func:`inference_precision`'s dtype, nothing at all for float32 (bit-identical to no wrapper)."""
+    dtype = network_precision()
+    if dtype == torch.float32:
+        yield
+        return
+    with torch.autocast(torch.device(device).type, dtype=dtype):
+        yield

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .devices import resolve_device
+from .devices import DEFAULT_PRECISION, precision_name, resolve_device, resolve_precision
 from .models.glnet import GLNET_MEAN, GLNET_STD
 from .models.meta import BACKGROUND, HEAD_FOREGROUND, CheckpointMeta
 from .wsss.imagenet_voc import IMAGENET_NUM_CLASSES
@@ -63,6 +63,13 @@ class ModelInfo:
     checkpoint: str | None = None
     meta: CheckpointMeta = field(default_factory=CheckpointMeta)
     head_names: list[str] | None = None
+    #: The dtype its forward passes run in (``--precision`` resolved for the device; the weights stay float32).
+    precision: torch.dtype = torch.float32
+
+    @property
+    def precision_name(self) -> str:
+        """``"fp32"``, ``"bf16"`` or ``"fp16"``: :attr:`precision` as the outputs record it."""
+        return precision_name(self.precision)
 
     @property
     def foreground_names(self) -> list[str]:
@@ -126,13 +133,17 @@ class ModelInfo:
 
 
 def load_model(checkpoint: str | os.PathLike[str] | None = None, *, model_name: str | None = None,
-               device: str | torch.device = "auto") -> tuple[nn.Module, ModelInfo]:
+               device: str | torch.device = "auto",
+               precision: str | torch.dtype = DEFAULT_PRECISION) -> tuple[nn.Module, ModelInfo]:
     """A model in eval mode and its :class:`ModelInfo`, from a checkpoint file or name.
 
     ``None`` loads the bundled demo checkpoint. Checkpoints written by ``glmix-wsss train`` or
     ``glmix-vis checkpoint convert`` carry their classes and input size; a 1000-class official
-    checkpoint is read through the ImageNet-to-VOC class mapping.
+    checkpoint is read through the ImageNet-to-VOC class mapping. ``precision`` (``fp32``,
+    ``bf16``, ``fp16``, ``auto``: :func:`glmix_vis.devices.resolve_precision`) is resolved for
+    the device, checked before the weights are read and kept in :attr:`ModelInfo.precision`.
     """
+    dtype = resolve_precision(precision, device)
     from .assets import default_checkpoint
     from .models.checkpoints import read_checkpoint_meta, resolve_checkpoint
     from .models.factory import create_model
@@ -146,7 +157,7 @@ def load_model(checkpoint: str | os.PathLike[str] | None = None, *, model_name: 
     size = meta.input_size or tuple(cfg.get("input_size", (3, 224, 224))[-2:])
     info = ModelInfo(name=str(name), class_names=[], mean=meta.mean or tuple(cfg.get("mean", GLNET_MEAN)),
                      std=meta.std or tuple(cfg.get("std", GLNET_STD)), input_size=int(min(size)),
-                     checkpoint=str(path), meta=meta)
+                     checkpoint=str(path), meta=meta, precision=dtype)
     _name_classes(info, meta, getattr(model, "num_classes", 0), path)
     return model, info
 

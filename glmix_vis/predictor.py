@@ -22,33 +22,41 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .devices import resolve_device
+from .devices import DEFAULT_PRECISION, inference_precision, resolve_device, resolve_precision
 from .io import load_image
 from .loading import HeadPrediction, ModelInfo, load_model
 from .models.slots import SlotMap, SlotOutput
 from .preprocess import image_to_batch
 from .wsss.crf import CRFParams
 from .wsss.evidence import EvidenceMethod, get_evidence_method
+from .wsss.evidence.base import run_slots
 from .wsss.pipeline import ORACLE_METHOD, class_evidence, predicted_labels, pseudo_mask
 
 __all__ = ["SlotPredictor"]
 
 
 class SlotPredictor:
-    """Runs the model once per image and serves maps, evidence and masks from that one pass."""
+    """Runs the model once per image and serves maps, evidence and masks from that one pass.
 
-    def __init__(self, model: nn.Module, info: ModelInfo, device: str | torch.device = "auto") -> None:
+    Every forward pass runs in ``precision`` (default: the one :func:`~glmix_vis.loading.load_model`
+    resolved, :attr:`ModelInfo.precision`); maps, evidence and masks are float32 either way.
+    """
+
+    def __init__(self, model: nn.Module, info: ModelInfo, device: str | torch.device = "auto",
+                 precision: str | torch.dtype | None = None) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.info = info
+        self.precision = info.precision if precision is None else resolve_precision(precision, self.device)
         self.image: np.ndarray | None = None
         self.batch: torch.Tensor | None = None
         self.output: SlotOutput | None = None
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | os.PathLike[str] | None = None, *,
-                        device: str | torch.device = "auto") -> SlotPredictor:
-        model, info = load_model(checkpoint, device=device)
+                        device: str | torch.device = "auto",
+                        precision: str | torch.dtype = DEFAULT_PRECISION) -> SlotPredictor:
+        model, info = load_model(checkpoint, device=device, precision=precision)
         return cls(model, info, device)
 
     # ------------------------------------------------------------------ the one forward pass
@@ -62,7 +70,8 @@ class SlotPredictor:
         size = input_size or self.info.input_size
         self.image = rgb
         self.batch = image_to_batch(rgb, self.info.mean, self.info.std, short_side=size, device=self.device)
-        self.output = self.model.forward_slots(self.batch)
+        with inference_precision(self.precision):
+            self.output = run_slots(self.model, self.batch)
         return self.output
 
     def _require(self) -> SlotOutput:
@@ -129,12 +138,14 @@ class SlotPredictor:
         out = self._require()
         assert self.batch is not None
         ev = self._method(method, method_options, options)
-        return class_evidence(ev, self.model, self.batch, self.image_size, slots=out, scales=scales, flip=flip,
-                              classes=classes)
+        with inference_precision(self.precision):  # test-time augmentation runs more forward passes
+            return class_evidence(ev, self.model, self.batch, self.image_size, slots=out, scales=scales, flip=flip,
+                                  classes=classes)
 
     def pseudo_mask(self, method: str = "slot-cam", labels: np.ndarray | Sequence[float] | str | None = None,
                     bg_threshold: float | None = None, crf: bool = False, crf_params: CRFParams | None = None, *,
-                    scales: Sequence[float] = (1.0,), flip: bool = False,
+                    scales: Sequence[float] = (1.0,), flip: bool = False, refinement: str = "none",
+                    refinement_options: Mapping[str, Any] | None = None,
                     method_options: Mapping[str, Any] | None = None, **options: Any) -> np.ndarray:
         """``(H, W)`` uint8 mask, 0 = background, k = ``class_names[k]``: the mask ``glmix-wsss eval``
         writes for this image with the same settings (``masks/`` with ``crf=True``, else the mask
@@ -147,6 +158,9 @@ class SlotPredictor:
             bg_threshold: default :meth:`ModelInfo.bg_threshold` for ``method``, as eval's.
             crf, crf_params: dense-CRF refinement over the image (off by default here, on in eval).
             scales, flip: test-time augmentation.
+            refinement, refinement_options: ``"par"`` or ``"slot-walk"`` refine the probabilities
+                before the mask and the CRF (eval's ``--refine`` and its ``--walk-*``/``--par-*``
+                options, under the names of :func:`glmix_vis.wsss.refinement.get_refinement`).
             method_options, options: the evidence method's options.
 
         The network's input size is :meth:`set_image`'s ``input_size`` (eval's ``--input-size``;
@@ -161,6 +175,8 @@ class SlotPredictor:
             labels = None
         ev = self._method(method, method_options, options)
         threshold = self.info.bg_threshold(method) if bg_threshold is None else bg_threshold
-        result = pseudo_mask(self.model, self.info, ev, self.batch, self.image_size, labels=labels,
-                             slots=self.output, scales=scales, flip=flip, bg_threshold=threshold)
+        with inference_precision(self.precision):
+            result = pseudo_mask(self.model, self.info, ev, self.batch, self.image_size, labels=labels,
+                                 slots=self.output, scales=scales, flip=flip, bg_threshold=threshold,
+                                 refinement=refinement, refinement_options=refinement_options, image=self.image)
         return result.refined(self.image, crf_params) if crf else result.mask

@@ -264,7 +264,8 @@ def test_class_evidence_and_pseudo_masks(backend, label):
 def test_model_settings_describe_the_blocks(backend, label):
     s = backend.model_settings(label)
     assert s["input_size"] == 128 and s["has_classifier"] and s["class_names"] == CLASSES
-    assert s["evidence_methods"] == ["cam", "slot-cam"] and s["method"] == "slot-cam"
+    assert s["evidence_methods"] == ["cam", "eigencam", "gradcam", "gradcam++", "layercam", "scorecam", "slot-cam",
+                                     "xgradcam"] and s["method"] == "slot-cam"
     assert [v for _, v in s["block_choices"]] == list(range(len(s["block_choices"])))
     assert webapp.default_blocks(17) == [0, 5, 11, 16] and webapp.default_blocks(3) == [0, 1, 2]
 

@@ -135,6 +135,28 @@ def test_scene_objects_are_large_enough():
     assert min(sizes) >= 0.18 * 160 and max(sizes) <= 160
 
 
+def test_scenes_of_voc_photo_size(scenes, tmp_path):
+    out = tmp_path / "landscape"
+    assert wsss_main(["make-data", "--out", str(out), "--train", "2", "--val", "1", "--size", "96x128", "--quiet"]) == 0
+    ds = open_dataset("voc", out, "train")
+    assert ds[0].image.shape == (96, 128, 3) and ds[0].mask.shape == (96, 128)
+    assert ds.validate(progress=False) == []
+    assert json.loads((_voc(out) / "classes.json").read_text())["generator"]["size"] == [96, 128]
+    config = SceneConfig(size=(96, 128))
+    right = []
+    for i in range(12):
+        for o in render_scene("train", i, config).objects:
+            assert 1 <= o.bbox[0] <= o.bbox[2] <= 128 and 1 <= o.bbox[1] <= o.bbox[3] <= 96
+            right.append(o.bbox[2])
+    assert max(right) > 96  # objects use the whole width, not a square corner of it
+    # a square (height, width) renders what the side alone does; the default's metadata keeps its form
+    np.testing.assert_array_equal(render_scene("val", 3, SceneConfig(size=(160, 160))).image,
+                                  render_scene("val", 3).image)
+    assert json.loads((_voc(scenes) / "classes.json").read_text())["generator"]["size"] == 160
+    with pytest.raises(SystemExit):
+        wsss_main(["make-data", "--out", str(tmp_path / "bad"), "--size", "20x500", "--quiet"])
+
+
 def test_voc_loader_reads_scenes(scenes):
     for root in (scenes, scenes / "VOCdevkit", _voc(scenes)):
         ds = open_dataset("voc", root, "train")

@@ -118,12 +118,13 @@ def describe_model(model: torch.nn.Module, info: ModelInfo) -> LoadedModel:
     from ..wsss.evidence import available_evidence_methods, get_evidence_method
 
     device = next(model.parameters()).device
-    out = model.forward_slots(torch.zeros(1, 3, 64, 64, device=device))
+    blank = torch.zeros(1, 3, 64, 64, device=device)
+    out = model.forward_slots(blank)
     methods = []
     if getattr(model, "num_classes", 0) > 0 and len(info.class_names) > 1:
         for name in available_evidence_methods():
             try:
-                get_evidence_method(name, class_map=info.class_map)(model, out, classes=None, size=(64, 64))
+                get_evidence_method(name, class_map=info.class_map).check(model, out)
             except (ValueError, RuntimeError, KeyError, TypeError, AttributeError):
                 continue  # e.g. 'token' needs a token-labeling head
             methods.append(name)
@@ -136,11 +137,14 @@ class ModelCache:
     is a new entry); one load at a time, so a burst of requests loads a model once."""
 
     def __init__(self, capacity: int = MODEL_CACHE_SIZE, device: str | torch.device = DEFAULT_DEVICE,
-                 loader: Callable[..., tuple[torch.nn.Module, ModelInfo]] = load_model) -> None:
+                 loader: Callable[..., tuple[torch.nn.Module, ModelInfo]] = load_model,
+                 precision: str | None = None) -> None:
         self._lru: _LRU[tuple[str, int, int], LoadedModel] = _LRU(capacity)
         self._load_lock = threading.Lock()
         self.device = device
         self.loader = loader
+        #: ``--precision`` for every model loaded (None: the loader's default); kept in ``ModelInfo.precision``.
+        self.precision = precision
 
     def get(self, path: str | os.PathLike[str]) -> LoadedModel:
         """The model stored in ``path`` (loaded now if it is not cached)."""
@@ -153,7 +157,8 @@ class ModelCache:
         with self._load_lock:
             cached = self._lru.get(key)
             if cached is None:
-                model, info = self.loader(p, device=self.device)
+                extra = {} if self.precision is None else {"precision": self.precision}
+                model, info = self.loader(p, device=self.device, **extra)
                 cached = describe_model(model, info)
                 self._lru.put(key, cached)
         return cached
@@ -186,12 +191,15 @@ class Analysis:
         return self.cached(("shown",), lambda: render.enlarge_to(self.predictor.image, self.min_display_side))
 
     def hard(self, block: int) -> np.ndarray:
-        """``(H, W)`` hard slot labels at the displayed size (int16: kept for the next callback)."""
+        """``(H, W)`` int16 hard slot labels at the displayed size, the argmax of the block's logits
+        upsampled bilinearly (as :meth:`~glmix_vis.models.slots.SlotMap.hard_upsampled`), computed
+        from the grid without full-size maps of every slot (:func:`glmix_vis.figures.upsample.hard_labels`)."""
+        from ..figures.upsample import hard_labels
+
         def compute() -> np.ndarray:
-            size = self.shown.shape[:2]
-            if size == self.predictor.image_size:
-                return self.predictor.hard_slots(block).astype(np.int16)
-            return self.predictor.maps([block])[0].hard_upsampled(size)[0].cpu().numpy().astype(np.int16)
+            m = self.predictor.maps([block])[0]
+            logits = m.logits[0].detach().float().reshape(m.num_slots, *m.grid).cpu().numpy()
+            return hard_labels(logits, self.shown.shape[:2])
         return self.cached(("hard", block), compute)
 
     def shares(self, block: int) -> np.ndarray:
@@ -217,7 +225,7 @@ class SlotApp:
     def __init__(self, checkpoint: str | os.PathLike[str] | None = None, *, max_side: int = DEFAULT_MAX_SIDE,
                  max_pixels: int = DEFAULT_MAX_PIXELS, device: str | torch.device = DEFAULT_DEVICE,
                  model_cache_size: int = MODEL_CACHE_SIZE, result_cache_size: int = RESULT_CACHE_SIZE,
-                 notify: Callable[[str], Any] | None = None) -> None:
+                 notify: Callable[[str], Any] | None = None, precision: str | None = None) -> None:
         self.checkpoints = discover_checkpoints(checkpoint)
         if not self.checkpoints:
             dirs = ", ".join(str(d) for d in checkpoint_dirs())
@@ -227,7 +235,7 @@ class SlotApp:
         self.max_side = max_side
         self.max_pixels = max_pixels
         self.notify = notify
-        self.models = ModelCache(model_cache_size, device=device)
+        self.models = ModelCache(model_cache_size, device=device, precision=precision)
         self.results: _LRU[tuple, Analysis] = _LRU(result_cache_size)
         self.figure_dir = Path(tempfile.mkdtemp(prefix="glmix-vis-figures-"))
         self._figures: list[Path] = []
@@ -348,15 +356,16 @@ class SlotApp:
         return status, overlays
 
     def overlay_pictures(self, result: Analysis, blocks: list[int]) -> list[tuple[np.ndarray, str]]:
-        """One hard-slot overlay per block (drawn by :func:`glmix_vis.figures.render.overlay_slots`)
+        """One hard-slot overlay per block (drawn by :class:`glmix_vis.figures.render.SlotOverlay`)
         with its caption: block, stage and how many slots win pixels."""
         from ..figures import render
 
         hard = [result.hard(b) for b in blocks]
         colors = self.slot_colors(result, blocks)
+        overlay = render.SlotOverlay(result.shown)  # the photo's share of the blend, once for all blocks
         items = []
         for b, h, c in zip(blocks, hard, colors):
-            picture = render.overlay_slots(result.shown, h, c)
+            picture = overlay.draw(h, c)
             used = int((result.shares(b) > 0).sum())
             items.append((picture, f"{result.loaded.block_labels[b]} · {used}/{result.loaded.num_slots[b]} slots"))
         return items

@@ -98,12 +98,13 @@ def colorbar_html(low: str, high: str, elem_id: str | None = None) -> str:
 
 
 def build_app(checkpoint: str | os.PathLike[str] | None = None, *, max_side: int = DEFAULT_MAX_SIDE,
-              device: str | torch.device = DEFAULT_DEVICE, backend: SlotApp | None = None) -> gr.Blocks:
+              device: str | torch.device = DEFAULT_DEVICE, backend: SlotApp | None = None,
+              precision: str | None = None) -> gr.Blocks:
     """The Gradio page on ``checkpoint`` (default: the bundled demo model) plus the checkpoint directory.
 
     A ``backend`` without a ``notify`` gets ``gr.Warning``: its error messages also pop up.
     """
-    app = backend or SlotApp(checkpoint, max_side=max_side, device=device)
+    app = backend or SlotApp(checkpoint, max_side=max_side, device=device, precision=precision)
     if app.notify is None:
         app.notify = gr.Warning
     first = app.model_settings(app.default_label)
@@ -183,7 +184,10 @@ def build_app(checkpoint: str | os.PathLike[str] | None = None, *, max_side: int
             items = files.gallery(items)
             chosen = sorted(chosen or [])
             keep = current if current in chosen else (chosen[-1] if chosen else None)
-            return text, items, gr.update(value=keep), gr.update(value=None, visible=False), ""
+            # `keep` as a plain value, not gr.update(value=...): gradio stores an updated copy of a
+            # component that is also an input under a new id in the visitor's session on every
+            # request, so a visitor's state grew by one dropdown per upload (eval/soak_app.py)
+            return text, items, keep, gr.update(value=None, visible=False), ""
 
         def on_soft(img: Any, label: str, input_size: float, block: int | None, current: str) -> tuple:
             if current != TAB_SOFT:  # computed when its tab is opened
@@ -261,7 +265,7 @@ def launch(checkpoint: str | os.PathLike[str] | None = None, *, host: str = DEFA
            max_file_size: str | int = DEFAULT_MAX_FILE_SIZE, concurrency: int = DEFAULT_CONCURRENCY,
            max_side: int = DEFAULT_MAX_SIDE, device: str | torch.device = DEFAULT_DEVICE,
            prevent_thread_lock: bool = False, max_sessions: int = DEFAULT_MAX_SESSIONS,
-           quiet: bool = False) -> gr.Blocks:
+           quiet: bool = False, precision: str | None = None) -> gr.Blocks:
     """Build the app and serve it (blocking unless ``prevent_thread_lock``); returns the Blocks.
 
     ``max_sessions`` bounds the per-visitor state gradio keeps (least recently used dropped).
@@ -273,7 +277,7 @@ def launch(checkpoint: str | os.PathLike[str] | None = None, *, host: str = DEFA
         raise ServeError(problem)
     limit_heap_fragmentation()
     try:
-        demo = build_app(checkpoint, max_side=max_side, device=device)
+        demo = build_app(checkpoint, max_side=max_side, device=device, precision=precision)
     except AppError as exc:
         raise ServeError(str(exc)) from None
     demo.queue(**queue_options(concurrency))

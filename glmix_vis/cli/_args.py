@@ -10,8 +10,9 @@ from typing import Any
 
 from ._dispatch import UserError
 
-__all__ = ["add_device_argument", "block_list", "dataset_root", "index_list", "number_list", "positive_int",
-           "non_negative_int", "positive_float", "probability", "positive_number_list"]
+__all__ = ["add_device_argument", "add_precision_argument", "auto_or_count", "auto_or_positive_int", "block_list",
+           "dataset_root", "index_list", "number_list", "positive_int", "non_negative_int", "positive_float",
+           "probability", "positive_number_list"]
 
 
 def _checked(kind: Callable[[str], float], test: Callable[[float], bool], what: str) -> Callable[[str], Any]:
@@ -34,6 +35,24 @@ positive_float = _checked(float, lambda v: v > 0 and math.isfinite(v), "a number
 probability = _checked(float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1")
 
 
+def _or_auto(parse: Callable[[str], Any], what: str) -> Callable[[str], Any]:
+    """argparse type: ``auto`` (None: the program decides) or what ``parse`` accepts."""
+    def parse_or_auto(text: str) -> Any:
+        if text.strip().lower() == "auto":
+            return None
+        try:
+            return parse(text)
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(f"expected auto or {what}, got {text!r}") from None
+
+    parse_or_auto.__name__ = f"auto or {what}"
+    return parse_or_auto
+
+
+auto_or_count = _or_auto(non_negative_int, "a whole number >= 0")
+auto_or_positive_int = _or_auto(positive_int, "a whole number >= 1")
+
+
 def _device(text: str) -> str:
     from ..devices import check_device_name
 
@@ -47,6 +66,16 @@ def _device(text: str) -> str:
 def add_device_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", type=_device,
                    help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
+
+
+def add_precision_argument(p: argparse.ArgumentParser) -> None:
+    """``--precision``: the dtype of the network's forward passes (resolved by ``devices.resolve_precision``)."""
+    from ..devices import DEFAULT_PRECISION, PRECISIONS
+
+    p.add_argument("--precision", default=DEFAULT_PRECISION, choices=PRECISIONS,
+                   help="dtype of the network's forward passes under autocast (weights stay fp32; maps, evidence "
+                        "and masks are computed in fp32): auto = bf16 on CUDA (fp16 on GPUs without bf16) and on "
+                        f"CPUs with AVX512-BF16 or AMX, else fp32 (default {DEFAULT_PRECISION})")
 
 
 def block_list(text: str | None, option: str = "--blocks") -> list[int] | None:

@@ -12,6 +12,7 @@ from ..app.settings import (
     DEFAULT_MAX_SIDE,
     DEFAULT_PORT,
 )
+from ._args import add_precision_argument
 from ._dispatch import UserError
 
 __all__ = ["add_parser", "add_arguments", "run"]
@@ -45,6 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
                    help=f"requests computed at once; others queue (default {DEFAULT_CONCURRENCY})")
     p.add_argument("--device", default=DEFAULT_DEVICE, help=f"cpu, cuda, mps or auto (default {DEFAULT_DEVICE})")
+    add_precision_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
     if args.concurrency < 1 or args.max_side < 32:
         raise UserError("--concurrency must be at least 1 and --max-side at least 32")
     from ..app.serving import address_problem
+    from ..devices import resolve_precision
 
+    resolve_precision(args.precision, args.device)  # bf16 on a GPU without it: one line now, not a page error
     problem = address_problem(args.host, args.port)  # before gradio and the model load: seconds sooner
     if problem:
         raise UserError(problem)
@@ -62,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         launch(args.checkpoint, host=args.host, port=args.port, max_file_size=args.max_file_size,
-               concurrency=args.concurrency, max_side=args.max_side, device=args.device)
+               concurrency=args.concurrency, max_side=args.max_side, device=args.device, precision=args.precision)
     except ServeError as exc:  # the port is taken, the checkpoint unusable, ...: one line, exit status 2
         raise UserError(str(exc)) from None
     return 0

@@ -8,10 +8,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ._args import add_device_argument, block_list, index_list, positive_float, positive_int, probability
+from ._args import (
+    add_device_argument,
+    add_precision_argument,
+    block_list,
+    index_list,
+    positive_float,
+    positive_int,
+    probability,
+)
 from ._dispatch import UserError
 
-LAYOUTS = ("grid", "soft", "representative", "evidence")
+LAYOUTS = ("grid", "soft", "representative", "evidence", "compare")
+DEFAULT_COMPARE = "cam,slot-cam,slot-cam+crf,slot-cam+slot-walk+crf"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
 FORMATS = ("pdf", "svg", "png")
 
@@ -22,7 +31,8 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
         description="Draw a figure sized for a paper column: 'grid' shows the hard slot groups of several "
                     "GLMix blocks with colours that follow a group from block to block; 'soft' the dispatch "
                     "maps of the largest slots; 'representative' all slots and k-medoids representatives; "
-                    "'evidence' CAM and slot-CAM with their pseudo-masks. A folder means every image in it: "
+                    "'evidence' CAM and slot-CAM with their pseudo-masks; 'compare' the pseudo-masks of several "
+                    "methods and refinements side by side (--methods). A folder means every image in it: "
                     "one figure per image, or one figure for all with --combine.")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files and/or folders of images")
     p.add_argument("--checkpoint", metavar="CKPT", help="checkpoint file or name (default: the bundled demo model)")
@@ -45,10 +55,16 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
                    help="evidence layout: background threshold of the pseudo-masks (default: the model's tuned "
                         "value per method, else IRN's 0.15)")
     p.add_argument("--no-crf", action="store_true", help="evidence layout: leave out the CRF-refined mask")
+    p.add_argument("--methods", metavar="LIST", default=DEFAULT_COMPARE,
+                   help="compare layout: one column per method[+refinement][+crf], e.g. "
+                        f"'cam,gradcam,slot-cam+par,slot-cam+slot-walk+crf' (default: {DEFAULT_COMPARE})")
+    p.add_argument("--gt", metavar="DIR", help="compare layout: folder of ground-truth label PNGs named like the "
+                                              "images (VOC's SegmentationClass): shown, and the masks use its classes")
     p.add_argument("--counts", action="store_true", help="grid layout: write how many slots each block uses")
     p.add_argument("--labels", action=argparse.BooleanOptionalAction, default=None,
                    help="label rows with the image names (default: with --combine)")
     add_device_argument(p)
+    add_precision_argument(p)
     return p
 
 
@@ -141,8 +157,45 @@ def _layout_function(args: argparse.Namespace, blocks: list[int] | None) -> Call
         if args.k < 1:
             raise UserError(f"-k must be at least 1, got {args.k}")
         return partial(figures.representative_slots, blocks=blocks, k=args.k, **common)
+    if args.layout == "compare":
+        from ..wsss.recipe import parse_recipes
+
+        try:
+            recipes = parse_recipes(args.methods)
+        except ValueError as exc:
+            raise UserError(f"--methods: {exc}") from None
+        return partial(figures.method_comparison, recipes=recipes, target=args.target,
+                       bg_threshold=args.bg_threshold, **common)
     return partial(figures.evidence_panel, target=args.target, crf=not args.no_crf,
                    bg_threshold=args.bg_threshold, **common)
+
+
+def _ground_truth_reader(folder: str | None) -> Callable[[Path], Any] | None:
+    """``--gt DIR``: a reader of each image's label PNG (``DIR/<stem>.png``, palette indices as
+    VOC's SegmentationClass), checked up front; ``None`` without ``--gt``."""
+    if folder is None:
+        return None
+    root = Path(folder)
+    if not root.is_dir():
+        raise UserError(f"--gt {folder}: no such folder")
+
+    def read(image: Path) -> Any:
+        import numpy as np
+        from PIL import Image, UnidentifiedImageError
+
+        path = root / f"{image.stem}.png"
+        if not path.is_file():
+            raise UserError(f"--gt: no ground truth for {image.name} (looked for {path})")
+        try:
+            with Image.open(path) as im:
+                if im.mode not in ("P", "L"):
+                    raise UserError(f"{path}: a label PNG must hold class indices (palette or greyscale), "
+                                    f"not {im.mode}")
+                return np.asarray(im)
+        except (OSError, UnidentifiedImageError) as exc:
+            raise UserError(f"{path}: cannot read the ground truth ({exc})") from None
+
+    return read
 
 
 def run(args: argparse.Namespace) -> int:
@@ -157,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
     blocks = block_list(args.blocks)
     if args.input_size is not None and args.input_size < 32:
         raise UserError(f"--input-size must be at least 32, got {args.input_size}")
-    predictor = SlotPredictor.from_checkpoint(args.checkpoint, device=args.device)
+    predictor = SlotPredictor.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision)
     if predictor.info.is_demo or args.layout == "evidence":
         print(predictor.info.knowledge_note(), file=sys.stderr)
     num_blocks = int(getattr(predictor.model, "num_glmix_blocks", 0))
@@ -165,8 +218,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{predictor.info.name} has no GLMix blocks: there are no slot maps to draw")
     if blocks is not None:
         resolve_blocks(num_blocks, blocks)  # a clear error now, before any image is processed
-    if args.layout == "evidence" and not predictor.info.foreground_names:
-        raise UserError(f"{predictor.info.name} has no classification head: the evidence layout needs one")
+    if args.layout in ("evidence", "compare") and not predictor.info.foreground_names:
+        raise UserError(f"{predictor.info.name} has no classification head: the {args.layout} layout needs one")
+    if args.gt is not None and args.layout != "compare":
+        raise UserError("--gt applies to --layout compare only")
+    truth = _ground_truth_reader(args.gt)
+    gts = {} if truth is None else {p: truth(p) for p in images}  # every one checked before any work
     if args.target is not None and args.target not in predictor.info.foreground_names:
         raise UserError(f"--class {args.target!r} is not one of the model's classes: "
                         f"{', '.join(predictor.info.foreground_names)}")
@@ -174,11 +231,12 @@ def run(args: argparse.Namespace) -> int:
     labels = args.labels if args.labels is not None else (args.combine and len(images) > 1)
 
     if args.combine or len(images) == 1:
-        loaded, names = [], []
+        loaded, names, kept = [], [], []
         for path in images:
             try:
                 loaded.append(load_image(path))
                 names.append(path.stem)
+                kept.append(path)
             except ValueError as exc:
                 if len(images) == 1:
                     raise UserError(str(exc)) from None
@@ -186,7 +244,8 @@ def run(args: argparse.Namespace) -> int:
         if not loaded:
             raise UserError("none of the images could be read")
         rows = tqdm(loaded, desc="figure", unit="image", disable=None) if len(loaded) > 1 else loaded
-        fig = draw((predictor, rows), row_labels=names if labels else None, input_size=args.input_size)
+        extra = {} if truth is None else {"ground_truth": [gts[p] for p in kept]}
+        fig = draw((predictor, rows), row_labels=names if labels else None, input_size=args.input_size, **extra)
         print(f"wrote {save_figure(fig, paths[0])}")
         return 0 if len(loaded) == len(images) else 1
 
@@ -198,7 +257,9 @@ def run(args: argparse.Namespace) -> int:
             tqdm.write(f"skipping {exc}", file=sys.stderr)
             failed += 1
             continue
-        fig = draw((predictor, [image]), row_labels=[path.stem] if labels else None, input_size=args.input_size)
+        extra = {} if truth is None else {"ground_truth": [gts[path]]}
+        fig = draw((predictor, [image]), row_labels=[path.stem] if labels else None, input_size=args.input_size,
+                   **extra)
         save_figure(fig, out)
     written = len(images) - failed
     where = sorted({str(p.parent) for p in paths})

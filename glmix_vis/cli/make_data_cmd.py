@@ -16,6 +16,19 @@ def _positive(text: str) -> int:
     return value
 
 
+def _scene_size(text: str) -> int | tuple[int, int]:
+    """``160`` (a square side) or ``375x500`` (height x width, VOC's typical landscape photo)."""
+    parts = text.lower().replace(" ", "").split("x")
+    try:
+        values = [int(v) for v in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or min(values) < 32:
+        raise argparse.ArgumentTypeError(f"expected a side such as 160 or HEIGHTxWIDTH such as 375x500, each "
+                                         f"at least 32, got {text!r}")
+    return values[0] if len(values) == 1 else (values[0], values[1])
+
+
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         name,
@@ -29,7 +42,9 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     p.add_argument("--out", type=Path, required=True, help="output folder (gets VOCdevkit/VOC2012 inside)")
     p.add_argument("--train", type=_positive, default=2000, help="number of training images (default 2000)")
     p.add_argument("--val", type=_positive, default=300, help="number of validation images (default 300)")
-    p.add_argument("--size", type=_positive, default=160, help="image side in pixels (default 160)")
+    p.add_argument("--size", type=_scene_size, default=160,
+                   help="image side in pixels, or HEIGHTxWIDTH: 375x500 is PASCAL VOC's typical landscape "
+                        "photo (default 160, square)")
     p.add_argument("--seed", type=_positive, default=0, help="random seed (default 0)")
     p.add_argument(
         "--workers", type=_positive, default=None, help="worker processes (default: CPU count, max 8)"

@@ -10,7 +10,7 @@ import numpy as np
 from ..assets import example_images
 from ..models.slots import block_label, resolve_blocks
 from ..predictor import SlotPredictor
-from ._args import add_device_argument, block_list, positive_int
+from ._args import add_device_argument, add_precision_argument, block_list, positive_int
 from ._dispatch import UserError
 
 
@@ -24,6 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     p.add_argument("--blocks", help="GLMix block indices, e.g. 0,2,-1 (default: all)")
     p.add_argument("--input-size", type=positive_int, help="short side the network sees (default: the model's)")
     add_device_argument(p)
+    add_precision_argument(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     return p
 
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         if not examples:
             raise UserError("no image given and no bundled example found")
         image = next(iter(examples.values()))
-    predictor = SlotPredictor.from_checkpoint(args.checkpoint, device=args.device)
+    predictor = SlotPredictor.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision)
     predictor.set_image(image, input_size=args.input_size)
     blocks = block_list(args.blocks)
     try:
@@ -54,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     top = sorted(zip(names, scores.tolist()), key=lambda t: -t[1])[:5]
     head_top = predictor.top_predictions(5, min_score=0.01) if predictor.info.head_names else []
     report = dict(image=str(image), model=predictor.info.name, input=list(predictor.batch.shape[-2:]),
+                  precision=predictor.info.precision_name,
                   model_note=predictor.info.knowledge_note(),
                   classes={n: round(s, 4) for n, s in top},
                   head=[dict(name=p.name, score=round(p.score, 4), feeds=p.feeds) for p in head_top], blocks=[])
@@ -69,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
             b["hard"] = b["hard"].tolist()
         print(json.dumps(report, indent=1))
         return 0
-    print(f"{report['image']}: {report['model']} at {report['input'][0]}x{report['input'][1]}")
+    precision = "" if report["precision"] == "fp32" else f" in {report['precision']}"
+    print(f"{report['image']}: {report['model']} at {report['input'][0]}x{report['input'][1]}{precision}")
     print(predictor.info.knowledge_note())
     if head_top:  # an ImageNet head: what it sees, and the VOC class each of those feeds
         print("the head sees: " + ", ".join(str(p) for p in head_top))

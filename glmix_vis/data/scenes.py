@@ -54,9 +54,13 @@ _SUPERSAMPLE = 2  # sub-pixel samples per axis for antialiased shape edges
 
 @dataclass(frozen=True)
 class SceneConfig:
-    """Generator settings; all of them (and the split sizes) are recorded in ``classes.json``."""
+    """Generator settings; all of them (and the split sizes) are recorded in ``classes.json``.
 
-    size: int = 160
+    ``size`` is the side of a square image, or ``(height, width)``: ``(375, 500)`` is PASCAL VOC's
+    typical landscape photo. Object sizes are fractions of the shorter side.
+    """
+
+    size: int | tuple[int, int] = 160
     seed: int = 0
     min_objects: int = 1
     max_objects: int = 3
@@ -65,8 +69,21 @@ class SceneConfig:
     void_width: int = 2  # width in pixels of the 255 band along object borders
     jpeg_quality: int = 90
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.size, int):  # a list read back from classes.json
+            object.__setattr__(self, "size", tuple(int(v) for v in self.size))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(height, width)`` of every image."""
+        if isinstance(self.size, int):
+            return self.size, self.size
+        return self.size[0], self.size[1]
+
     def check(self) -> None:
-        if self.size < 32:
+        if not isinstance(self.size, int) and len(self.size) != 2:
+            raise ValueError(f"size must be one side or (height, width), got {self.size}")
+        if min(self.shape) < 32:
             raise ValueError(f"size must be at least 32 pixels, got {self.size}")
         if self.seed < 0:
             raise ValueError(f"seed must be non-negative, got {self.seed}")
@@ -92,8 +109,8 @@ class SceneObject:
 
 @dataclass
 class Scene:
-    image: np.ndarray  # (S, S, 3) uint8
-    mask: np.ndarray  # (S, S) uint8, 255 = void band
+    image: np.ndarray  # (H, W, 3) uint8
+    mask: np.ndarray  # (H, W) uint8, 255 = void band
     objects: list[SceneObject] = field(default_factory=list)
 
 
@@ -265,24 +282,24 @@ def _rasterize(
     return alpha, y0, x0
 
 
-def _clip_window(alpha: np.ndarray, y0: int, x0: int, size: int) -> tuple[np.ndarray, slice, slice]:
-    """Crop a window's alpha to the image; returns (alpha_in_image, row slice, col slice)."""
+def _clip_window(alpha: np.ndarray, y0: int, x0: int, shape: tuple[int, int]) -> tuple[np.ndarray, slice, slice]:
+    """Crop a window's alpha to an image of ``shape``; returns (alpha_in_image, row slice, col slice)."""
     h, w = alpha.shape
     ya, xa = max(y0, 0), max(x0, 0)
-    yb, xb = min(y0 + h, size), min(x0 + w, size)
+    yb, xb = min(y0 + h, shape[0]), min(x0 + w, shape[1])
     if ya >= yb or xa >= xb:
         return alpha[:0, :0], slice(0, 0), slice(0, 0)
     return alpha[ya - y0 : yb - y0, xa - x0 : xb - x0], slice(ya, yb), slice(xa, xb)
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """One texture, or two split by a random straight edge (edges alone must not mean 'object')."""
-    bg = _texture(rng, size, size)
+    bg = _texture(rng, h, w)
     if rng.random() < 0.3:
-        other = _texture(rng, size, size)
-        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+        other = _texture(rng, h, w)
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         phi = rng.uniform(0, 2 * np.pi)
-        side = (xx - size / 2) * np.cos(phi) + (yy - size / 2) * np.sin(phi) > rng.uniform(-0.3, 0.3) * size
+        side = (xx - w / 2) * np.cos(phi) + (yy - h / 2) * np.sin(phi) > rng.uniform(-0.3, 0.3) * min(h, w)
         bg = np.where(side[..., None], other, bg)
     return bg
 
@@ -290,10 +307,11 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
 def render_scene(split: str, index: int, config: SceneConfig | None = None) -> Scene:
     """Render image ``index`` of ``split``: a pure function of (config, split, index)."""
     config = config or SceneConfig()
-    size = config.size
+    h, w = config.shape
+    side = min(h, w)
     rng = np.random.default_rng([config.seed, _SPLIT_CODE[split], index, FORMAT_VERSION])
-    image = _background(rng, size)
-    inst = np.zeros((size, size), dtype=np.int16)  # 0 = background, k = k-th placed object
+    image = _background(rng, h, w)
+    inst = np.zeros((h, w), dtype=np.int16)  # 0 = background, k = k-th placed object
     classes: list[int] = []
     full_area: list[float] = []
     truncated: list[bool] = []
@@ -302,17 +320,17 @@ def render_scene(split: str, index: int, config: SceneConfig | None = None) -> S
     for _ in range(n_objects):
         cls = int(rng.integers(1, len(SCENE_CLASSES)))
         name = shape_names[cls - 1]
-        texture = _texture(rng, size, size)
+        texture = _texture(rng, h, w)
         for attempt in range(40):
             hi = config.max_extent if attempt < 15 else (config.min_extent + config.max_extent) / 2
-            radius = rng.uniform(config.min_extent, hi) * size / 2 * _SIZE_BOOST.get(name, 1.0)
-            cx, cy = rng.uniform(0.3 * radius, size - 0.3 * radius, size=2)
+            radius = rng.uniform(config.min_extent, hi) * side / 2 * _SIZE_BOOST.get(name, 1.0)
+            cx, cy = rng.uniform(0.3 * radius, np.array([w, h]) - 0.3 * radius, size=2)
             alpha, y0, x0 = _rasterize(
                 name, cx, cy, radius, rng.uniform(0, 2 * np.pi), float(np.exp(rng.uniform(-0.15, 0.15))),
                 bool(rng.random() < 0.5),
             )  # fmt: skip
             total = float((alpha >= 0.5).sum())
-            a_in, rows, cols = _clip_window(alpha, y0, x0, size)
+            a_in, rows, cols = _clip_window(alpha, y0, x0, (h, w))
             cover = a_in >= 0.5
             area_in = float(cover.sum())
             if total == 0 or area_in < 0.75 * total:
@@ -336,8 +354,8 @@ def render_scene(split: str, index: int, config: SceneConfig | None = None) -> S
 
 def _photometric(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     """Global illumination gradient and sensor noise, then quantise to uint8."""
-    size = image.shape[0]
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5
+    h, w = image.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) / np.array([h, w], np.float32)[:, None, None] - 0.5
     phi = rng.uniform(0, 2 * np.pi)
     gain = 1.0 + rng.uniform(0.0, 0.5) * (xx * np.cos(phi) + yy * np.sin(phi))
     image = image * gain[..., None] + rng.uniform(0.0, 0.03) * rng.standard_normal(

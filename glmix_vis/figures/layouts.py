@@ -46,12 +46,13 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from ..predictor import SlotPredictor
+    from ..wsss.recipe import MaskRecipe
 
     ImageLike = str | Path | np.ndarray | Image.Image
     #: A predictor with an image set, or a predictor and the images to run it on (one row each).
     Source = SlotPredictor | tuple[SlotPredictor, Iterable[ImageLike]]
 
-__all__ = ["class_view", "evidence_panel", "representative_slots", "slot_grid", "soft_slot_maps"]
+__all__ = ["class_view", "evidence_panel", "method_comparison", "representative_slots", "slot_grid", "soft_slot_maps"]
 
 CMAP = "viridis"
 GAP = 0.03  # inches between panels
@@ -570,8 +571,9 @@ def _threshold_note(thresholds: dict[str, float]) -> str:
     values = set(thresholds.values())
     if len(values) == 1:
         return f"{values.pop():g}"
-    names = {"cam": "CAM", "slot-cam": "slot-CAM"}
-    return ", ".join(f"{t:g} ({names.get(m, m)})" for m, t in thresholds.items())
+    from ..wsss.recipe import METHOD_TITLES
+
+    return ", ".join(f"{t:g} ({METHOD_TITLES.get(m, m)})" for m, t in thresholds.items())
 
 
 def evidence_panel(source: Source, *, target: str | int | None = None, crf: bool = True,
@@ -680,3 +682,82 @@ def class_view(predictor: SlotPredictor, method: str, evidence: np.ndarray, mask
                      notes=[note])
     with figure_style():
         return _assemble([_Row(panels, widths, height)], frame, dpi, titles="first", legend=legend)
+
+
+# ------------------------------------------------------------------------------ (6) methods side by side
+def method_comparison(source: Source, recipes: Sequence[MaskRecipe | str], *, target: str | int | None = None,
+                      ground_truth: Sequence[np.ndarray | None] | None = None, bg_threshold: float | None = None,
+                      width: str | float = "double", row_labels: Sequence[str] | None = None,
+                      input_size: int | None = None, dpi: float = 300) -> PaperFigure:
+    """Pseudo-masks of several methods (and refinements) side by side: one image per row, one
+    column per recipe (:class:`~glmix_vis.wsss.recipe.MaskRecipe`, e.g. ``"slot-cam+slot-walk+crf"``).
+
+    The classes a mask may use are, per row: the ground truth's classes when ``ground_truth`` gives
+    that row's ``(H, W)`` label mask (shown as a column after the input; 255 is void), as the WSSS
+    protocol does; else only ``target`` (a class name or foreground index) when given; else the
+    classes the head sees. Each method uses its background threshold (``bg_threshold``, default
+    the model's tuned value per method, else IRN's 0.15).
+    """
+    from ..wsss.recipe import MaskRecipe
+
+    recipes = [r if isinstance(r, MaskRecipe) else MaskRecipe.parse(r) for r in recipes]
+    if not recipes:
+        raise ValueError("give at least one method, e.g. ['cam', 'slot-cam+crf']")
+    voc = voc_palette()
+    present: set[int] = set()
+    thresholds: dict[str, float] = {}
+    class_names: list[str] = []
+    rows: list[_Row] = []
+    with figure_style():
+        frame = _Frame(column_width(width), left=_label_margin() if row_labels else 0.0)
+        for r, predictor in enumerate(_rows_of(source, input_size)):
+            _needs_head(predictor)
+            class_names = predictor.info.class_names
+            image = predictor.image
+            gt = ground_truth[r] if ground_truth is not None and r < len(ground_truth) else None
+            labels = _comparison_labels(predictor, gt, target)
+            cols = 1 + (gt is not None) + len(recipes)
+            widths, height = frame.panel_widths([_aspect(image)] * cols)
+            size = _pixels(widths[0], _aspect(image), dpi)
+            shown = resize_image(image, size)
+            panels = [_Panel(shown, ("input",))]
+            if gt is not None:
+                gt_mask = np.where(gt == 255, 0, gt).astype(np.uint8)
+                present.update(int(v) for v in np.unique(gt_mask) if v > 0)
+                panels.append(_Panel(mask_overlay(shown, resize_labels(gt_mask, size), voc),
+                                     ("ground truth", "GT")))
+            for recipe in recipes:
+                threshold = predictor.info.bg_threshold(recipe.method) if bg_threshold is None else bg_threshold
+                thresholds[recipe.method] = threshold
+                mask = predictor.pseudo_mask(recipe.method, labels, bg_threshold=threshold, crf=recipe.crf,
+                                             refinement=recipe.refinement)
+                present.update(int(v) for v in np.unique(mask) if 0 < v < 255)
+                panels.append(_Panel(mask_overlay(shown, resize_labels(mask, size), voc),
+                                     (recipe.title, recipe.title.replace(" + ", "\n+ "), recipe.name)))
+            label = row_labels[r] if row_labels and r < len(row_labels) else None
+            rows.append(_Row(panels, widths, height, label))
+        items = [(voc[c], class_names[c]) for c in sorted(present) if c < len(class_names)]
+        note = "background: evidence < " + _threshold_note(thresholds) + ("" if items else "; no foreground in the masks")
+        legend = _Legend(items, notes=[note])
+        return _assemble(rows, frame, dpi, titles="first" if len({len(r.panels) for r in rows}) == 1 else "all",
+                         legend=legend)
+
+
+def _comparison_labels(predictor: SlotPredictor, gt: np.ndarray | None, target: str | int | None) -> np.ndarray | None:
+    """Multi-hot foreground labels for one row of :func:`method_comparison` (``None``: the head's)."""
+    k = len(predictor.info.foreground_names)
+    if gt is not None:
+        if gt.shape[:2] != predictor.image.shape[:2]:
+            raise ValueError(f"the ground truth is {gt.shape[1]}x{gt.shape[0]} but the image is "
+                             f"{predictor.image.shape[1]}x{predictor.image.shape[0]}")
+        values = [int(v) for v in np.unique(gt) if 0 < v < 255]
+        if any(v > k for v in values):
+            raise ValueError(f"the ground truth has class {max(values)} but the model has {k} foreground classes")
+        labels = np.zeros(k, np.float32)
+        labels[[v - 1 for v in values]] = 1.0
+        return labels
+    if target is not None:
+        labels = np.zeros(k, np.float32)
+        labels[_target_index(target, predictor.info.foreground_names)] = 1.0
+        return labels
+    return None

@@ -22,18 +22,19 @@ from functools import lru_cache
 
 import numpy as np
 from scipy.ndimage import binary_dilation
-from skimage.segmentation import find_boundaries
 from skimage.transform import resize
 
 from .palette import slot_palette
 from .tracking import resize_labels, track_slot_colors
 
 __all__ = [
+    "SlotOverlay",
     "apply_colormap",
     "colorize_mask",
     "display_size",
     "enlarge_to",
     "heatmap_overlay",
+    "inner_boundaries",
     "mask_alpha",
     "mask_overlay",
     "outline_regions",
@@ -106,11 +107,51 @@ def _blend(base: np.ndarray, color: np.ndarray, alpha: float | np.ndarray) -> np
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def _draw_boundaries(out: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    # background=-1: every label, 0 included, is a region that gets its inner outline
-    edges = find_boundaries(labels, mode="inner", background=-1)
-    out[edges] = _blend(out[edges], np.array(BOUNDARY_COLOR, np.uint8), BOUNDARY_ALPHA)
-    return out
+def inner_boundaries(labels: np.ndarray) -> np.ndarray:
+    """``(H, W)`` bool: the pixels of each region that touch another region (4-neighbourhood), every
+    label a region (skimage's ``find_boundaries(labels, mode="inner", background=-1)``)."""
+    labels = np.asarray(labels)
+    edges = np.zeros(labels.shape, bool)
+    across = labels[:, 1:] != labels[:, :-1]
+    edges[:, 1:] |= across
+    edges[:, :-1] |= across
+    down = labels[1:] != labels[:-1]
+    edges[1:] |= down
+    edges[:-1] |= down
+    return edges
+
+
+class SlotOverlay:
+    """Hard slot groups drawn over one image, as many times as there are blocks to show: the
+    image's share of the blend is computed once (:func:`overlay_slots` draws one).
+
+    Every pixel is ``rint(image * (1 - alpha) + colour * alpha)`` in float32, the outlines
+    blended again with :data:`BOUNDARY_COLOR`, exactly as :func:`overlay_slots` always drew them.
+    """
+
+    def __init__(self, image: np.ndarray, alpha: float = 0.45) -> None:
+        self.image = _check_image(image)
+        self.alpha = alpha
+        self._base = self.image.astype(np.float32) * (1.0 - alpha)
+
+    def draw(self, hard: np.ndarray, slot_colors: np.ndarray, boundaries: bool = True) -> np.ndarray:
+        """``(H, W, 3)`` uint8: ``hard`` (``(h, w)`` int slot labels, resized to the image, nearest)
+        in ``slot_colors`` (``(S, 3)`` uint8 RGB, e.g. ``palette[tracked]``), outlines drawn."""
+        labels = np.asarray(hard)
+        labels = resize_labels(labels if labels.dtype.kind in "iu" else labels.astype(np.int64), self.image.shape[:2])
+        colors = np.asarray(slot_colors, dtype=np.uint8).reshape(-1, 3)
+        if labels.size and (labels.min() < 0 or labels.max() >= len(colors)):
+            raise ValueError(f"slot labels must lie in 0..{len(colors) - 1} (one colour each), "
+                             f"got {labels.min()}..{labels.max()}")
+        mixed = np.take(colors.astype(np.float32) * self.alpha, labels, axis=0)  # the colour's share, per slot
+        mixed += self._base
+        out = np.rint(mixed, out=mixed).astype(np.uint8)  # a convex mix of 0..255: no clipping needed
+        if boundaries:  # by flat index: far cheaper than a boolean mask over (H, W, 3)
+            pixels = out.reshape(-1, 3)
+            edges = np.flatnonzero(inner_boundaries(labels))
+            pixels[edges] = _blend(np.take(pixels, edges, axis=0), np.array(BOUNDARY_COLOR, np.uint8),
+                                   BOUNDARY_ALPHA)
+        return out
 
 
 def overlay_slots(image: np.ndarray, hard: np.ndarray, slot_colors: np.ndarray, alpha: float = 0.45,
@@ -124,13 +165,7 @@ def overlay_slots(image: np.ndarray, hard: np.ndarray, slot_colors: np.ndarray, 
         alpha: opacity of the colour fill.
         boundaries: draw the outline of every group.
     """
-    image = _check_image(image)
-    labels = resize_labels(np.asarray(hard, dtype=np.int64), image.shape[:2])
-    colors = np.asarray(slot_colors, dtype=np.uint8).reshape(-1, 3)
-    if labels.size and labels.max() >= len(colors):
-        raise ValueError(f"slot label {labels.max()} has no colour ({len(colors)} given)")
-    out = _blend(image, colors[labels], alpha)
-    return _draw_boundaries(out, labels) if boundaries else out
+    return SlotOverlay(image, alpha).draw(hard, slot_colors, boundaries)
 
 
 def tracked_slot_colors(hard_maps: Sequence[np.ndarray], num_slots: Sequence[int]) -> list[np.ndarray]:
@@ -219,7 +254,7 @@ def outline_regions(image: np.ndarray, labels: np.ndarray, background: int | Non
     labels = resize_labels(np.asarray(labels, dtype=np.int64), image.shape[:2])
     w = width if width is not None else max(1, round(max(image.shape[:2]) / 300))
     inside = labels != background if background is not None else np.ones(labels.shape, bool)
-    dark = find_boundaries(labels, mode="inner", background=-1) & inside
+    dark = inner_boundaries(labels) & inside
     if w > 1 and dark.any():
         dark = binary_dilation(dark, iterations=w - 1) & inside
     light = binary_dilation(dark, iterations=w) & ~dark if dark.any() else dark

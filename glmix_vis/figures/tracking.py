@@ -34,7 +34,10 @@ def overlap_iou(a: np.ndarray, b: np.ndarray, num_a: int, num_b: int) -> np.ndar
     """``(num_a, num_b)`` IoU between the label regions of two same-size label maps."""
     if a.shape != b.shape:
         raise ValueError(f"label maps must have the same shape, got {a.shape} and {b.shape}")
-    joint = np.bincount((a.astype(np.int64) * num_b + b).ravel(), minlength=num_a * num_b)
+    pairs = a.astype(np.intp)  # one image-size temporary, whatever the labels' dtype
+    pairs *= num_b
+    pairs += b
+    joint = np.bincount(pairs.ravel(), minlength=num_a * num_b)
     inter = joint[: num_a * num_b].reshape(num_a, num_b).astype(np.float64)
     area_a, area_b = inter.sum(1), inter.sum(0)
     union = area_a[:, None] + area_b[None, :] - inter
@@ -62,7 +65,8 @@ def track_slot_colors(hard_maps: Sequence[np.ndarray], num_slots: Sequence[int],
         return []
     num_colors = max(num_colors, *num_slots)
     size = max((m.shape for m in hard_maps), key=lambda s: s[0] * s[1])
-    maps = [resize_labels(np.asarray(m, dtype=np.int64), size) for m in hard_maps]
+    maps = [np.asarray(m) for m in hard_maps]  # any integer dtype (int16 in the app): no image-size copy
+    maps = [resize_labels(m if m.dtype.kind in "iu" else m.astype(np.int64), size) for m in maps]
     for m, s in zip(maps, num_slots):
         if m.size and (m.min() < 0 or m.max() >= s):
             raise ValueError(f"hard map labels must lie in 0..{s - 1}, got {m.min()}..{m.max()}")

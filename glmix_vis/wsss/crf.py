@@ -223,14 +223,15 @@ def crf_stream(jobs: Iterable[tuple[Key, np.ndarray, np.ndarray]], params: CRFPa
     """Refine ``(key, image, probs)`` jobs as they come; yield ``(key, labels, seconds)`` in job order.
 
     ``jobs`` is consumed lazily, so the caller's work that produces the next job (the network)
-    runs while the pool refines the previous ones. ``workers`` <= 1 refines each job here as it
-    arrives; otherwise a :func:`crf_pool` does, with at most ``2 * workers`` jobs queued (which
-    bounds the memory their images hold). ``sink(key, labels)`` runs where the CRF ran, e.g. to
+    runs while the pool refines the previous ones. ``workers`` 0 refines each job here as it
+    arrives; otherwise a :func:`crf_pool` of that many processes does (one is enough to overlap
+    the CRF with the network), with at most ``2 * workers`` jobs queued (which bounds the memory
+    their images hold). ``sink(key, labels)`` runs where the CRF ran, e.g. to
     write the mask from the worker, and then ``labels`` is ``None`` (nothing is sent back).
     The pool shuts down (running jobs finish, queued ones are dropped) when the stream ends,
     fails or is closed; close it in a ``finally`` (``contextlib.closing``) when the consumer may fail.
     """
-    if workers <= 1:
+    if workers <= 0:
         for key, image, probs in jobs:
             yield (key, *_stream_job(key, image, probs, params, sink))
         return

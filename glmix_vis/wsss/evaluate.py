@@ -14,8 +14,10 @@
    ``masks_nocrf/`` (``masks/`` without the CRF), and the CRF refinement streamed to
    :func:`~glmix_vis.wsss.crf.crf_stream`, whose pool (:func:`~glmix_vis.wsss.crf.crf_pool`: its
    workers end with this process, even when it is killed) refines and writes ``masks/`` while the
-   network computes the next images. Every mask is written atomically and an image whose masks
-   exist is not recomputed;
+   network computes the next images. A thread reads the next images meanwhile, consecutive images
+   of one size may share a forward pass (``batch_size``), and the network's threads and the CRF
+   pool share the cores (:mod:`~glmix_vis.wsss.throughput`). Every mask is written atomically and
+   an image whose masks exist is not recomputed;
 4. :func:`_confusions` and :func:`_report`: the metrics, from the mask files and the ground truth.
 
 Under ``torchrun`` each process takes every ``world``-th image and the confusion matrices are
@@ -43,15 +45,20 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from ..data import SegmentationDataset, open_dataset
-from ..devices import resolve_device
+from ..devices import DEFAULT_PRECISION, inference_precision, resolve_device
 from ..loading import ModelInfo, load_model
-from ..preprocess import image_to_batch
+from ..models.slots import SlotOutput
+from ..preprocess import image_to_batch, model_input_size
 from .crf import CRFParams, crf_stream
 from .evidence import EvidenceMethod, get_evidence_method
-from .masks import DEFAULT_THRESHOLDS, best_threshold, sweep_confusions
+from .evidence.base import run_slots
+from .evidence.tta import augments
+from .masks import DEFAULT_THRESHOLDS, best_threshold
 from .metrics import ConfusionMatrix, Metrics, all_reduce_confusion
 from .outdir import SETTINGS_FILE, OutputDir
 from .pipeline import ORACLE_METHOD, PseudoMask, pseudo_mask, slot_oracle
+from .refinement import get_refinement
+from .throughput import DEFAULT_BATCH_SIZE, consecutive_groups, plan_cores, read_ahead, split_slots
 
 __all__ = ["EvalConfig", "evaluate", "ORACLE_METHOD", "SETTINGS_FILE"]
 
@@ -80,10 +87,17 @@ class EvalConfig:
     input_size: int | None = None
     labels: str = "gt"
     device: str = "auto"
-    workers: int = 1
+    workers: int | None = None  # CRF processes (0: in this process); None: throughput.plan_cores shares the cores
+    threads: int | None = None  # torch threads of the network; None: the cores the CRF workers leave
+    batch_size: int = DEFAULT_BATCH_SIZE  # consecutive images of one size per forward pass
+    precision: str = DEFAULT_PRECISION  # of the network's forward passes; _setup resolves auto (fp32, bf16, fp16)
     limit: int | None = None
     oracle_block: int = -1
     progress: bool = True
+    refinement: str = "none"  # before the mask's argmax (and the CRF): none, par, slot-walk
+    refinement_options: dict[str, Any] = field(default_factory=dict)
+    faithfulness: bool = False  # also score the evidence by ROAD and deletion/insertion AUC (costly)
+    faithfulness_images: int | None = 100  # of the run's first images; None: all of them
 
 
 @dataclass
@@ -133,7 +147,7 @@ class _Sweep:
         return image_id not in self.done
 
     def add(self, image_id: str, result: PseudoMask, gt: np.ndarray) -> None:
-        self.confusion += sweep_confusions(result.scores, gt, self.thresholds, result.labels)
+        self.confusion += result.sweep_confusions(gt, self.thresholds)  # refined per threshold, if refined
         self.done.add(image_id)
         if len(self.done) % SWEEP_SAVE_EVERY == 0:
             self.save()
@@ -179,6 +193,8 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     started = time.perf_counter()
     run = _setup(config)
     config = run.config
+    if config.faithfulness and run.method is None:
+        raise ValueError(f"{ORACLE_METHOD} has no class evidence whose faithfulness could be scored")
     store = OutputDir(config.out, crf=config.crf)
     if run.progress:  # said once the run is known to be sound, before anything is written
         tqdm.write(f"masks and metrics go to {Path(config.out).resolve()}", file=sys.stderr)
@@ -191,10 +207,13 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
             store.release_if_unused()
         raise
     final, raw, sweep_matrices = _confusions(run, store, sweep)
+    faithfulness = _faithfulness(run) if config.faithfulness else None
     if run.rank != 0:
         return {}
     result = _report(config, run.dataset, run.info, final, raw, sweep_matrices, timing,
                      time.perf_counter() - started, run.count)
+    if faithfulness is not None:
+        result["faithfulness"] = faithfulness
     store.write_metrics(result, _markdown(result, Metrics.from_confusion(final), run.dataset.class_names))
     return result
 
@@ -212,7 +231,10 @@ def _setup(config: EvalConfig) -> _Run:
     # The whole split, even with --limit (a trial run is where a broken dataset should show), and on
     # every rank, so that all ranks stop together instead of one waiting in an all-reduce.
     dataset.validate(progress=config.progress and rank == 0)
-    model, info = load_model(config.checkpoint, device=device)
+    if config.batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {config.batch_size}")
+    model, info = load_model(config.checkpoint, device=device, precision=config.precision)
+    config = replace(config, precision=info.precision_name)  # what auto chose, recorded
     _check_classes(dataset, info)
     if config.bg_threshold is None:
         config = replace(config, bg_threshold=info.bg_threshold(config.method))
@@ -225,7 +247,16 @@ def _setup(config: EvalConfig) -> _Run:
                                                      **config.method_options)
     if config.labels not in ("gt", "pred"):
         raise ValueError(f"labels must be 'gt' or 'pred', got {config.labels!r}")
-    _try_method(model, method, config, device)
+    if oracle and config.refinement != "none":
+        raise ValueError(f"{ORACLE_METHOD} assigns ground-truth classes to slots; it takes no refinement")
+    refinement = get_refinement(config.refinement, config.refinement_options)
+    refinement.check(getattr(model, "num_glmix_blocks", 0))
+    config = replace(config, refinement_options=refinement.settings())  # every option recorded, defaults too
+    with inference_precision(info.precision):
+        _try_method(model, method, config, device)
+    cores = plan_cores(config.crf, device, config.workers, config.threads,
+                       processes_here=int(os.environ.get("LOCAL_WORLD_SIZE", world)))
+    config = replace(config, workers=cores.crf_workers, threads=cores.torch_threads)
     count = len(dataset) if config.limit is None else min(config.limit, len(dataset))
     return _Run(config, rank, world, device, dataset, model, info, method, count)
 
@@ -240,37 +271,74 @@ def _try_method(model: nn.Module, method: EvidenceMethod | None, config: EvalCon
         resolve_blocks(getattr(model, "num_glmix_blocks", 0), [config.oracle_block])
         return
     blank = torch.zeros(1, 3, 64, 64, device=device)
-    method(model, blank, classes=None, size=(64, 64))
+    method(model, blank, classes=[0], size=(64, 64))  # one class tells as much (scorecam's cost grows with them)
+
+
+@dataclass
+class _Item:
+    """One image read ahead for the loop: its index, pixels and, for the sweep, its ground truth."""
+
+    index: int
+    image_id: str
+    image: np.ndarray
+    gt: np.ndarray | None
 
 
 def _compute_masks(run: _Run, store: OutputDir, sweep: _Sweep | None) -> _Timing:
-    """Write the masks of this rank's images that are not on disk yet; the CRF runs beside the network."""
+    """Write the masks of this rank's images that are not on disk yet, in dataset order.
+
+    A thread reads the next images while the network computes; consecutive images of one input
+    size share a forward pass (``batch_size``; not with test-time augmentation or a method that
+    runs the model itself); the CRF pool refines and writes the previous images meanwhile, and
+    torch's threads are the cores the pool leaves (``threads``).
+    """
     config, palette = run.config, run.dataset.palette
     timing = _Timing()
-    bar = tqdm(run.mine, desc=f"eval {config.method}", disable=not run.progress, unit="img")
+    todo: list[tuple[int, bool]] = []
+    for i in run.mine:
+        image_id = run.dataset.image_ids[i]
+        need_sweep = sweep is not None and sweep.needs(image_id)
+        if need_sweep or not store.has_masks(image_id):  # else resumed: already written
+            todo.append((i, need_sweep))
+    bar = tqdm(total=len(run.mine), initial=len(run.mine) - len(todo), desc=f"eval {config.method}",
+               disable=not run.progress, unit="img")
+    batch = _batch_size(run)
+
+    def read(job: tuple[int, bool]) -> _Item:
+        i, need_sweep = job
+        gt = run.dataset.load_mask(i) if need_sweep else None
+        return _Item(i, run.dataset.image_ids[i], run.dataset.load_image(i), gt)
+
+    def input_size(item: _Item) -> tuple[int, int]:
+        return model_input_size(*item.image.shape[:2], config.input_size or None)
 
     def crf_jobs() -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-        for i in bar:
-            image_id = run.dataset.image_ids[i]
-            need_sweep = sweep is not None and sweep.needs(image_id)
-            if store.has_masks(image_id) and not need_sweep:
-                continue  # resumed: already written
-            image = run.dataset.load_image(i)
-            t0 = time.perf_counter()
-            raw, result = _image_mask(run, i, image)
-            timing.forward += time.perf_counter() - t0
-            timing.images += 1
-            if need_sweep:
-                assert sweep is not None and result is not None
-                sweep.add(image_id, result, run.dataset.load_mask(i))
-            store.write_raw(image_id, raw, palette)
-            if config.crf:
-                assert result is not None
-                yield image_id, image, result.unary()
+        with closing(read_ahead(todo, read, start_after=batch)) as items:
+            for group in consecutive_groups(items, input_size, batch):
+                t0 = time.perf_counter()
+                outputs = _forward_group(run, group)
+                timing.forward += time.perf_counter() - t0
+                for item, slots in zip(group, outputs):
+                    t0 = time.perf_counter()
+                    with inference_precision(run.info.precision):
+                        raw, result = _image_mask(run, item.index, item.image, slots=slots)
+                    timing.forward += time.perf_counter() - t0
+                    timing.images += 1
+                    if item.gt is not None:
+                        assert sweep is not None and result is not None
+                        sweep.add(item.image_id, result, item.gt)
+                    store.write_raw(item.image_id, raw, palette)
+                    bar.update()
+                    if config.crf:
+                        assert result is not None
+                        yield item.image_id, item.image, result.unary()
 
+    threads = torch.get_num_threads()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
     try:
         if config.crf:
-            stream = crf_stream(crf_jobs(), config.crf_params, workers=config.workers,
+            stream = crf_stream(crf_jobs(), config.crf_params, workers=config.workers or 0,
                                 sink=store.mask_writer(palette))
             with closing(stream):
                 for _, _, seconds in stream:
@@ -279,21 +347,92 @@ def _compute_masks(run: _Run, store: OutputDir, sweep: _Sweep | None) -> _Timing
             for _ in crf_jobs():
                 pass
     finally:
+        torch.set_num_threads(threads)
+        bar.close()
         if sweep is not None:
             sweep.save()
     return timing
 
 
-def _image_mask(run: _Run, i: int, image: np.ndarray) -> tuple[np.ndarray, PseudoMask | None]:
-    """Image ``i``'s mask before any CRF, and the pipeline's result behind it (``None`` for the oracle)."""
+def _batch_size(run: _Run) -> int:
+    """Images per forward pass: ``batch_size``, or 1 where a shared pass would not be used (test-time
+    augmentation runs its own passes; a method that runs the model itself takes the images)."""
+    if augments(run.config.scales, run.config.flip) or getattr(run.method, "needs_images", False):
+        return 1
+    return run.config.batch_size
+
+
+def _forward_group(run: _Run, group: list[_Item]) -> list[SlotOutput | None]:
+    """One forward pass over a group of images of one input size, split per image; a group of one
+    is left to the pipeline (None), exactly as without batching."""
+    if len(group) == 1:
+        return [None]
+    size = run.config.input_size or None
+    x = torch.cat([image_to_batch(item.image, run.info.mean, run.info.std, short_side=size, device=run.device)
+                   for item in group])
+    with inference_precision(run.info.precision):
+        return list(split_slots(run_slots(run.model, x)))
+
+
+def _image_mask(run: _Run, i: int, image: np.ndarray,
+                slots: SlotOutput | None = None) -> tuple[np.ndarray, PseudoMask | None]:
+    """Image ``i``'s mask before any CRF, and the pipeline's result behind it (``None`` for the oracle).
+    ``slots``: the image's forward pass when the loop ran it in a batch (else run here)."""
     config = run.config
     x = image_to_batch(image, run.info.mean, run.info.std, short_side=config.input_size or None, device=run.device)
     if run.method is None:
-        return slot_oracle(run.model, x, run.dataset.load_mask(i), config.oracle_block), None
+        return slot_oracle(run.model, x, run.dataset.load_mask(i), config.oracle_block, slots=slots), None
     labels = run.dataset.image_labels(i) if config.labels == "gt" else None
-    result = pseudo_mask(run.model, run.info, run.method, x, image.shape[:2], labels=labels, scales=config.scales,
+    result = pseudo_mask(run.model, run.info, run.method, x, image.shape[:2], labels=labels, slots=slots,
+                         scales=config.scales,
+                         refinement=config.refinement, refinement_options=config.refinement_options, image=image,
                          flip=config.flip, bg_threshold=config.bg_threshold)
     return result.mask, result
+
+
+def _faithfulness(run: _Run) -> dict[str, Any] | None:
+    """ROAD and deletion/insertion AUC (:mod:`~glmix_vis.wsss.faithfulness`) of the method's evidence
+    for the ground-truth classes of the run's first ``faithfulness_images`` images, at the size the
+    network sees them, with the run's test-time augmentation. One row per image goes to
+    ``OUT/faithfulness.jsonl`` (``faithfulness.rank<r>.jsonl`` under torchrun) as it is done, so a
+    resumed run skips those images. Returns the summary on rank 0 (``None`` on the others)."""
+    from .faithfulness import FaithfulnessConfig, RowStore, head_score_fn, image_faithfulness, summarize
+    from .pipeline import class_evidence
+
+    config, method = run.config, run.method
+    assert method is not None
+    settings = FaithfulnessConfig()
+    n = run.count if config.faithfulness_images is None else min(config.faithfulness_images, run.count)
+
+    def rows_file(rank: int) -> Path:
+        return Path(config.out) / ("faithfulness.jsonl" if run.world == 1 else f"faithfulness.rank{rank}.jsonl")
+
+    store, score_fn = RowStore(rows_file(run.rank), settings), head_score_fn(run.info)
+    for i in tqdm([i for i in run.mine if i < n], desc="faithfulness", disable=not run.progress, unit="img"):
+        image_id = run.dataset.image_ids[i]
+        if image_id in store:
+            continue
+        image = run.dataset.load_image(i)
+        x = image_to_batch(image, run.info.mean, run.info.std, short_side=config.input_size or None,
+                           device=run.device)
+        classes = np.flatnonzero(run.dataset.image_labels(i)).tolist()
+        with inference_precision(run.info.precision):  # the scores below are read in float32
+            maps = class_evidence(method, run.model, x, x.shape[-2:], scales=config.scales, flip=config.flip,
+                                  classes=classes)
+        store.add(image_id, image_faithfulness(run.model, x, maps, classes, score_fn, settings))
+    if run.world > 1:
+        dist.barrier()
+    if run.rank != 0:
+        return None
+    rows = [row for r in range(run.world) for row in RowStore(rows_file(r), settings).rows.values()]
+    wanted = set(run.dataset.image_ids[:n])
+    summary = summarize(r for r in rows if r["image_id"] in wanted)
+    summary.update(settings.to_dict(), images_requested=n,
+                   score="sigmoid per class" if run.info.multilabel else
+                   ("softmax mass of the class's group" if run.info.class_map else "softmax"),
+                   convention="mean over (image, ground-truth class) pairs; road_morf and deletion_auc: "
+                              "lower is more faithful; road_lerf, road_combined and insertion_auc: higher is")
+    return summary
 
 
 def _confusions(run: _Run, store: OutputDir, sweep: _Sweep | None,
@@ -339,6 +478,10 @@ def _mask_settings(config: EvalConfig, info: ModelInfo) -> dict[str, Any]:
         settings.update(method_options=config.method_options, bg_threshold=config.bg_threshold,
                         labels=config.labels, crf=config.crf,
                         crf_params=asdict(config.crf_params) if config.crf else None)
+        if config.refinement != "none":  # absent for none, so folders from before refinements still resume
+            settings.update(refinement=config.refinement, refinement_options=config.refinement_options)
+    if info.precision != torch.float32:  # absent for fp32, so folders from before --precision still resume
+        settings["precision"] = info.precision_name
     return json.loads(json.dumps(settings, default=str))  # the form it is compared in after a reload
 
 
@@ -366,14 +509,16 @@ def _report(config: EvalConfig, dataset: SegmentationDataset, info: ModelInfo, f
     per_image = timing.images or 1
     result["timing"] = dict(images_computed=timing.images, forward_s_per_image=timing.forward / per_image,
                             crf_s_per_image=timing.crf / per_image, total_s=seconds,
-                            total_s_per_image=seconds / max(n, 1), crf_workers=config.workers)
+                            total_s_per_image=seconds / max(n, 1), crf_workers=config.workers,
+                            torch_threads=config.threads, batch_size=config.batch_size)
     result["versions"] = _versions()
     return result
 
 
 def _markdown(result: dict[str, Any], metrics: Metrics, class_names: Sequence[str]) -> str:
     s = result["settings"]
-    lines = [f"# {s['method']}{' + CRF' if s['crf'] else ''} on {s['dataset']} {s['split']}", "",
+    refined = f" + {s['refinement']}" if s.get("refinement", "none") != "none" else ""
+    lines = [f"# {s['method']}{refined}{' + CRF' if s['crf'] else ''} on {s['dataset']} {s['split']}", "",
              f"mIoU **{result['miou']:.2f}** over {result['images']} images "
              f"(model {s['model']}, checkpoint `{s['checkpoint']}`).", ""]
     if "nocrf" in result:
@@ -381,5 +526,10 @@ def _markdown(result: dict[str, Any], metrics: Metrics, class_names: Sequence[st
     if "threshold_sweep" in result:
         sw = result["threshold_sweep"]
         lines += [f"Best background threshold: {sw['best_threshold']} (mIoU {sw['best_miou']:.2f}).", ""]
+    if result.get("faithfulness", {}).get("pairs"):
+        f = result["faithfulness"]
+        lines += [f"Faithfulness over {f['pairs']} (image, class) pairs of {f['images']} images: ROAD MoRF "
+                  f"{f['road_morf']:.4f}, LeRF {f['road_lerf']:.4f}, combined {f['road_combined']:.4f}; deletion "
+                  f"AUC {f['deletion_auc']:.4f}, insertion AUC {f['insertion_auc']:.4f}.", ""]
     lines.append(metrics.to_markdown(class_names))
     return "\n".join(lines) + "\n"

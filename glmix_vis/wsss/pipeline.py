@@ -1,6 +1,7 @@
 """One image through weakly-supervised segmentation, whoever asks (the predictor, the eval loop, the app).
 
-    image labels ─► class evidence (test-time augmentation optional) ─► pseudo-mask ─► dense CRF
+    image labels ─► class evidence (test-time augmentation optional) ─► pseudo-mask ─► refinement (PAR,
+    slot walk; optional) ─► dense CRF
 
 Every step is a function of the model, its input batch (one preprocessed image) and, when the
 caller has it, the forward pass already run on that batch: no files, no UI. Two callers that
@@ -21,9 +22,9 @@ image, so a class that is present seldom gets half of it).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -33,8 +34,10 @@ from ..models.slots import SlotOutput
 from .crf import CRFParams, crf_labels
 from .evidence.base import EvidenceMethod, run_slots
 from .evidence.tta import augments, tta_evidence
-from .masks import DEFAULT_BG_THRESHOLD, scores_to_mask, unary_probabilities
+from .masks import DEFAULT_BG_THRESHOLD, scores_to_mask, sweep_confusions, unary_probabilities
+from .metrics import DEFAULT_IGNORE_INDEX, confusion_matrix
 from .oracle import slot_oracle_mask
+from .refinement import Refinement, Refiner, get_refinement, refined_mask
 
 __all__ = [
     "ORACLE_METHOD", "SIGMOID_LABEL_THRESHOLD", "SOFTMAX_LABEL_THRESHOLD", "HeadInfo", "label_threshold", "image_labels",
@@ -98,53 +101,107 @@ def class_evidence(method: EvidenceMethod, model: nn.Module, batch: torch.Tensor
         if augments(scales, flip):
             maps = tta_evidence(method, model, batch, cls, scales=scales, flip=flip, size=size)
         else:
-            maps = method(model, slots if slots is not None else run_slots(model, batch), classes=cls, size=size)
+            inputs = batch if method.needs_images else (slots if slots is not None else run_slots(model, batch))
+            maps = method(model, inputs, classes=cls, size=size)
     return maps[0].cpu().numpy()
 
 
 @dataclass(frozen=True)
 class PseudoMask:
-    """One image's pseudo-mask before refinement, with what made it (what a CRF or a threshold sweep needs).
+    """One image's pseudo-mask before the CRF, with what made it (what a CRF or a threshold sweep needs).
 
     Attributes:
         labels: ``(K,)`` float32 multi-hot, the classes the mask may use.
         scores: ``(K, H, W)`` float32 evidence in [0, 1].
-        bg_threshold: a pixel is background unless its best allowed class scores above it.
+        bg_threshold: a pixel is background unless its best allowed class scores above it (before
+            any refinement: the background plane of the probabilities a refinement starts from).
         mask: ``(H, W)`` uint8, 0 background and ``k + 1`` for class ``k``.
+        refinement: the name of the refinement that made :attr:`probabilities` (``"none"``: none).
+        probabilities: the refined ``(K+1, H, W)`` probabilities (``None`` without a refinement).
+        refiner: the image's prepared refinement (what :meth:`masks_at` reruns per threshold).
     """
 
     labels: np.ndarray
     scores: np.ndarray
     bg_threshold: float
     mask: np.ndarray
+    refinement: str = "none"
+    probabilities: np.ndarray | None = None
+    refiner: Refiner | None = field(default=None, repr=False, compare=False)
 
     def unary(self) -> np.ndarray:
-        """``(K+1, H, W)`` CRF unary: the thresholded scores as probabilities (argmax = :attr:`mask`)."""
+        """``(K+1, H, W)`` CRF unary: the thresholded scores as probabilities, refined when a
+        refinement made the mask (argmax = :attr:`mask` either way)."""
+        if self.probabilities is not None:
+            return self.probabilities
         return unary_probabilities(self.scores, self.labels, bg_threshold=self.bg_threshold)
 
     def refined(self, image: np.ndarray, params: CRFParams | None = None) -> np.ndarray:
         """``(H, W)`` uint8 mask after a dense CRF over ``image`` (the RGB image the batch was made from)."""
         return refine(image, self.unary(), params)
 
+    def masks_at(self, thresholds: Sequence[float]) -> np.ndarray:
+        """``(T, H, W)`` int64: the mask this image gets at each background threshold, through the
+        same refinement (its background plane is the threshold, so it is refined once per threshold)."""
+        if self.refiner is None:
+            return np.stack([scores_to_mask(self.scores, t, self.labels) for t in thresholds])
+        planes = (self.scores.shape[0] + 1) * self.scores.shape[1] * self.scores.shape[2]
+        chunk = max(1, _SWEEP_CHUNK_VALUES // max(planes, 1))  # bounded memory on a large photo
+        masks = []
+        for start in range(0, len(thresholds), chunk):
+            stack = np.stack([unary_probabilities(self.scores, self.labels, bg_threshold=t)
+                              for t in thresholds[start:start + chunk]])
+            masks.append(refined_mask(self.refiner(stack, self.labels), self.labels))
+        return np.concatenate(masks)
+
+    def sweep_confusions(self, gt: np.ndarray, thresholds: Sequence[float],
+                         ignore_index: int = DEFAULT_IGNORE_INDEX) -> np.ndarray:
+        """``(T, K+1, K+1)`` int64 confusion matrices against ``gt`` of the masks :meth:`masks_at` gives:
+        what the written masks would score at each threshold, refinement included."""
+        if self.refiner is None:
+            return sweep_confusions(self.scores, gt, thresholds, self.labels, ignore_index)
+        c = self.scores.shape[0] + 1
+        return np.stack([confusion_matrix(m, gt, c, ignore_index) for m in self.masks_at(list(thresholds))])
+
+
+#: Most float32 values one refined threshold-sweep chunk holds (64 MB).
+_SWEEP_CHUNK_VALUES = 1 << 24
+
 
 def pseudo_mask(model: nn.Module, info: HeadInfo, method: EvidenceMethod, batch: torch.Tensor,
                 size: Sequence[int], *, labels: np.ndarray | Sequence[float] | None = None,
                 slots: SlotOutput | None = None, scales: Sequence[float] = (1.0,), flip: bool = False,
-                bg_threshold: float = DEFAULT_BG_THRESHOLD) -> PseudoMask:
+                bg_threshold: float = DEFAULT_BG_THRESHOLD, refinement: str | Refinement = "none",
+                refinement_options: Mapping[str, Any] | None = None,
+                image: np.ndarray | None = None) -> PseudoMask:
     """Labels, evidence and the thresholded mask of the one image in ``batch``, at ``size``.
 
     ``labels`` (multi-hot over the foreground classes) restricts the mask, as the WSSS protocol
     does with ground-truth image labels; ``None`` applies the label rule to the head's logits
     (from ``slots``, or from one forward pass that the evidence then reuses).
+
+    ``refinement`` (:mod:`~glmix_vis.wsss.refinement`: ``"none"``, ``"par"``, ``"slot-walk"``, with
+    ``refinement_options``) refines the thresholded probabilities before the mask's argmax, and a
+    CRF then starts from the refined ones (:meth:`PseudoMask.unary`). PAR needs ``image``, the
+    ``(H, W, 3)`` RGB at ``size``; the slot walk walks along ``slots``, the scale-1 forward pass of
+    ``batch`` (run here when the caller has none, also under test-time augmentation).
     """
+    refiner = refinement if isinstance(refinement, Refinement) else get_refinement(refinement, refinement_options)
+    if slots is None and (labels is None or refiner.needs_slots):
+        slots = run_slots(model, batch)
     if labels is None:
-        if slots is None:
-            slots = run_slots(model, batch)
+        assert slots is not None
         labels = predicted_labels(info, slots.logits[0])
     labels = np.asarray(labels, dtype=np.float32)
     scores = class_evidence(method, model, batch, size, slots=slots, scales=scales, flip=flip)
-    mask = scores_to_mask(scores, bg_threshold, labels).astype(np.uint8)
-    return PseudoMask(labels=labels, scores=scores, bg_threshold=float(bg_threshold), mask=mask)
+    if refiner.is_identity:
+        mask = scores_to_mask(scores, bg_threshold, labels).astype(np.uint8)
+        return PseudoMask(labels=labels, scores=scores, bg_threshold=float(bg_threshold), mask=mask)
+    prepared = refiner.prepare(size=scores.shape[-2:], image=image, slots=slots, device=batch.device)
+    probabilities = prepared(unary_probabilities(scores, labels, bg_threshold=bg_threshold), labels)
+    return PseudoMask(labels=labels, scores=scores, bg_threshold=float(bg_threshold),
+                      mask=refined_mask(probabilities, labels).astype(np.uint8), refinement=refiner.name,
+                      probabilities=probabilities, refiner=prepared)
 
 
 def refine(image: np.ndarray, unary: np.ndarray, params: CRFParams | None = None) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Class evidence methods, selectable by name: ``cam``, ``token`` and ``slot-cam`` (ours)."""
+"""Class evidence methods, selectable by name: ``cam``, ``token``, ``slot-cam`` (ours) and
+pytorch-grad-cam's ``gradcam``, ``gradcam++``, ``xgradcam``, ``layercam``, ``eigencam``, ``scorecam``."""
 
 from .base import (
     EvidenceMethod,
@@ -10,6 +11,7 @@ from .base import (
     resize_maps,
 )
 from .cam import CAM
+from .grad_cam import GRAD_CAM_METHODS, PytorchGradCAMEvidence, gradcam_targets, target_layer_candidates
 from .slot_cam import DEFAULT_SLOT_CAM, SlotCAM, SlotCAMConfig
 from .token import TokenEvidence
 
@@ -17,4 +19,5 @@ __all__ = [
     "EvidenceMethod", "CAM", "TokenEvidence", "SlotCAM", "SlotCAMConfig", "DEFAULT_SLOT_CAM",
     "get_evidence_method", "available_evidence_methods", "register_evidence",
     "aggregate_classes", "normalize_per_class", "resize_maps",
+    "GRAD_CAM_METHODS", "PytorchGradCAMEvidence", "gradcam_targets", "target_layer_candidates",
 ]

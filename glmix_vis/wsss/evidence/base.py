@@ -19,18 +19,20 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import ClassVar
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ...devices import network_autocast
 from ...models.slots import SlotOutput
 
 __all__ = [
     "EvidenceMethod", "EvidenceInput", "ClassMap", "CLASS_REDUCTIONS", "NORM_EPS",
     "register_evidence", "get_evidence_method", "available_evidence_methods",
-    "aggregate_classes", "normalize_per_class", "resize_maps", "run_slots", "input_size_of",
+    "aggregate_classes", "normalize_per_class", "resize_maps", "run_slots", "slots_float32", "input_size_of",
 ]
 
 EvidenceInput = SlotOutput | torch.Tensor
@@ -78,11 +80,26 @@ def resize_maps(maps: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 
 
 def run_slots(model: nn.Module, images: torch.Tensor) -> SlotOutput:
-    """``model.forward_slots(images)`` without autograd (evidence is inference only)."""
+    """``model.forward_slots(images)`` without autograd (evidence is inference only), in the
+    precision the caller chose (:func:`glmix_vis.devices.inference_precision`); the output is
+    float32 whatever the forward pass ran in."""
     if not hasattr(model, "forward_slots"):
         raise TypeError(f"{type(model).__name__} has no forward_slots(); class evidence needs a GLNet")
-    with torch.no_grad():
-        return model.forward_slots(images)
+    with torch.no_grad(), network_autocast(images.device):
+        return slots_float32(model.forward_slots(images))
+
+
+def slots_float32(out: SlotOutput) -> SlotOutput:
+    """``out`` with every tensor float32 (itself when they are: a float32 pass is not copied)."""
+    def f32(t: torch.Tensor | None) -> torch.Tensor | None:
+        return t if t is None or t.dtype == torch.float32 else t.float()
+
+    maps = [m if m.logits.dtype == m.slots.dtype == torch.float32 else m.to(torch.float32) for m in out.maps]
+    if all(a is b for a, b in zip(maps, out.maps)) and all(
+            f32(t) is t for t in (out.logits, out.features, out.cls_logits, out.token_logits)):
+        return out
+    return replace(out, logits=f32(out.logits), features=f32(out.features), maps=maps,
+                   cls_logits=f32(out.cls_logits), token_logits=f32(out.token_logits))
 
 
 def input_size_of(out: SlotOutput) -> tuple[int, int]:
@@ -120,6 +137,9 @@ class EvidenceMethod(ABC):
     """
 
     name: ClassVar[str] = ""
+    #: True for a method that runs the model itself (gradients, masked copies): it takes the
+    #: image batch, never a :class:`SlotOutput` already computed.
+    needs_images: ClassVar[bool] = False
 
     def __init__(self, class_map: ClassMap | None = None, class_reduce: str = "max") -> None:
         if class_reduce not in CLASS_REDUCTIONS:
@@ -152,6 +172,12 @@ class EvidenceMethod(ABC):
         their computation; ``None`` (the default) lets :func:`~glmix_vis.wsss.evidence.tta.tta_evidence`
         average whole :meth:`compute` maps over the scales and flips."""
         return None
+
+    def check(self, model: nn.Module, out: SlotOutput) -> None:
+        """Raise (``ValueError``, ``TypeError``, ...) when this method cannot serve ``model``; ``out``
+        is its forward pass of a small image. Default: compute one class's maps from ``out``.
+        Methods that run the network themselves check what they need without running it."""
+        self(model, out, classes=[0], size=input_size_of(out))
 
     @abstractmethod
     def raw(self, model: nn.Module, out: SlotOutput, classes: list[int] | None,

@@ -1,0 +1,121 @@
+"""fp32 against bf16 (``--precision``) side by side: backbone speed, and what reduced precision changes.
+
+    python eval/bench_precision.py --out eval/_work/precision.json [--sizes 224,448] [--repeats 9]
+
+Speed: ``glnet_stl`` and ``glnet_4g`` through the tool's own forward pass (``run_slots`` under
+:func:`glmix_vis.devices.inference_precision`, slot maps included), and timm's ``convnext_tiny`` as
+the outside reference, one image per call, each (model, size) timed in fp32 and bf16 alternately,
+round after round, so background load hits both alike; medians and their ratio are reported.
+
+Change: the relative L2 change of the logits and of the final features (bf16 vs fp32, same
+weights and input: a real photo, skimage's astronaut), and, for the bundled demo model on the
+generated val scenes, the share of pixels whose slot-CAM pseudo-mask differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from skimage import data as skdata
+
+import glmix_vis  # noqa: F401  (registers the GLNet family in timm)
+from glmix_vis.devices import cpu_supports_bf16, inference_precision, resolve_precision
+from glmix_vis.preprocess import image_to_batch
+from glmix_vis.wsss.evidence.base import run_slots
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def _forward(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    with inference_precision(dtype):
+        if hasattr(model, "forward_slots"):
+            return run_slots(model, x).logits
+        with torch.no_grad(), torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+            return model(x)
+
+
+def _time(model: torch.nn.Module, x: torch.Tensor, repeats: int, warmup: int) -> dict[str, Any]:
+    times: dict[str, list[float]] = {k: [] for k in DTYPES}
+    for _ in range(warmup):
+        for dtype in DTYPES.values():
+            _forward(model, x, dtype)
+    for r in range(repeats):
+        order = list(DTYPES.items()) if r % 2 == 0 else list(reversed(DTYPES.items()))
+        for name, dtype in order:
+            t0 = time.perf_counter()
+            _forward(model, x, dtype)
+            times[name].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return dict(median_ms={k: v * 1e3 for k, v in med.items()}, speedup=med["fp32"] / med["bf16"],
+                per_round_speedup=statistics.median(a / b for a, b in zip(times["fp32"], times["bf16"])))
+
+
+def _change(model: torch.nn.Module, x: torch.Tensor) -> dict[str, float]:
+    ref, low = (_forward(model, x, d).float() for d in DTYPES.values())
+    return dict(logits_rel_l2=float((low - ref).norm() / ref.norm()),
+                top1_same=bool(ref.argmax(-1).eq(low.argmax(-1)).all()))
+
+
+def _mask_change(limit: int) -> dict[str, Any]:
+    from glmix_vis.data import open_dataset
+    from glmix_vis.data.scenes import DEFAULT_SCENES_DIR, ensure_scenes
+    from glmix_vis.predictor import SlotPredictor
+
+    root = str(ensure_scenes(DEFAULT_SCENES_DIR).parents[1])
+    dataset = open_dataset("voc", root, "val")
+    preds = {k: SlotPredictor.from_checkpoint(None, device="cpu", precision=k) for k in DTYPES}
+    differ = total = 0
+    for i in range(min(limit, len(dataset))):
+        image, labels = dataset.load_image(i), dataset.image_labels(i)
+        masks = []
+        for pred in preds.values():
+            pred.set_image(image, input_size=min(image.shape[:2]))
+            masks.append(pred.pseudo_mask("slot-cam", labels))
+        differ += int((masks[0] != masks[1]).sum())
+        total += masks[0].size
+    return dict(images=min(limit, len(dataset)), pixels_differing=differ / total)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="glnet_stl,glnet_4g,convnext_tiny")
+    ap.add_argument("--sizes", default="224,448")
+    ap.add_argument("--repeats", type=int, default=9)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--mask-images", type=int, default=100)
+    ap.add_argument("--out", type=Path, default=Path("eval/_work/precision.json"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    photo = skdata.astronaut()
+    result: dict[str, Any] = dict(cpu=platform.processor() or platform.machine(), threads=args.threads,
+                                  cpu_bf16=cpu_supports_bf16(), auto=str(resolve_precision("auto", "cpu")),
+                                  torch=torch.__version__, models={})
+    for name in args.models.split(","):
+        model = timm.create_model(name, num_classes=1000).eval()
+        for size in (int(s) for s in args.sizes.split(",")):
+            x = image_to_batch(photo, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), short_side=size)
+            row = dict(**_time(model, x, args.repeats, args.warmup), **_change(model, x))
+            result["models"][f"{name}@{size}"] = row
+            print(f"{name}@{size}: fp32 {row['median_ms']['fp32']:.1f} ms, bf16 {row['median_ms']['bf16']:.1f} ms, "
+                  f"x{row['speedup']:.2f} (per round x{row['per_round_speedup']:.2f}), "
+                  f"logits rel. change {row['logits_rel_l2']:.4f}", flush=True)
+    if args.mask_images:
+        result["demo_masks"] = _mask_change(args.mask_images)
+        print(f"demo slot-CAM masks: {result['demo_masks']['pixels_differing']:.4%} of pixels differ "
+              f"over {result['demo_masks']['images']} val images")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

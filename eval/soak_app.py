@@ -1,0 +1,397 @@
+"""Memory soak of the served web app (issue 16): does the server's resident memory stay flat?
+
+Starts the app on loopback in a subprocess (this script's ``--serve`` mode: ``glmix_vis.app.launch``
+plus a diagnostics hook), then ``--rounds`` rounds in which ``--clients`` concurrent
+``gradio_client`` visitors send ``--requests`` uploads each to ``/analyze``, the endpoint the page's
+button calls (every 5th request of a visitor also opens the soft maps, ``/soft_maps``; every 10th
+also downloads a figure, ``/figure``, unless ``--analyze-only``). Every upload is a different real
+photo: a random crop, flip and scale of scikit-image's photos and the bundled generated scenes,
+``--side`` pixels on its longer side, PNG or JPEG, so every cache sees new keys. Each round's
+visitors are new sessions, as new visitors are (``--same-visitors`` keeps them).
+
+After every round: the server's RSS (``/proc``), and from the server itself the glibc heap
+(``mallinfo2``: in use / free), Python objects (``gc``), its traced Python heap (``--trace``:
+``tracemalloc``, which slows the server), gradio's sessions, the app's result cache, open file
+descriptors, and the files in gradio's and the app's temporary folders. At the end: RSS after round
+``--baseline-round`` and the growth from there to the last round, against ``--budget-mb``; with
+``--trace``, the source lines whose traced memory grew most over the same rounds.
+
+    python eval/soak_app.py [--rounds 50] [--clients 8] [--requests 10] [--side 256] [--trace]
+                            [--baseline-round 5] [--budget-mb 10] [--json OUT]
+
+This measures memory, not time: requests are checked for an answer (one overlay per block asked
+for), not for latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+BLOCK_CHOICES = ([0, 1, 2, 3], [3], [0, 2], [1, 3])
+REPORT_ENV, TRACE_ENV = "GLMIX_SOAK_REPORT", "GLMIX_SOAK_TRACE"
+
+
+# ------------------------------------------------------------------------------ the server side
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
+
+
+def _glibc_heap() -> dict[str, float]:
+    """MB of glibc's heap in use, free inside it, and in its own mappings (empty off glibc)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _MallInfo2
+        info = libc.mallinfo2()
+    except (OSError, AttributeError):
+        return {}
+    mb = 2 ** 20
+    return dict(heap_in_use_mb=round(info.uordblks / mb, 1), heap_free_mb=round(info.fordblks / mb, 1),
+                mmapped_mb=round(info.hblkhd / mb, 1))
+
+
+def _resident() -> dict[str, float]:
+    """MB resident by kind of mapping (/proc/self/smaps): the main heap, anonymous memory (other
+    heap arenas, large blocks, thread stacks), and files (libraries, mapped weights)."""
+    kinds = {"heap_rss_mb": 0, "anon_rss_mb": 0, "file_rss_mb": 0}
+    kind = None
+    try:
+        with open("/proc/self/smaps") as f:
+            for line in f:
+                first = line.split(maxsplit=1)[0]
+                if "-" in first and not first.endswith(":"):  # a mapping's header line
+                    parts = line.split()
+                    name = parts[5] if len(parts) > 5 else ""
+                    kind = "heap_rss_mb" if name == "[heap]" else "file_rss_mb" if name.startswith("/") else "anon_rss_mb"
+                elif first == "Rss:" and kind:
+                    kinds[kind] += int(line.split()[1])
+    except OSError:
+        return {}
+    return {k: round(v / 1024, 1) for k, v in kinds.items()}
+
+
+def _folder(path: str | None) -> dict[str, float]:
+    if not path or not Path(path).is_dir():
+        return dict(files=0, mb=0.0)
+    sizes = [p.stat().st_size for p in Path(path).rglob("*") if p.is_file()]
+    return dict(files=len(sizes), mb=round(sum(sizes) / 2 ** 20, 2))
+
+
+def serve(args: argparse.Namespace) -> int:
+    """The app with a diagnostics hook: SIGUSR1 writes a report to $GLMIX_SOAK_REPORT, SIGUSR2
+    also takes the tracemalloc snapshot later reports are compared with."""
+    import tracemalloc
+
+    if os.environ.get(TRACE_ENV):
+        tracemalloc.start(int(os.environ[TRACE_ENV]))
+    from glmix_vis.app import launch
+
+    demo = launch(args.checkpoint, port=args.port, device="cpu", concurrency=args.concurrency,
+                  prevent_thread_lock=True, quiet=True)
+    report_path = Path(os.environ[REPORT_ENV])
+    state: dict[str, Any] = {"seq": 0, "baseline": None}
+
+    def report(signum: int, _frame: Any) -> None:
+        state["seq"] += 1
+        app = demo.slot_app
+        objects = gc.get_objects()
+        types = Counter(type(o).__qualname__ for o in objects)
+        if signum == signal.SIGUSR2:
+            state["types"] = types
+        data: dict[str, Any] = dict(
+            seq=state["seq"], python_objects=len(objects), gc_counts=list(gc.get_count()),
+            sessions=len(demo.state_holder.session_data), results=len(app.results), models=len(app.models),
+            fds=len(os.listdir("/proc/self/fd")), threads=threading.active_count(),
+            gradio_temp=_folder(os.environ.get("GRADIO_TEMP_DIR")), app_temp=_folder(tempfile.gettempdir()),
+            **_glibc_heap(), **_resident())
+        if "types" in state and signum != signal.SIGUSR2:  # the kinds of Python objects that grew
+            grown = types.copy()
+            grown.subtract(state["types"])
+            data["object_growth"] = {k: v for k, v in grown.most_common(10) if v > 0}
+        del objects
+        if tracemalloc.is_tracing():
+            data["traced_mb"] = round(tracemalloc.get_traced_memory()[0] / 2 ** 20, 2)
+            snapshot = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
+            if signum == signal.SIGUSR2:
+                state["baseline"] = snapshot
+            elif state["baseline"] is not None:
+                top = snapshot.compare_to(state["baseline"], "lineno")[:15]
+                data["traced_growth"] = [dict(where=str(s.traceback[0]), kb=round(s.size_diff / 1024, 1),
+                                              count=s.count_diff) for s in top]
+        tmp = report_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, report_path)
+
+    signal.signal(signal.SIGUSR1, report)
+    signal.signal(signal.SIGUSR2, report)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    while True:
+        time.sleep(0.5)
+
+
+# ------------------------------------------------------------------------------ the visitors
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited with status {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "config", timeout=5):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise SystemExit(f"the server did not answer at {url} within {timeout:.0f} s")
+
+
+def _sources() -> list[np.ndarray]:
+    from glmix_vis.app import example_files
+
+    out = []
+    for path in example_files().values():
+        with Image.open(path) as im:
+            out.append(np.asarray(im.convert("RGB")))
+    return out
+
+
+def make_upload(sources: list[np.ndarray], seed: int, side: int, folder: Path) -> Path:
+    """A photo nobody uploaded before: a random crop (half to all of each side), maybe mirrored,
+    scaled to ``side`` on its longer side, as PNG or JPEG."""
+    rng = np.random.default_rng(seed)
+    src = sources[int(rng.integers(len(sources)))]
+    h, w = src.shape[:2]
+    ch, cw = int(h * rng.uniform(0.5, 1.0)), int(w * rng.uniform(0.5, 1.0))
+    y, x = int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
+    crop = src[y:y + ch, x:x + cw]
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    im = Image.fromarray(np.ascontiguousarray(crop))
+    scale = side / max(im.size)
+    im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.Resampling.BILINEAR)
+    path = folder / f"upload_{seed}.{'png' if seed % 2 else 'jpg'}"
+    im.save(path)
+    return path
+
+
+def visitor(client: Any, label: str, input_size: int, sources: list[np.ndarray], seeds: list[int], side: int,
+            folder: Path, mixed: bool, problems: list[str], lock: threading.Lock) -> None:
+    """One visitor's requests of a round; what went wrong is appended to ``problems``."""
+    from gradio_client import handle_file
+
+    for i, seed in enumerate(seeds):
+        path = make_upload(sources, seed, side, folder)
+        blocks = BLOCK_CHOICES[seed % len(BLOCK_CHOICES)]
+        try:
+            status, gallery, *_ = client.predict(handle_file(str(path)), label, input_size, blocks, blocks[-1],
+                                                 api_name="/analyze")
+            problem = None if len(gallery) == len(blocks) else f"{path.name}: {status}"
+            if mixed and problem is None and (i + 1) % 5 == 0:
+                _, soft, _ = client.predict(handle_file(str(path)), label, input_size, blocks[-1],
+                                            api_name="/soft_maps")
+                problem = None if soft else f"{path.name}: no soft maps"
+            if mixed and problem is None and (i + 1) % 10 == 0:
+                figure, text = client.predict(handle_file(str(path)), label, input_size, blocks, blocks[-1],
+                                              "slot-cam", "PNG", api_name="/figure")
+                problem = None if figure else f"{path.name}: no figure ({text})"
+        except Exception as exc:  # a failed request is reported, not fatal
+            problem = f"{path.name}: {type(exc).__name__}: {exc}"
+        finally:
+            path.unlink(missing_ok=True)
+        if problem:
+            with lock:
+                problems.append(problem)
+
+
+class Server:
+    """The app in a subprocess, with its diagnostics reports."""
+
+    def __init__(self, args: argparse.Namespace, folder: Path) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.report_path = folder / "report.json"
+        env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", REPORT_ENV: str(self.report_path),
+               "GRADIO_TEMP_DIR": str(folder / "gradio"), "TMPDIR": str(folder / "server-tmp")}
+        (folder / "server-tmp").mkdir()
+        if args.trace:
+            env[TRACE_ENV] = "1"
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--serve", "--port", str(self.port),
+               "--concurrency", str(args.concurrency)] + (["--checkpoint", args.checkpoint] if args.checkpoint else [])
+        self.log = open(folder / "server.log", "w")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        self._seq = 0
+
+    def report(self, baseline: bool = False, timeout: float = 120) -> dict[str, Any]:
+        self._seq += 1
+        self.proc.send_signal(signal.SIGUSR2 if baseline else signal.SIGUSR1)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                data = json.loads(self.report_path.read_text())
+                if data["seq"] == self._seq:
+                    return data
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.1)
+        raise SystemExit("the server did not write its report")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", help="checkpoint file (default: the bundled demo model)")
+    parser.add_argument("--rounds", type=int, default=50)
+    parser.add_argument("--clients", type=int, default=8, help="concurrent visitors per round")
+    parser.add_argument("--requests", type=int, default=10, help="uploads per visitor and round")
+    parser.add_argument("--side", type=int, default=256, help="longer side of every upload in pixels")
+    parser.add_argument("--concurrency", type=int, default=2, help="the server's --concurrency")
+    parser.add_argument("--baseline-round", type=int, default=5, help="growth is counted from after this round")
+    parser.add_argument("--budget-mb", type=float, default=10.0, help="allowed RSS growth after the baseline round")
+    parser.add_argument("--analyze-only", action="store_true", help="no soft-map or figure requests")
+    parser.add_argument("--same-visitors", action="store_true", help="keep the same visitors (sessions) every round")
+    parser.add_argument("--trace", action="store_true", help="tracemalloc in the server (slower; lists what grew)")
+    parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        return serve(args)
+    if not 1 <= args.baseline_round < args.rounds:
+        parser.error("--baseline-round must lie in 1..rounds-1")
+
+    import ssl
+
+    import certifi
+    from gradio_client import Client
+
+    from glmix_vis.app.settings import DEMO_LABEL
+
+    sources = _sources()
+    rounds: list[dict[str, Any]] = []
+    problems: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="glmix-soak-") as tmp:
+        folder = Path(tmp)
+        uploads, downloads = folder / "uploads", folder / "downloads"
+        uploads.mkdir()
+        tempfile.tempdir = str(folder / "client-tmp")  # gradio_client leaves a folder per download there
+        Path(tempfile.tempdir).mkdir()
+        server = Server(args, folder)
+        visitors: list[Any] = []
+        # one TLS context for every request: gradio_client would otherwise build one per HTTP call
+        tls = ssl.create_default_context(cafile=certifi.where())
+        try:
+            _wait_for(server.url, server.proc)
+            label = args.checkpoint and Path(args.checkpoint).name or DEMO_LABEL
+            idle = _rss_mb(server.proc.pid)
+            print(f"server pid {server.proc.pid} on {server.url}; RSS idle {idle:.0f} MB; {args.rounds} rounds of "
+                  f"{args.clients} visitors x {args.requests} uploads of {args.side} px", flush=True)
+
+            def new_client() -> Any:
+                return Client(server.url, verbose=False, ssl_verify=tls, download_files=str(downloads),
+                              httpx_kwargs={"timeout": 600})
+
+            input_size = None
+            visitors = [new_client() for _ in range(args.clients)]
+            for rnd in range(1, args.rounds + 1):
+                if rnd > 1 and not args.same_visitors:  # the last round's visitors leave, new ones come
+                    for v in visitors:
+                        v.close()
+                    visitors = [new_client() for _ in range(args.clients)]
+                if input_size is None:
+                    input_size = int(visitors[0].view_api(return_format="dict", print_info=False)["named_endpoints"]
+                                     ["/analyze"]["parameters"][2]["parameter_default"])
+                lock, before = threading.Lock(), len(problems)
+                seeds = [[(rnd * args.clients + c) * args.requests + i for i in range(args.requests)]
+                         for c in range(args.clients)]
+                t0 = time.perf_counter()
+                threads = [threading.Thread(target=visitor, args=(visitors[c], label, input_size, sources, seeds[c],
+                                                                  args.side, uploads, not args.analyze_only,
+                                                                  problems, lock))
+                           for c in range(args.clients)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                wall = time.perf_counter() - t0
+                rss = _rss_mb(server.proc.pid)
+                info = server.report(baseline=rnd == args.baseline_round)
+                shutil.rmtree(downloads, ignore_errors=True)
+                shutil.rmtree(tempfile.tempdir, ignore_errors=True)
+                Path(tempfile.tempdir).mkdir()
+                rounds.append(dict(round=rnd, rss_mb=round(rss, 1), wall_s=round(wall, 1),
+                                   failed=len(problems) - before, **{k: v for k, v in info.items() if k != "seq"}))
+                heap = (f"malloc {info['heap_in_use_mb']:.0f} in use + {info['heap_free_mb']:.0f} free + "
+                        f"{info['mmapped_mb']:.0f} mmapped MB; " if "heap_in_use_mb" in info else "")
+                if "anon_rss_mb" in info:
+                    heap += (f"resident: [heap] {info['heap_rss_mb']:.0f}, anon {info['anon_rss_mb']:.0f}, "
+                             f"files {info['file_rss_mb']:.0f} MB; ")
+                traced = f"traced {info['traced_mb']:.1f} MB; " if "traced_mb" in info else ""
+                print(f"round {rnd:3d}: RSS {rss:7.1f} MB; {heap}{traced}objects {info['python_objects']}; "
+                      f"sessions {info['sessions']}; results {info['results']}; fds {info['fds']}; "
+                      f"gradio temp {info['gradio_temp']['files']} files {info['gradio_temp']['mb']} MB; "
+                      f"app temp {info['app_temp']['files']} files; {wall:.0f} s"
+                      + (f"; {len(problems) - before} failed" if len(problems) > before else ""), flush=True)
+        finally:
+            for v in visitors:
+                v.close()
+            server.stop()
+    base = rounds[args.baseline_round - 1]["rss_mb"]
+    growth = rounds[-1]["rss_mb"] - base
+    verdict = "PASS" if growth <= args.budget_mb and not problems else "FAIL"
+    print(f"RSS after round {args.baseline_round}: {base:.1f} MB; after round {len(rounds)}: {rounds[-1]['rss_mb']:.1f} MB; "
+          f"growth {growth:+.1f} MB (budget {args.budget_mb:.0f} MB); {len(problems)} failed requests -> {verdict}")
+    for p in problems[:10]:
+        print("  failed:", p)
+    if rounds[-1].get("object_growth"):
+        print("  Python objects that grew since the baseline round: " +
+              ", ".join(f"{k} {v:+d}" for k, v in rounds[-1]["object_growth"].items()))
+    for g in rounds[-1].get("traced_growth", [])[:10]:
+        print(f"  traced growth {g['kb']:+9.1f} KB {g['count']:+6d} blocks  {g['where']}")
+    results = dict(args=vars(args), rss_idle_mb=round(idle, 1), rss_after_baseline_mb=base, growth_mb=round(growth, 1),
+                   verdict=verdict, rounds=rounds, problems=problems, load_average=os.getloadavg())
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0 if verdict == "PASS" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""The methods-side-by-side figure (``--layout compare``) and the recipe strings that name its columns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from glmix_vis.figures import method_comparison
+from glmix_vis.loading import ModelInfo
+from glmix_vis.models.factory import create_model
+from glmix_vis.predictor import SlotPredictor
+from glmix_vis.wsss.recipe import MaskRecipe, parse_recipes
+
+CLASSES = ["background", "disk", "square", "star"]
+DPI = 40
+
+
+@pytest.fixture(scope="module")
+def predictor() -> SlotPredictor:
+    torch.manual_seed(0)
+    model = create_model("glnet_nano", num_classes=len(CLASSES) - 1)
+    info = ModelInfo(name="glnet_nano", class_names=CLASSES, input_size=64)
+    return SlotPredictor(model, info, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def scene() -> tuple[np.ndarray, np.ndarray]:
+    image = np.full((48, 72, 3), 30, np.uint8)
+    image[8:40, 10:40] = (220, 60, 40)
+    gt = np.zeros((48, 72), np.uint8)
+    gt[8:40, 10:40] = 2
+    gt[8, 10:40] = 255  # void on the boundary, as VOC
+    return image, gt
+
+
+def test_recipes_parse_round_trip_and_reject_what_is_out_of_place() -> None:
+    r = MaskRecipe.parse("Slot_CAM+slot-walk+CRF")
+    assert r == MaskRecipe("slot-cam", "slot-walk", True)
+    assert MaskRecipe.parse(r.name) == r and r.title == "slot-CAM + slot walk + CRF"
+    assert MaskRecipe.parse("cam") == MaskRecipe("cam") and MaskRecipe("cam").name == "cam"
+    for bad, word in (("camm", "unknown method"), ("cam+crf+par", "at most one refinement"),
+                      ("cam+par+slot-walk", "at most one refinement"), ("cam+blur", "at most one refinement")):
+        with pytest.raises(ValueError, match=word):
+            MaskRecipe.parse(bad)
+    with pytest.raises(ValueError, match="more than once"):
+        parse_recipes("cam,slot-cam,cam")
+    assert [x.name for x in parse_recipes("cam, slot-cam+crf,")] == ["cam", "slot-cam+crf"]
+
+
+def test_columns_are_the_masks_the_predictor_makes(predictor, scene, monkeypatch) -> None:
+    image, gt = scene
+    calls = []
+    original = SlotPredictor.pseudo_mask
+
+    def spy(self, method, labels=None, **kw):
+        calls.append((method, None if labels is None else labels.tolist(), kw["crf"], kw["refinement"]))
+        return original(self, method, labels, **kw)
+
+    monkeypatch.setattr(SlotPredictor, "pseudo_mask", spy)
+    recipes = ["cam", "slot-cam+crf", "slot-cam+slot-walk+crf", "cam+par"]
+    fig = method_comparison((predictor, [image, image]), recipes, ground_truth=[gt, None], dpi=DPI,
+                            row_labels=["a", "b"])
+    panels = [ax for ax in fig.axes if ax.images]
+    assert len(panels) == (1 + 1 + 4) + (1 + 4)  # input, ground truth (row 1 only), one per recipe
+    titles = [t.get_text() for t in fig.texts] + [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert any("slot-CAM + slot walk + CRF" in t or "slot walk" in t for t in titles)
+    assert "ground truth" in titles
+    # row 1 uses the ground truth's classes (square = foreground index 1), row 2 the head's
+    assert [c[1] for c in calls[:4]] == [[0.0, 1.0, 0.0]] * 4
+    assert all(c[1] is None for c in calls[4:])
+    assert [(c[0], c[2], c[3]) for c in calls[:4]] == [("cam", False, "none"), ("slot-cam", True, "none"),
+                                                        ("slot-cam", True, "slot-walk"), ("cam", False, "par")]
+
+
+def test_ground_truth_must_match_the_image(predictor, scene) -> None:
+    image, gt = scene
+    with pytest.raises(ValueError, match="ground truth is"):
+        method_comparison((predictor, [image]), ["cam"], ground_truth=[gt[:-1]], dpi=DPI)
+    with pytest.raises(ValueError, match="foreground classes"):
+        method_comparison((predictor, [image]), ["cam"], ground_truth=[np.full_like(gt, 9)], dpi=DPI)
+
+
+def test_cli_compare_layout(predictor, scene, tmp_path, capsys) -> None:
+    from glmix_vis.cli.vis import main
+    from glmix_vis.models.checkpoints import save_safetensors
+
+    ckpt = tmp_path / "tiny.safetensors"
+    save_safetensors(predictor.model.state_dict(), ckpt,
+                     meta={"model": "glnet_nano", "classes": CLASSES, "input_size": [64, 64], "head": "foreground"})
+    image, gt = scene
+    images, truth = tmp_path / "images", tmp_path / "gt"
+    images.mkdir()
+    truth.mkdir()
+    Image.fromarray(image).save(images / "s1.jpg")
+    Image.fromarray(gt, mode="L").save(truth / "s1.png")
+    out = tmp_path / "cmp.png"
+    base = [str(images / "s1.jpg"), "--checkpoint", str(ckpt), "--layout", "compare", "--dpi", str(DPI),
+            "--device", "cpu", "--out", str(out)]
+    assert main(["figure", *base, "--methods", "cam,slot-cam+slot-walk+crf", "--gt", str(truth)]) == 0
+    assert out.stat().st_size > 0
+    capsys.readouterr()
+    assert main(["figure", *base, "--methods", "cam,nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--methods" in err and "nope" in err and len(err.splitlines()) == 1
+    (truth / "s1.png").unlink()
+    assert main(["figure", *base, "--gt", str(truth)]) == 2
+    assert "no ground truth for s1.jpg" in capsys.readouterr().err
+    assert main(["figure", *base[:-2], "--layout", "grid", "--gt", str(truth)]) == 2
