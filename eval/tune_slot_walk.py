@@ -34,9 +34,10 @@ from glmix_vis.wsss.refinement import get_refinement
 
 def _variants(args: argparse.Namespace) -> dict[str, dict]:
     out = {"none": {}}
-    for blocks, radius, power, steps, top_k, residual in itertools.product(
-            args.blocks, args.radius, args.power, args.steps, args.top_k, args.residual):
-        opts = dict(blocks=blocks, radius=radius, power=power, steps=steps, top_k=top_k, residual=residual)
+    for blocks, combine, radius, power, steps, top_k, residual in itertools.product(
+            args.blocks, args.combine, args.radius, args.power, args.steps, args.top_k, args.residual):
+        opts = dict(blocks=blocks, combine=combine, radius=radius, power=power, steps=steps, top_k=top_k,
+                    residual=residual)
         out[json.dumps(opts)] = opts
     return out
 
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--method", default="slot-cam")
     p.add_argument("--images", type=int, default=300)
     p.add_argument("--blocks", nargs="+", default=["0"])
+    p.add_argument("--combine", nargs="+", default=["mean"], choices=["mean", "product"])
     p.add_argument("--radius", nargs="+", type=float, default=[5.0])
     p.add_argument("--power", nargs="+", type=float, default=[8.0])
     p.add_argument("--steps", nargs="+", type=int, default=[8])
@@ -89,13 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     rows.sort(key=lambda r: -r["best_miou"])
     print(f"{n} images of {dataset.root} {args.split}, {args.method}, no CRF, best of thresholds "
           f"{', '.join(f'{t:g}' for t in thresholds)} for each\n")
-    print("| blocks | radius | power | steps | top_k | residual | mIoU | threshold |\n|---|---:|---:|---:|---:|---|---:|---:|")
+    print("| blocks | combine | radius | power | steps | top_k | residual | mIoU | threshold |\n"
+          "|---|---|---:|---:|---:|---:|---|---:|---:|")
     for r in rows:
         o = r["options"]
         if not o:
-            print(f"| (no refinement) | | | | | | {r['best_miou']:.2f} | {r['best_threshold']} |")
+            print(f"| (no refinement) | | | | | | | {r['best_miou']:.2f} | {r['best_threshold']} |")
             continue
-        print(f"| {o['blocks']} | {o['radius']:g} | {o['power']:g} | {o['steps']} | {o['top_k']} | {o['residual']} | "
+        print(f"| {o['blocks']} | {o['combine']} | {o['radius']:g} | {o['power']:g} | {o['steps']} | {o['top_k']} | {o['residual']} | "
               f"{r['best_miou']:.2f} | {r['best_threshold']} |")
     if args.json:
         Path(args.json).write_text(json.dumps(dict(images=n, split=args.split, rows=rows), indent=1))

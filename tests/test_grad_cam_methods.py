@@ -188,3 +188,24 @@ def test_the_predictor_serves_the_new_methods():
     assert ev.shape == (3, 70, 90) and 0 <= ev.min() and ev.max() <= 1
     mask = pred.pseudo_mask("gradcam++", labels=np.array([1, 0, 1], np.float32))
     assert mask.shape == (70, 90) and set(np.unique(mask)) <= {0, 1, 3}
+
+
+def test_the_pipeline_computes_only_the_image_classes_and_gets_the_same_mask(nano, images):
+    from glmix_vis.wsss.pipeline import pseudo_mask
+
+    class Head:
+        multilabel = True
+
+        def class_scores(self, logits):
+            return torch.sigmoid(logits).numpy()
+
+    method = get_evidence_method("gradcam")
+    x = images[:1]
+    labels = np.array([0.0, 1.0], np.float32)
+    result = pseudo_mask(nano, Head(), method, x, SIZE, labels=labels, bg_threshold=0.3)
+    full = method(nano, x)[0].numpy()  # every class
+    assert np.allclose(result.scores[1], full[1], atol=1e-6)
+    assert not result.scores[0].any()  # a class outside the labels is never computed
+    from glmix_vis.wsss.masks import scores_to_mask
+
+    assert np.array_equal(result.mask, scores_to_mask(full, 0.3, labels))

@@ -193,7 +193,17 @@ def pseudo_mask(model: nn.Module, info: HeadInfo, method: EvidenceMethod, batch:
         assert slots is not None
         labels = predicted_labels(info, slots.logits[0])
     labels = np.asarray(labels, dtype=np.float32)
-    scores = class_evidence(method, model, batch, size, slots=slots, scales=scales, flip=flip)
+    if method.needs_images:
+        # A method that runs the network per class (Grad-CAM's backward, Score-CAM's per-channel
+        # passes): only the image's classes, the only ones a mask, a sweep or a CRF reads; each
+        # class map is normalised on its own, so the others would only be zeros in the end.
+        present = [int(k) for k in np.flatnonzero(labels)]
+        scores = np.zeros((len(labels), *(int(v) for v in size)), np.float32)
+        if present:
+            scores[present] = class_evidence(method, model, batch, size, slots=slots, scales=scales, flip=flip,
+                                             classes=present)
+    else:
+        scores = class_evidence(method, model, batch, size, slots=slots, scales=scales, flip=flip)
     if refiner.is_identity:
         mask = scores_to_mask(scores, bg_threshold, labels).astype(np.uint8)
         return PseudoMask(labels=labels, scores=scores, bg_threshold=float(bg_threshold), mask=mask)
