@@ -27,7 +27,7 @@ from glmix_vis.wsss.masks import unary_probabilities
 from glmix_vis.wsss.par import PARParams, par_weights
 from glmix_vis.wsss.pipeline import pseudo_mask
 from glmix_vis.wsss.refinement import REFINEMENTS, get_refinement, refined_mask
-from glmix_vis.wsss.slot_walk import SlotWalkConfig, walk_offsets
+from glmix_vis.wsss.slot_walk import SlotWalkConfig, walk_grid, walk_offsets
 
 SIZE = 96
 
@@ -52,17 +52,22 @@ def _blurred_probabilities(h: int, w: int, centre: float, width: float, k: int =
 
 
 def _slots(h: int, w: int, grid: tuple[int, int], edge: int, num_slots: int = 3) -> SlotOutput:
-    """A one-block SlotOutput whose dispatch sends the cells left of the image column ``edge`` to slot 0
-    and the others to slot 1 (slot 2 stays empty), as a GLMix block that grouped the two regions."""
-    gh, gw = grid
-    centres = (np.arange(gw) + 0.5) * w / gw
-    left = np.broadcast_to(centres < edge, (gh, gw))
-    logits = np.full((num_slots, gh, gw), -8.0, np.float32)
-    logits[0][left] = 8.0
-    logits[1][~left] = 8.0
-    slot_map = SlotMap(stage=0, block=0, grid=grid, logits=torch.from_numpy(logits.reshape(1, num_slots, -1)),
+    """A two-block SlotOutput (block 1 on a 2x coarser grid) whose dispatch sends the cells left of
+    the image column ``edge`` to slot 0 and the others to slot 1 (slot 2 stays empty), as GLMix
+    blocks that grouped the two regions."""
+
+    def block(index: int, gh: int, gw: int) -> SlotMap:
+        centres = (np.arange(gw) + 0.5) * w / gw
+        left = np.broadcast_to(centres < edge, (gh, gw))
+        logits = np.full((num_slots, gh, gw), -8.0, np.float32)
+        logits[0][left] = 8.0
+        logits[1][~left] = 8.0
+        return SlotMap(stage=index, block=0, grid=(gh, gw), logits=torch.from_numpy(logits.reshape(1, num_slots, -1)),
                        slots=torch.zeros(1, num_slots, 4), input_size=(h, w))
-    return SlotOutput(logits=torch.zeros(1, 3), features=torch.zeros(1, 4, gh, gw), maps=[slot_map])
+
+    gh, gw = grid
+    maps = [block(0, gh, gw), block(1, max(1, gh // 2), max(1, gw // 2))]
+    return SlotOutput(logits=torch.zeros(1, 3), features=torch.zeros(1, 4, gh, gw), maps=maps)
 
 
 def _accuracy(mask: np.ndarray, edge: int) -> float:
@@ -99,6 +104,11 @@ def test_slot_walk_sharpens_a_blurred_boundary_along_the_slots() -> None:
     before, after = refined_mask(blurred, labels), refined_mask(refined, labels)
     assert _accuracy(before, edge) < 0.92
     assert _accuracy(after, edge) > 0.97
+    # a grid over max_cells is shrunk, the radius with it: the same reach, the same contract
+    (grid, scale) = walk_grid(slots.maps, max_cells=40)
+    assert grid == (5, 8) and scale == pytest.approx(0.5)
+    coarse = get_refinement("slot-walk", {"steps": 20, "radius": 3, "max_cells": 40})(blurred, labels, slots=slots)
+    assert coarse.shape == blurred.shape and _accuracy(refined_mask(coarse, labels), edge) > 0.95
     # with a dispatch that groups nothing (one slot for all), the walk is only a blur: no better
     flat = _slots(h, w, (10, 16), edge=w + 1)
     blurred_more = refined_mask(get_refinement("slot-walk", {"steps": 20, "radius": 3})(blurred, labels, slots=flat),
@@ -135,6 +145,7 @@ def test_refinement_options_are_validated() -> None:
     assert REFINEMENTS == ("none", "par", "slot-walk")
     for options, message in [({"steps": -1}, "steps"), ({"steps": 1.5}, "steps"), ({"power": 0}, "power"),
                              ({"radius": 0}, "radius"), ({"top_k": -2}, "top_k"), ({"combine": "max"}, "combine"),
+                             ({"residual": "yes"}, "residual"), ({"max_cells": -1}, "max_cells"),
                              ({"blocks": "a,b"}, "blocks"), ({"blocks": ()}, "blocks"), ({"bogus": 1}, "bogus")]:
         with pytest.raises(ValueError, match=message):
             get_refinement("slot-walk", options)
