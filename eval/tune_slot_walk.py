@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         if not o:
             print(f"| (no refinement) | | | | | | | {r['best_miou']:.2f} | {r['best_threshold']} |")
             continue
-        print(f"| {o['blocks']} | {o['combine']} | {o['radius']:g} | {o['power']:g} | {o['steps']} | {o['top_k']} | {o['residual']} | "
-              f"{r['best_miou']:.2f} | {r['best_threshold']} |")
+        print(f"| {o['blocks']} | {o['combine']} | {o['radius']:g} | {o['power']:g} | {o['steps']} | {o['top_k']} | "
+              f"{o['residual']} | {r['best_miou']:.2f} | {r['best_threshold']} |")
     if args.json:
         Path(args.json).write_text(json.dumps(dict(images=n, split=args.split, rows=rows), indent=1))
     return 0

@@ -192,14 +192,16 @@ def _png(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path))
 
 
-@pytest.mark.parametrize("refine,extra", [
-    ("par", []),
-    ("slot-walk", ["--no-crf", "--walk-steps", "4", "--walk-blocks", "0,1"]),
-    ("slot-walk", []),
-    ("par", ["--no-crf", "--par-iterations", "5"]),
+@pytest.mark.parametrize("refine,extra,again", [
+    ("par", [], ["--refine", "slot-walk"]),
+    ("slot-walk", ["--no-crf", "--walk-steps", "4", "--walk-blocks", "0", "--walk-radius", "3"],
+     ["--refine", "none", "--no-crf"]),
+    ("slot-walk", [], ["--refine", "slot-walk", "--walk-power", "2"]),
+    ("par", ["--no-crf", "--par-iterations", "5"], ["--refine", "par", "--no-crf", "--par-iterations", "3"]),
 ], ids=["par+crf", "walk-options", "walk+crf", "par-options"])
 def test_eval_refines_and_the_predictor_returns_the_same_masks(scenes: Path, predictor: SlotPredictor, tmp_path: Path,
-                                                                refine: str, extra: list[str], capsys) -> None:
+                                                                refine: str, extra: list[str], again: list[str],
+                                                                capsys) -> None:
     out = tmp_path / "eval"
     assert _eval(scenes, out, "--refine", refine, "--sweep", "--bg-threshold", "0.5", *extra) == 0
     metrics = json.loads((out / "metrics.json").read_text())
@@ -215,14 +217,10 @@ def test_eval_refines_and_the_predictor_returns_the_same_masks(scenes: Path, pre
     at = sweep["thresholds"].index(0.5)
     assert sweep["miou"][at] == pytest.approx(metrics["nocrf"]["miou"] if crf else metrics["miou"], abs=6e-5)
 
-    # resuming with another refinement (or another option) is refused, and nothing is overwritten
+    # resuming with another refinement (or none, or another option) is refused, and nothing is overwritten
     masks = {p.name: p.read_bytes() for p in (out / "masks").glob("*.png")}
-    other = "slot-walk" if refine == "par" else "par"
-    option = ["--walk-steps", "2"] if refine == "slot-walk" else ["--par-iterations", "3"]
-    same = [e for e in extra if e == "--no-crf"]
-    for again in (["--refine", other, *same], ["--refine", "none", *same], ["--refine", refine, *option, *same]):
-        assert _eval(scenes, out, "--bg-threshold", "0.5", "--sweep", *again) == 2
-        assert "other settings" in capsys.readouterr().err
+    assert _eval(scenes, out, "--bg-threshold", "0.5", "--sweep", *again) == 2
+    assert "other settings" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in (out / "masks").glob("*.png")} == masks
 
     dataset = open_dataset("voc", scenes, "val")
@@ -237,6 +235,21 @@ def test_eval_refines_and_the_predictor_returns_the_same_masks(scenes: Path, pre
         if crf:
             np.testing.assert_array_equal(_png(out / "masks" / f"{image_id}.png"),
                                           predictor.pseudo_mask("slot-cam", crf=True, **kw))
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--refine", "crf"], "invalid choice: 'crf'"),
+    (["--walk-steps", "-1"], "--walk-steps: expected a whole number >= 0, got -1"),
+    (["--walk-power", "0"], "--walk-power: expected a number > 0, got 0"),
+    (["--walk-radius", "nan"], "--walk-radius: expected a number > 0, got nan"),
+    (["--par-downscale", "0"], "--par-downscale: expected a whole number >= 1, got 0"),
+])
+def test_bad_refinement_values_are_one_line(argv: list[str], expected: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        wsss_main(["eval", *argv])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and len(err.splitlines()) == 1
 
 
 def test_eval_refuses_bad_refinement_options_before_writing(scenes: Path, tmp_path: Path, capsys) -> None:

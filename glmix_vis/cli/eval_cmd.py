@@ -32,7 +32,8 @@ _DEFAULT_CRF = CRFParams()
 _DEFAULT_PAR = PARParams()
 #: --option -> (refinement, its option name)
 _REFINE_ARGS = {"--walk-blocks": ("slot-walk", "blocks"), "--walk-steps": ("slot-walk", "steps"),
-                "--walk-power": ("slot-walk", "power"), "--walk-top-k": ("slot-walk", "top_k"),
+                "--walk-power": ("slot-walk", "power"), "--walk-radius": ("slot-walk", "radius"),
+                "--walk-top-k": ("slot-walk", "top_k"),
                 "--par-iterations": ("par", "iterations"), "--par-downscale": ("par", "downscale")}
 
 
@@ -97,6 +98,8 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
                    help=f"slot-walk: random-walk steps (default {DEFAULT_SLOT_WALK.steps})")
     p.add_argument("--walk-power", type=positive_float,
                    help=f"slot-walk: power of the slot affinity, higher is sharper (default {DEFAULT_SLOT_WALK.power:g})")
+    p.add_argument("--walk-radius", type=positive_float,
+                   help=f"slot-walk: link cells at most this many grid cells apart (default {DEFAULT_SLOT_WALK.radius:g})")
     p.add_argument("--walk-top-k", type=non_negative_int,
                    help=f"slot-walk: keep each pixel's K strongest affinities, 0 all (default {DEFAULT_SLOT_WALK.top_k})")
     p.add_argument("--par-iterations", type=non_negative_int, help=f"par: iterations (default {_DEFAULT_PAR.iterations})")

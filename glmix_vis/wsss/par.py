@@ -39,6 +39,7 @@ DEFAULT_DILATIONS: tuple[int, ...] = (1, 2, 4, 8, 12, 24)
 #: The 8 neighbours of a 3x3 ring as (dy, dx) steps, row by row (AFA's kernel order).
 _RING = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
 _EPS = 1e-8  # AFA's guard on the standard deviations
+_BLOCK_VALUES = 1 << 15  # values per op of the propagation (torch's grain: one thread)
 
 
 @dataclass(frozen=True)
@@ -102,9 +103,9 @@ def par_weights(image: torch.Tensor, params: PARParams = PARParams()) -> torch.T
 
 
 def _propagate(x: torch.Tensor, weights: torch.Tensor, params: PARParams) -> torch.Tensor:
-    """``iterations`` weighted neighbour sums of ``(C, H, W)`` planes, one plane at a time: every op then
-    works on a cache-sized block and, on images of a few hundred pixels, stays on one thread (on a busy
-    machine each hand-off between threads can cost milliseconds)."""
+    """``iterations`` weighted neighbour sums of ``(C, H, W)`` planes, a few planes at a time: every op
+    then works on a cache-sized block and stays on one thread (under torch's grain for splitting an op;
+    on a busy machine each hand-off between threads can cost milliseconds)."""
     h, w = x.shape[-2:]
     pad = max(params.dilations)
     starts = [(pad + dy * d, pad + dx * d) for d in params.dilations for dy, dx in _RING]
@@ -113,10 +114,10 @@ def _propagate(x: torch.Tensor, weights: torch.Tensor, params: PARParams) -> tor
     rows = (torch.arange(-pad, h + pad, device=x.device).clamp(0, h - 1) * w)[:, None]
     index = (rows + torch.arange(-pad, w + pad, device=x.device).clamp(0, w - 1)[None]).flatten()
     parts = []
-    for part in x.split(1):
+    for part in x.split(max(1, _BLOCK_VALUES // (h * w))):
         for _ in range(params.iterations):
             out = torch.zeros_like(part)
-            padded = part.flatten(1).index_select(1, index).view(1, h + 2 * pad, w + 2 * pad)
+            padded = part.flatten(1).index_select(1, index).view(-1, h + 2 * pad, w + 2 * pad)
             for n, (y0, x0) in enumerate(starts):
                 out.addcmul_(padded[:, y0:y0 + h, x0:x0 + w], weights[n])
             part = out

@@ -153,7 +153,7 @@ def _overlap(dy: int, dx: int, h: int, w: int) -> tuple[tuple[slice, ...], tuple
 def _blocks(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """``x`` ``(C, h, w)`` split into a few planes at a time: every op of the walk then works on a
     cache-sized block and stays on one thread (under torch's grain for splitting an op)."""
-    return x.split(max(1, _BLOCK_VALUES // max(1, x[0].numel())))
+    return x.split(max(1, _BLOCK_VALUES // max(1, x.shape[-2] * x.shape[-1])))
 
 
 def slot_affinity(maps: Sequence[SlotMap], grid: Sequence[int], offsets: Sequence[tuple[int, int]],
@@ -199,12 +199,13 @@ def walk(planes: torch.Tensor, weights: torch.Tensor, offsets: Sequence[tuple[in
     weights of a neighbour outside the grid are 0)."""
     h, w = planes.shape[-2:]
     regions = [_overlap(dy, dx, h, w) for dy, dx in offsets]
+    links = [(dst, src, weights[o][dst[1:]]) for o, (dst, src) in enumerate(regions)]
     parts = []
     for part in _blocks(planes):
         for _ in range(steps):
             out = torch.zeros_like(part)
-            for o, (dst, src) in enumerate(regions):
-                out[dst].addcmul_(part[src], weights[o][dst[1:]])
+            for dst, src, weight in links:
+                out[dst].addcmul_(part[src], weight)
             part = out
         parts.append(part)
     return torch.cat(parts) if parts else planes
