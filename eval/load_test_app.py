@@ -23,30 +23,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
+from served_app import free_port, rss_mb, wait_for
 
 BLOCK_CHOICES = ([0, 1, 2, 3], [3], [0, 2], [1, 3])
-
-
-def _rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 class RssSampler(threading.Thread):
@@ -60,7 +51,7 @@ class RssSampler(threading.Thread):
     def run(self) -> None:
         while not self._stop_event.is_set():
             try:
-                self.peak = max(self.peak, _rss_mb(self.pid))
+                self.peak = max(self.peak, rss_mb(self.pid))
             except OSError:
                 return
             time.sleep(self.every)
@@ -84,25 +75,6 @@ class Outcome:
     latencies: list[float] = field(default_factory=list)
     correct: int = 0
     wrong: list[str] = field(default_factory=list)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited with status {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "config", timeout=5):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise SystemExit(f"the server did not answer at {url} within {timeout:.0f} s")
 
 
 def _decode_jpeg(image: np.ndarray) -> np.ndarray:
@@ -195,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     app = SlotApp(args.checkpoint, device="cpu")
     label = app.default_label
     input_size = app.model(label).info.input_size
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/"
     cmd = [sys.executable, "-m", "glmix_vis.cli.vis", "app", "--port", str(port), "--device", "cpu",
            "--concurrency", str(args.concurrency)] + (["--checkpoint", args.checkpoint] if args.checkpoint else [])
@@ -207,15 +179,15 @@ def main(argv: list[str] | None = None) -> int:
         log = open(folder / "server.log", "w")
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
         try:
-            _wait_for(url, proc)
-            rss = {"idle": _rss_mb(proc.pid)}
+            wait_for(url, proc)
+            rss = {"idle": rss_mb(proc.pid)}
             sampler = RssSampler(proc.pid)
             sampler.start()
             from gradio_client import Client, handle_file
 
             Client(url, verbose=False).predict(handle_file(str(good[0].path)), label, input_size, good[0].blocks,
                                                good[0].blocks[-1], api_name="/analyze")
-            rss["warm"] = _rss_mb(proc.pid)
+            rss["warm"] = rss_mb(proc.pid)
             # every corrupt_every-th request (per client) is the corrupt upload
             schedule = [corrupt if (r + 1) % args.corrupt_every == 0 else good[r % len(good)]
                         for r in range(args.requests)]
@@ -232,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                 for t in threads:
                     t.join()
                 wall = time.perf_counter() - t0
-                rss[f"after_round_{rnd + 1}"] = _rss_mb(proc.pid)
+                rss[f"after_round_{rnd + 1}"] = rss_mb(proc.pid)
                 lat = sorted(out.latencies)
                 rounds.append(dict(requests=len(lat), correct=out.correct, wall_s=round(wall, 2),
                                    throughput_rps=round(len(lat) / wall, 2),

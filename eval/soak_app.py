@@ -32,19 +32,18 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
+from served_app import free_port, rss_mb, wait_for
 
 BLOCK_CHOICES = ([0, 1, 2, 3], [3], [0, 2], [1, 3])
 REPORT_ENV, TRACE_ENV = "GLMIX_SOAK_REPORT", "GLMIX_SOAK_TRACE"
@@ -150,31 +149,6 @@ def serve(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------ the visitors
-def _rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited with status {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "config", timeout=5):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise SystemExit(f"the server did not answer at {url} within {timeout:.0f} s")
 
 
 def _sources() -> list[np.ndarray]:
@@ -239,7 +213,7 @@ class Server:
     """The app in a subprocess, with its diagnostics reports."""
 
     def __init__(self, args: argparse.Namespace, folder: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.report_path = folder / "report.json"
         env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", REPORT_ENV: str(self.report_path),
@@ -319,9 +293,9 @@ def main(argv: list[str] | None = None) -> int:
         # one TLS context for every request: gradio_client would otherwise build one per HTTP call
         tls = ssl.create_default_context(cafile=certifi.where())
         try:
-            _wait_for(server.url, server.proc)
+            wait_for(server.url, server.proc)
             label = args.checkpoint and Path(args.checkpoint).name or DEMO_LABEL
-            idle = _rss_mb(server.proc.pid)
+            idle = rss_mb(server.proc.pid)
             print(f"server pid {server.proc.pid} on {server.url}; RSS idle {idle:.0f} MB; {args.rounds} rounds of "
                   f"{args.clients} visitors x {args.requests} uploads of {args.side} px", flush=True)
 
@@ -352,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
                 for t in threads:
                     t.join()
                 wall = time.perf_counter() - t0
-                rss = _rss_mb(server.proc.pid)
+                rss = rss_mb(server.proc.pid)
                 info = server.report(baseline=rnd == args.baseline_round)
                 shutil.rmtree(downloads, ignore_errors=True)
                 shutil.rmtree(tempfile.tempdir, ignore_errors=True)

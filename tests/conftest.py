@@ -79,3 +79,31 @@ def backend(nano_checkpoint, tmp_path_factory):
         return SlotApp(nano_checkpoint, max_side=256, device="cpu")
     finally:
         mp.undo()
+
+
+#: The classes of :func:`tiny_predictor`'s random model (the figure tests check structure, not looks).
+TINY_CLASSES = ["background", "disk", "square", "star"]
+
+
+@pytest.fixture(scope="module")
+def tiny_predictor():
+    """A predictor over a random ``glnet_nano`` with :data:`TINY_CLASSES` and a 64 px input: fast figures."""
+    from glmix_vis.loading import ModelInfo
+    from glmix_vis.models.factory import create_model
+    from glmix_vis.predictor import SlotPredictor
+
+    torch.manual_seed(0)
+    model = create_model("glnet_nano", num_classes=len(TINY_CLASSES) - 1)
+    info = ModelInfo(name="glnet_nano", class_names=TINY_CLASSES, input_size=64)
+    return SlotPredictor(model, info, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory, tiny_predictor) -> str:
+    """:func:`tiny_predictor`'s model saved with its metadata, for the CLI."""
+    from glmix_vis.models.checkpoints import save_safetensors
+
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    meta = {"model": "glnet_nano", "classes": TINY_CLASSES, "input_size": [64, 64], "head": "foreground"}
+    save_safetensors(tiny_predictor.model.state_dict(), path, meta=meta)
+    return str(path)

@@ -4,25 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from glmix_vis.figures import method_comparison
-from glmix_vis.loading import ModelInfo
-from glmix_vis.models.factory import create_model
 from glmix_vis.predictor import SlotPredictor
 from glmix_vis.wsss.recipe import MaskRecipe, parse_recipes
 
-CLASSES = ["background", "disk", "square", "star"]
 DPI = 40
-
-
-@pytest.fixture(scope="module")
-def predictor() -> SlotPredictor:
-    torch.manual_seed(0)
-    model = create_model("glnet_nano", num_classes=len(CLASSES) - 1)
-    info = ModelInfo(name="glnet_nano", class_names=CLASSES, input_size=64)
-    return SlotPredictor(model, info, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +37,7 @@ def test_recipes_parse_round_trip_and_reject_what_is_out_of_place() -> None:
     assert [x.name for x in parse_recipes("cam, slot-cam+crf,")] == ["cam", "slot-cam+crf"]
 
 
-def test_columns_are_the_masks_the_predictor_makes(predictor, scene, monkeypatch) -> None:
+def test_columns_are_the_masks_the_predictor_makes(tiny_predictor, scene, monkeypatch) -> None:
     image, gt = scene
     calls = []
     original = SlotPredictor.pseudo_mask
@@ -60,7 +48,7 @@ def test_columns_are_the_masks_the_predictor_makes(predictor, scene, monkeypatch
 
     monkeypatch.setattr(SlotPredictor, "pseudo_mask", spy)
     recipes = ["cam", "slot-cam+crf", "slot-cam+slot-walk+crf", "cam+par"]
-    fig = method_comparison((predictor, [image, image]), recipes, ground_truth=[gt, None], dpi=DPI,
+    fig = method_comparison((tiny_predictor, [image, image]), recipes, ground_truth=[gt, None], dpi=DPI,
                             row_labels=["a", "b"])
     panels = [ax for ax in fig.axes if ax.images]
     assert len(panels) == (1 + 1 + 4) + (1 + 4)  # input, ground truth (row 1 only), one per recipe
@@ -74,21 +62,16 @@ def test_columns_are_the_masks_the_predictor_makes(predictor, scene, monkeypatch
                                                         ("slot-cam", True, "slot-walk"), ("cam", False, "par")]
 
 
-def test_ground_truth_must_match_the_image(predictor, scene) -> None:
+def test_ground_truth_must_match_the_image(tiny_predictor, scene) -> None:
     image, gt = scene
     with pytest.raises(ValueError, match="ground truth is"):
-        method_comparison((predictor, [image]), ["cam"], ground_truth=[gt[:-1]], dpi=DPI)
+        method_comparison((tiny_predictor, [image]), ["cam"], ground_truth=[gt[:-1]], dpi=DPI)
     with pytest.raises(ValueError, match="foreground classes"):
-        method_comparison((predictor, [image]), ["cam"], ground_truth=[np.full_like(gt, 9)], dpi=DPI)
+        method_comparison((tiny_predictor, [image]), ["cam"], ground_truth=[np.full_like(gt, 9)], dpi=DPI)
 
 
-def test_cli_compare_layout(predictor, scene, tmp_path, capsys) -> None:
+def test_cli_compare_layout(tiny_checkpoint, scene, tmp_path, capsys) -> None:
     from glmix_vis.cli.vis import main
-    from glmix_vis.models.checkpoints import save_safetensors
-
-    ckpt = tmp_path / "tiny.safetensors"
-    save_safetensors(predictor.model.state_dict(), ckpt,
-                     meta={"model": "glnet_nano", "classes": CLASSES, "input_size": [64, 64], "head": "foreground"})
     image, gt = scene
     images, truth = tmp_path / "images", tmp_path / "gt"
     images.mkdir()
@@ -96,7 +79,7 @@ def test_cli_compare_layout(predictor, scene, tmp_path, capsys) -> None:
     Image.fromarray(image).save(images / "s1.jpg")
     Image.fromarray(gt, mode="L").save(truth / "s1.png")
     out = tmp_path / "cmp.png"
-    base = [str(images / "s1.jpg"), "--checkpoint", str(ckpt), "--layout", "compare", "--dpi", str(DPI),
+    base = [str(images / "s1.jpg"), "--checkpoint", tiny_checkpoint, "--layout", "compare", "--dpi", str(DPI),
             "--device", "cpu", "--out", str(out)]
     assert main(["figure", *base, "--methods", "cam,slot-cam+slot-walk+crf", "--gt", str(truth)]) == 0
     assert out.stat().st_size > 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib
 import numpy as np
 import pytest
-import torch
+from conftest import TINY_CLASSES as CLASSES  # noqa: E402  the classes of the tiny_predictor fixture
 from PIL import Image
 
 from glmix_vis.figures import (
@@ -31,20 +31,11 @@ from glmix_vis.loading import ModelInfo
 from glmix_vis.models.factory import create_model
 from glmix_vis.predictor import SlotPredictor
 
-CLASSES = ["background", "disk", "square", "star"]
 DPI = 40  # small rasters: these tests check structure, not looks
 
 
 def image_axes(fig) -> list:
     return [ax for ax in fig.axes if ax.images]
-
-
-@pytest.fixture(scope="module")
-def predictor() -> SlotPredictor:
-    torch.manual_seed(0)
-    model = create_model("glnet_nano", num_classes=len(CLASSES) - 1)
-    info = ModelInfo(name="glnet_nano", class_names=CLASSES, input_size=64)
-    return SlotPredictor(model, info, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -140,23 +131,23 @@ def test_render_functions_shapes_and_semantics() -> None:
 
 
 # ------------------------------------------------------------------------------ layouts
-def test_slot_grid_panels_titles_and_width(predictor, images) -> None:
-    predictor.set_image(images[0])
-    fig = slot_grid(predictor, blocks=[0, -1], dpi=DPI)
+def test_slot_grid_panels_titles_and_width(tiny_predictor, images) -> None:
+    tiny_predictor.set_image(images[0])
+    fig = slot_grid(tiny_predictor, blocks=[0, -1], dpi=DPI)
     assert len(image_axes(fig)) == 3
     assert fig.get_figwidth() == pytest.approx(COLUMN_WIDTHS["double"])
     titles = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert titles[0] == "input" and any(t.startswith("block 0") for t in titles)
-    assert any(t.startswith(f"block {predictor.num_glmix_blocks - 1}") for t in titles)
-    multi = slot_grid((predictor, images), width="single", dpi=DPI, row_labels=["a", "b"])
-    assert len(image_axes(multi)) == 2 * (1 + min(4, predictor.num_glmix_blocks))
+    assert any(t.startswith(f"block {tiny_predictor.num_glmix_blocks - 1}") for t in titles)
+    multi = slot_grid((tiny_predictor, images), width="single", dpi=DPI, row_labels=["a", "b"])
+    assert len(image_axes(multi)) == 2 * (1 + min(4, tiny_predictor.num_glmix_blocks))
     assert multi.get_figwidth() == pytest.approx(COLUMN_WIDTHS["single"])
     assert {"a", "b"} <= {t.get_text() for t in multi.texts}
     single_titles = [t.get_text() for ax in multi.axes for t in ax.texts if t.get_text()]
     assert single_titles and max(t.count("\n") + 1 for t in single_titles) <= 2  # titles never outgrow images
 
 
-def test_a_chosen_class_is_the_class_of_the_masks_too(predictor, images, monkeypatch) -> None:
+def test_a_chosen_class_is_the_class_of_the_masks_too(tiny_predictor, images, monkeypatch) -> None:
     asked = []
     original = SlotPredictor.pseudo_mask
 
@@ -165,47 +156,47 @@ def test_a_chosen_class_is_the_class_of_the_masks_too(predictor, images, monkeyp
         return original(self, method, labels, *args, **kwargs)
 
     monkeypatch.setattr(SlotPredictor, "pseudo_mask", spy)
-    predictor.set_image(images[1])
-    evidence_panel(predictor, target="star", crf=False, dpi=DPI)
+    tiny_predictor.set_image(images[1])
+    evidence_panel(tiny_predictor, target="star", crf=False, dpi=DPI)
     star = [0.0] * (len(CLASSES) - 1)
     star[CLASSES.index("star") - 1] = 1.0
     assert asked and all(a == star for a in asked)
     asked.clear()
-    evidence_panel(predictor, crf=False, dpi=DPI)
+    evidence_panel(tiny_predictor, crf=False, dpi=DPI)
     assert asked and all(a is None for a in asked)  # no chosen class: the predicted ones
 
 
-def test_bad_block_index_says_how_many_blocks(predictor, images) -> None:
-    predictor.set_image(images[0])
-    n = predictor.num_glmix_blocks
+def test_bad_block_index_says_how_many_blocks(tiny_predictor, images) -> None:
+    tiny_predictor.set_image(images[0])
+    n = tiny_predictor.num_glmix_blocks
     with pytest.raises(ValueError, match=f"has {n} GLMix blocks"):
-        slot_grid(predictor, blocks=[n], dpi=DPI)
+        slot_grid(tiny_predictor, blocks=[n], dpi=DPI)
     assert resolve_blocks(n, [-1]) == [n - 1]
 
 
-def test_soft_maps_and_representatives_panels(predictor, images) -> None:
-    predictor.set_image(images[1])
-    fig = soft_slot_maps(predictor, num_maps=3, dpi=DPI)
+def test_soft_maps_and_representatives_panels(tiny_predictor, images) -> None:
+    tiny_predictor.set_image(images[1])
+    fig = soft_slot_maps(tiny_predictor, num_maps=3, dpi=DPI)
     assert len(image_axes(fig)) == 4
     assert len(fig.axes) == 5  # + the colourbar
-    two = soft_slot_maps((predictor, images), blocks=[0, -1], slots=[0, 1], width="single", dpi=DPI)
+    two = soft_slot_maps((tiny_predictor, images), blocks=[0, -1], slots=[0, 1], width="single", dpi=DPI)
     assert len(image_axes(two)) == 2 * 2 * 3  # images x blocks x (input + 2 slots)
-    reps = representative_slots(predictor, k=4, dpi=DPI)
+    reps = representative_slots(tiny_predictor, k=4, dpi=DPI)
     assert len(image_axes(reps)) == 3 and len(reps.axes) == 4
     frames = [p for ax in reps.axes for p in ax.patches]
     assert len(frames) == 8  # each representative framed in the small grid and large
 
 
-def test_evidence_panel_panels_and_legend(predictor, images) -> None:
-    predictor.set_image(images[1])
-    fig = evidence_panel(predictor, dpi=DPI)
+def test_evidence_panel_panels_and_legend(tiny_predictor, images) -> None:
+    tiny_predictor.set_image(images[1])
+    fig = evidence_panel(tiny_predictor, dpi=DPI)
     assert len(image_axes(fig)) == 6
-    single = evidence_panel((predictor, images), target="star", width="single", crf=False, dpi=DPI)
+    single = evidence_panel((tiny_predictor, images), target="star", width="single", crf=False, dpi=DPI)
     assert len(image_axes(single)) == 2 * 5
     assert single.get_figwidth() == pytest.approx(COLUMN_WIDTHS["single"])
     assert "CAM · star" in [t.get_text() for ax in single.axes for t in ax.texts]
     with pytest.raises(ValueError, match="unknown class 'cat'"):
-        evidence_panel(predictor, target="cat", dpi=DPI)
+        evidence_panel(tiny_predictor, target="cat", dpi=DPI)
 
 
 def test_evidence_needs_a_head(images) -> None:
@@ -216,10 +207,10 @@ def test_evidence_needs_a_head(images) -> None:
         evidence_panel(headless, dpi=DPI)
 
 
-def test_saved_files_embed_truetype_and_leave_rcparams_alone(predictor, images, tmp_path) -> None:
+def test_saved_files_embed_truetype_and_leave_rcparams_alone(tiny_predictor, images, tmp_path) -> None:
     before = dict(matplotlib.rcParams)
-    predictor.set_image(images[0])
-    fig = slot_grid(predictor, blocks=[-1], dpi=DPI)
+    tiny_predictor.set_image(images[0])
+    fig = slot_grid(tiny_predictor, blocks=[-1], dpi=DPI)
     for ext in ("pdf", "svg", "png"):
         path = save_figure(fig, tmp_path / f"fig.{ext}")
         assert path.stat().st_size > 1000
@@ -236,50 +227,40 @@ def test_saved_files_embed_truetype_and_leave_rcparams_alone(predictor, images, 
 
 
 # ------------------------------------------------------------------------------ CLI
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, predictor) -> str:
-    from glmix_vis.models.checkpoints import save_safetensors
-
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
-    meta = {"model": "glnet_nano", "classes": CLASSES, "input_size": [64, 64], "head": "foreground"}
-    save_safetensors(predictor.model.state_dict(), path, meta=meta)
-    return str(path)
-
-
 def run_cli(*argv: str) -> int:
     from glmix_vis.cli.vis import main
 
     return main(["figure", *argv])
 
 
-def test_cli_folder_writes_one_figure_per_image(checkpoint, images, tmp_path, capsys) -> None:
+def test_cli_folder_writes_one_figure_per_image(tiny_checkpoint, images, tmp_path, capsys) -> None:
     folder = tmp_path / "images"
     folder.mkdir()
     for i, im in enumerate(images):
         Image.fromarray(im).save(folder / f"img{i}.png")
     (folder / "notes.txt").write_text("not an image")
     out = tmp_path / "figs"
-    rc = run_cli(str(folder), "--checkpoint", checkpoint, "--out", str(out), "--format", "png",
+    rc = run_cli(str(folder), "--checkpoint", tiny_checkpoint, "--out", str(out), "--format", "png",
                  "--dpi", str(DPI), "--device", "cpu")
     assert rc == 0
     assert sorted(p.name for p in out.iterdir()) == ["img0.png", "img1.png"]
     combined = tmp_path / "all.pdf"
-    rc = run_cli(str(folder), "--checkpoint", checkpoint, "--out", str(combined), "--combine",
+    rc = run_cli(str(folder), "--checkpoint", tiny_checkpoint, "--out", str(combined), "--combine",
                  "--layout", "soft", "--dpi", str(DPI), "--device", "cpu")
     assert rc == 0 and combined.stat().st_size > 0
 
 
-def test_cli_errors_are_clear(checkpoint, images, tmp_path, capsys) -> None:
+def test_cli_errors_are_clear(tiny_checkpoint, images, tmp_path, capsys) -> None:
     good = tmp_path / "good.png"
     Image.fromarray(images[0]).save(good)
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not a jpeg")
-    assert run_cli(str(good), "--checkpoint", checkpoint, "--blocks", "99", "--device", "cpu") == 2
+    assert run_cli(str(good), "--checkpoint", tiny_checkpoint, "--blocks", "99", "--device", "cpu") == 2
     assert "GLMix blocks" in capsys.readouterr().err
-    assert run_cli(str(bad), "--checkpoint", checkpoint, "--out", str(tmp_path / "x.pdf"), "--device", "cpu") == 2
+    assert run_cli(str(bad), "--checkpoint", tiny_checkpoint, "--out", str(tmp_path / "x.pdf"), "--device", "cpu") == 2
     assert "bad.jpg" in capsys.readouterr().err
-    assert run_cli(str(good), "--checkpoint", checkpoint, "--out", str(tmp_path / "x.tiff"), "--device", "cpu") == 2
+    assert run_cli(str(good), "--checkpoint", tiny_checkpoint, "--out", str(tmp_path / "x.tiff"), "--device", "cpu") == 2
     assert "extension" in capsys.readouterr().err
-    assert run_cli(str(good), str(good), "--checkpoint", checkpoint, "--out", str(tmp_path / "one.pdf"),
+    assert run_cli(str(good), str(good), "--checkpoint", tiny_checkpoint, "--out", str(tmp_path / "one.pdf"),
                    "--device", "cpu") == 2
     assert "--combine" in capsys.readouterr().err
