@@ -211,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
     if args.input_size is not None and args.input_size < 32:
         raise UserError(f"--input-size must be at least 32, got {args.input_size}")
     predictor = SlotPredictor.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision)
-    if predictor.info.is_demo or args.layout == "evidence":
+    if predictor.info.is_demo or args.layout in ("evidence", "compare"):
         print(predictor.info.knowledge_note(), file=sys.stderr)
     num_blocks = int(getattr(predictor.model, "num_glmix_blocks", 0))
     if num_blocks == 0:
