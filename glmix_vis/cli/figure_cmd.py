@@ -143,7 +143,8 @@ def _output_paths(images: list[Path], out: str | None, fmt: str | None, layout: 
     return paths
 
 
-def _layout_function(args: argparse.Namespace, blocks: list[int] | None) -> Callable[..., Any]:
+def _layout_function(args: argparse.Namespace, blocks: list[int] | None,
+                     recipes: list[Any] | None = None) -> Callable[..., Any]:
     from functools import partial
 
     from .. import figures
@@ -158,12 +159,6 @@ def _layout_function(args: argparse.Namespace, blocks: list[int] | None) -> Call
             raise UserError(f"-k must be at least 1, got {args.k}")
         return partial(figures.representative_slots, blocks=blocks, k=args.k, **common)
     if args.layout == "compare":
-        from ..wsss.recipe import parse_recipes
-
-        try:
-            recipes = parse_recipes(args.methods)
-        except ValueError as exc:
-            raise UserError(f"--methods: {exc}") from None
         return partial(figures.method_comparison, recipes=recipes, target=args.target,
                        bg_threshold=args.bg_threshold, **common)
     return partial(figures.evidence_panel, target=args.target, crf=not args.no_crf,
@@ -198,6 +193,16 @@ def _ground_truth_reader(folder: str | None) -> Callable[[Path], Any] | None:
     return read
 
 
+def _recipes(methods: str) -> list[Any]:
+    """``--methods``: the compare layout's columns, or one clear error line."""
+    from ..wsss.recipe import parse_recipes
+
+    try:
+        return parse_recipes(methods)
+    except ValueError as exc:
+        raise UserError(f"--methods: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -208,6 +213,7 @@ def run(args: argparse.Namespace) -> int:
     images = expand_inputs(args.inputs)
     paths = output_paths(images, args.out, args.format, args.layout, args.combine)
     blocks = block_list(args.blocks)
+    recipes = _recipes(args.methods) if args.layout == "compare" else None  # checked before the model loads
     if args.input_size is not None and args.input_size < 32:
         raise UserError(f"--input-size must be at least 32, got {args.input_size}")
     predictor = SlotPredictor.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision)
@@ -227,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
     if args.target is not None and args.target not in predictor.info.foreground_names:
         raise UserError(f"--class {args.target!r} is not one of the model's classes: "
                         f"{', '.join(predictor.info.foreground_names)}")
-    draw = _layout_function(args, blocks)
+    draw = _layout_function(args, blocks, recipes)
     labels = args.labels if args.labels is not None else (args.combine and len(images) > 1)
 
     if args.combine or len(images) == 1:
