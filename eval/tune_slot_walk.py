@@ -1,12 +1,13 @@
 """Choose the slot random walk's defaults on a training split: a small grid search, no CRF, every
-variant at its best background threshold (the refinement rerun per threshold, as ``glmix-wsss eval
---sweep`` does).
+variant at its best background threshold (the refined evidence swept, as ``glmix-wsss eval --sweep``
+does).
 
     python eval/tune_slot_walk.py --images 300 --blocks 0 0,1 --radius 3 5 8 --power 2 4 8 --steps 4 8 16
 
 Each image runs the network once; every variant refines the same evidence through the same code
-as eval (:class:`~glmix_vis.wsss.pipeline.PseudoMask` with the variant's prepared refinement, whose
-``sweep_confusions`` is eval's sweep). Prints a markdown table, best first; ``--json`` keeps it.
+as eval (:class:`~glmix_vis.wsss.refinement.Refinement`, then eval's sweep,
+:func:`~glmix_vis.wsss.masks.sweep_confusions`). Prints a markdown table, best first; ``--json``
+keeps it.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from glmix_vis.loading import load_model
 from glmix_vis.preprocess import image_to_batch
 from glmix_vis.wsss.evidence import get_evidence_method
 from glmix_vis.wsss.evidence.base import run_slots
-from glmix_vis.wsss.masks import DEFAULT_THRESHOLDS, best_threshold
-from glmix_vis.wsss.pipeline import PseudoMask, class_evidence
+from glmix_vis.wsss.masks import DEFAULT_THRESHOLDS, best_threshold, sweep_confusions
+from glmix_vis.wsss.pipeline import class_evidence
 from glmix_vis.wsss.refinement import get_refinement
 
 
@@ -78,12 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         slots = run_slots(model, x)
         scores = class_evidence(method, model, x, image.shape[:2], slots=slots)
         for key, refinement in refinements.items():
-            refiner = None if refinement.is_identity else refinement.prepare(size=image.shape[:2], slots=slots)
-            # the mask field is unused by the sweep; PseudoMask.sweep_confusions is eval's sweep
-            result = PseudoMask(labels=labels, scores=scores, bg_threshold=thresholds[0],
-                                mask=np.zeros(image.shape[:2], np.uint8), refinement=refinement.name,
-                                refiner=refiner)
-            conf[key] += result.sweep_confusions(gt, thresholds)
+            refined = scores if refinement.is_identity else refinement(scores, labels, slots=slots)
+            conf[key] += sweep_confusions(refined, gt, thresholds, labels)
     rows = []
     for key, opts in variants.items():
         sweep = best_threshold(conf[key], thresholds)

@@ -23,10 +23,10 @@ from glmix_vis.io import load_image
 from glmix_vis.models.slots import BlockIndexError, SlotMap, SlotOutput
 from glmix_vis.predictor import SlotPredictor
 from glmix_vis.wsss.evidence import get_evidence_method
-from glmix_vis.wsss.masks import unary_probabilities
+from glmix_vis.wsss.masks import scores_to_mask, unary_probabilities
 from glmix_vis.wsss.par import PARParams, par_weights
 from glmix_vis.wsss.pipeline import pseudo_mask
-from glmix_vis.wsss.refinement import REFINEMENTS, get_refinement, refined_mask
+from glmix_vis.wsss.refinement import REFINEMENTS, get_refinement
 from glmix_vis.wsss.slot_walk import SlotWalkConfig, walk_grid, walk_offsets
 
 SIZE = 96
@@ -41,14 +41,16 @@ def _two_regions(h: int, w: int, edge: int) -> np.ndarray:
     return img
 
 
-def _blurred_probabilities(h: int, w: int, centre: float, width: float, k: int = 3) -> np.ndarray:
-    """``(K+1, H, W)``: class 0 (plane 1) a soft ramp falling at column ``centre``, background the rest."""
+def _blurred_evidence(h: int, w: int, centre: float, width: float, k: int = 3) -> np.ndarray:
+    """``(K, H, W)``: class 0 a soft ramp falling through 0.5 at column ``centre``, the others 0."""
     x = np.arange(w, dtype=np.float32)
-    fg = 1.0 / (1.0 + np.exp((x - centre) / width))
-    p = np.zeros((k + 1, h, w), np.float32)
-    p[1] = fg[None]
-    p[0] = 1.0 - fg[None]
-    return p
+    ev = np.zeros((k, h, w), np.float32)
+    ev[0] = 1.0 / (1.0 + np.exp((x - centre) / width))[None]
+    return ev
+
+
+def _mask(evidence: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return scores_to_mask(evidence, 0.5, labels)
 
 
 def _slots(h: int, w: int, grid: tuple[int, int], edge: int, num_slots: int = 3) -> SlotOutput:
@@ -80,14 +82,14 @@ def _accuracy(mask: np.ndarray, edge: int) -> float:
 def test_par_sharpens_a_blurred_boundary() -> None:
     h, w, edge = 41, 67, 30
     image = _two_regions(h, w, edge)
-    blurred = _blurred_probabilities(h, w, centre=edge + 5.0, width=6.0)  # spills 5 px into the blue region
+    blurred = _blurred_evidence(h, w, centre=edge + 5.0, width=6.0)  # spills 5 px into the blue region
     labels = np.array([1, 0, 0], np.float32)
-    before = refined_mask(blurred, labels)
-    after = refined_mask(get_refinement("par")(blurred, labels, image=image), labels)
+    before = _mask(blurred, labels)
+    after = _mask(get_refinement("par")(blurred, labels, image=image), labels)
     assert _accuracy(before, edge) < 0.93
     assert _accuracy(after, edge) > 0.98  # the colour edge decides now (AFA's half size: within a pixel)
     full = get_refinement("par", {"downscale": 1})(blurred, labels, image=image)
-    assert _accuracy(refined_mask(full, labels), edge) == 1.0
+    assert _accuracy(_mask(full, labels), edge) == 1.0
     # the colour weights: a neighbour across the edge counts for (next to) nothing
     weights = par_weights(torch.tensor(image, dtype=torch.float32).permute(2, 0, 1))
     assert weights.shape == (48, h, w)
@@ -97,22 +99,21 @@ def test_par_sharpens_a_blurred_boundary() -> None:
 
 def test_slot_walk_sharpens_a_blurred_boundary_along_the_slots() -> None:
     h, w, edge = 40, 64, 32
-    blurred = _blurred_probabilities(h, w, centre=edge - 6.0, width=5.0)  # stops 6 px short of the edge
+    blurred = _blurred_evidence(h, w, centre=edge - 6.0, width=5.0)  # stops 6 px short of the edge
     labels = np.array([1, 0, 0], np.float32)
     slots = _slots(h, w, (10, 16), edge)
     refined = get_refinement("slot-walk", {"steps": 20, "radius": 3})(blurred, labels, slots=slots)
-    before, after = refined_mask(blurred, labels), refined_mask(refined, labels)
+    before, after = _mask(blurred, labels), _mask(refined, labels)
     assert _accuracy(before, edge) < 0.92
     assert _accuracy(after, edge) > 0.97
     # a grid over max_cells is shrunk, the radius with it: the same reach, the same contract
     (grid, scale) = walk_grid(slots.maps, max_cells=40)
     assert grid == (5, 8) and scale == pytest.approx(0.5)
     coarse = get_refinement("slot-walk", {"steps": 20, "radius": 3, "max_cells": 40})(blurred, labels, slots=slots)
-    assert coarse.shape == blurred.shape and _accuracy(refined_mask(coarse, labels), edge) > 0.95
+    assert coarse.shape == blurred.shape and _accuracy(_mask(coarse, labels), edge) > 0.95
     # with a dispatch that groups nothing (one slot for all), the walk is only a blur: no better
     flat = _slots(h, w, (10, 16), edge=w + 1)
-    blurred_more = refined_mask(get_refinement("slot-walk", {"steps": 20, "radius": 3})(blurred, labels, slots=flat),
-                                labels)
+    blurred_more = _mask(get_refinement("slot-walk", {"steps": 20, "radius": 3})(blurred, labels, slots=flat), labels)
     assert _accuracy(blurred_more, edge) <= _accuracy(before, edge) + 0.02
 
 
@@ -122,23 +123,24 @@ def test_refinements_keep_the_labels_and_their_shape_contract(name: str, size: t
     h, w = size
     rng = np.random.default_rng(h * 100 + w)
     k = 4
-    probs = rng.random((k + 1, h, w)).astype(np.float32)  # every plane non-zero, the absent classes too
+    evidence = rng.random((k, h, w)).astype(np.float32)  # every plane non-zero, the absent classes too
     labels = np.array([0, 1, 0, 1], np.float32)
     image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     slots = _slots(h, w, (max(1, h // 4), max(1, w // 4)), edge=w // 2)
     refinement = get_refinement(name)
-    out = refinement(probs, labels, image=image, slots=slots)
-    assert out.shape == (k + 1, h, w) and out.dtype == np.float32
-    assert not out[[1, 3]].any()  # classes outside the labels stay at 0
-    assert (out >= 0).all()
-    np.testing.assert_allclose(out.sum(0), 1.0, atol=1e-5)
-    assert set(np.unique(refined_mask(out, labels))) <= {0, 2, 4}
-    # a stack of probabilities (a threshold sweep) is refined plane by plane, as one stack would be
+    out = refinement(evidence, labels, image=image, slots=slots)
+    assert out.shape == (k, h, w) and out.dtype == np.float32
+    assert not out[[0, 2]].any()  # classes outside the labels stay at 0
+    assert (out >= 0).all() and (out <= 1).all()
+    assert set(np.unique(_mask(out, labels))) <= {0, 2, 4}
     prepared = refinement.prepare(size=(h, w), image=image, slots=slots)
-    stack = np.stack([probs, probs[::-1].copy()])
-    both = prepared(stack, labels)
-    np.testing.assert_array_equal(both[0], prepared(probs, labels))
-    np.testing.assert_array_equal(both[1], prepared(probs[::-1].copy(), labels))
+    # plane by plane: a class's refined evidence does not depend on the other classes
+    alone = prepared(np.where(np.arange(k)[:, None, None] == 1, evidence, 0), np.array([0, 1, 0, 0], np.float32))
+    np.testing.assert_allclose(alone[1], out[1], atol=1e-6)
+    # a constant plane stays as it is: refining the evidence and then thresholding it is refining
+    # the stack [threshold, evidence] (AFA's PAR on its CAMs beside a constant background)
+    flat = prepared(np.full((k, h, w), 0.37, np.float32), np.ones(k, np.float32))
+    np.testing.assert_allclose(flat, 0.37, atol=1e-5)
 
 
 def test_refinement_options_are_validated() -> None:
@@ -276,8 +278,9 @@ def test_the_refined_unary_is_what_the_crf_starts_from(scenes: Path, predictor: 
                       slots=predictor.output, bg_threshold=0.5, refinement="par", image=image)
     np.testing.assert_array_equal(plain.scores, par.scores)
     np.testing.assert_array_equal(plain.unary(), unary_probabilities(plain.scores, labels, bg_threshold=0.5))
-    assert par.refinement == "par" and par.unary() is par.probabilities
-    np.testing.assert_array_equal(par.mask, refined_mask(par.unary(), labels))
+    assert par.refinement == "par" and plain.refined_scores is None
+    np.testing.assert_array_equal(par.unary(), unary_probabilities(par.refined_scores, labels, bg_threshold=0.5))
+    np.testing.assert_array_equal(par.mask, scores_to_mask(par.refined_scores, 0.5, labels))
     np.testing.assert_array_equal(par.masks_at([0.5])[0], par.mask)
     assert not np.array_equal(par.mask, plain.mask)
     # without a refinement the threshold sweep is the fast one on the scores, with the same masks

@@ -90,7 +90,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     p.add_argument("--crf-gaussian-sxy", type=float, default=_DEFAULT_CRF.gaussian_sxy)
     p.add_argument("--crf-gaussian-compat", type=float, default=_DEFAULT_CRF.gaussian_compat)
     p.add_argument("--refine", choices=list(REFINEMENTS), default="none",
-                   help="refine the class probabilities before the mask (and the CRF): par (AFA's pixel-adaptive "
+                   help="refine the class evidence before the threshold (and the CRF): par (AFA's pixel-adaptive "
                         "refinement along colours) or slot-walk (a random walk along the GLMix slot maps)")
     p.add_argument("--walk-blocks", help="slot-walk: GLMix blocks whose slot affinities it walks, e.g. '0' or '0,1' "
                                          f"(default {_blocks_text(DEFAULT_SLOT_WALK.blocks)})")

@@ -46,7 +46,7 @@ from .pipeline import (
     refine,
     slot_oracle,
 )
-from .refinement import REFINEMENTS, Refinement, get_refinement, refined_mask
+from .refinement import REFINEMENTS, Refinement, get_refinement
 
 __all__ = [
     "EvidenceMethod", "CAM", "TokenEvidence", "SlotCAM", "SlotCAMConfig", "DEFAULT_SLOT_CAM",
@@ -59,5 +59,5 @@ __all__ = [
     "ORACLE_METHOD", "PseudoMask", "class_evidence", "image_labels", "label_threshold", "predicted_labels",
     "pseudo_mask", "refine", "slot_oracle",
     "ConfusionMatrix", "Metrics", "confusion_matrix", "sum_confusions", "all_reduce_confusion",
-    "REFINEMENTS", "Refinement", "get_refinement", "refined_mask",
+    "REFINEMENTS", "Refinement", "get_refinement",
 ]

@@ -1,6 +1,6 @@
 """PAR: the pixel-adaptive refinement of AFA (Ru et al., "Learning Affinity from Attention: End-to-End
 Weakly-Supervised Semantic Segmentation with Transformers", CVPR 2022; their ``PAR`` module as
-``refine_cams_with_bkg_v2`` uses it), a training-free smoothing of class probabilities along colours.
+``refine_cams_with_bkg_v2`` uses it), a training-free smoothing of class evidence along colours.
 
 Every pixel ``i`` looks at the 8 neighbours ``j`` of a 3x3 ring at each dilation (1, 2, 4, 8, 12, 24
 pixels: 48 neighbours; replicate padding at the border) and weighs them by
@@ -13,13 +13,14 @@ pixels: 48 neighbours; replicate padding at the border) and weighs them by
   pixel, favouring near neighbours,
 
 ``weight = colour + w2 * position`` (``w1 = 0.3``, ``w2 = 0.01``). Then, ``iterations`` times (10),
-every pixel's probabilities become the weighted sum of its neighbours'. As AFA, this runs at half
+every pixel's values become the weighted sum of its neighbours'. As AFA, this runs at half
 the image size (``downscale=2``) and is resized back bilinearly. The weights sum to ``1 + w2``
-per pixel (AFA's), so the caller renormalises over classes (no argmax changes).
+per pixel (AFA's); :func:`par_operator` divides the result by ``(1 + w2) ** iterations``, so a
+constant plane (AFA's background, our threshold) stays as it is and refining the CAMs alone
+gives AFA's argmax over ``[background, CAMs]``.
 
-The refinement is linear in the probabilities: :func:`par_operator` computes the weights of an
-image once and applies them to any stack of probability planes (a threshold sweep refines all
-its thresholds' planes at once).
+The refinement is linear: :func:`par_operator` computes the weights of an image once and applies
+them to any stack of planes.
 """
 
 from __future__ import annotations
@@ -154,7 +155,7 @@ def par_operator(image: np.ndarray, params: PARParams = PARParams(),
         if planes.ndim != 3 or tuple(planes.shape[-2:]) != size:
             raise ValueError(f"PAR planes must be (C, {size[0]}, {size[1]}), got shape {tuple(planes.shape)}")
         x = _resize(planes.to(weights.device, torch.float32), work)
-        return _resize(_propagate(x, weights, params), size)
+        return _resize(_propagate(x, weights, params), size) / (1.0 + params.w2) ** params.iterations
 
     return apply
 

@@ -23,7 +23,7 @@ image, so a class that is present seldom gets half of it).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -35,9 +35,9 @@ from .crf import CRFParams, crf_labels
 from .evidence.base import EvidenceMethod, run_slots
 from .evidence.tta import augments, tta_evidence
 from .masks import DEFAULT_BG_THRESHOLD, scores_to_mask, sweep_confusions, unary_probabilities
-from .metrics import DEFAULT_IGNORE_INDEX, confusion_matrix
+from .metrics import DEFAULT_IGNORE_INDEX
 from .oracle import slot_oracle_mask
-from .refinement import Refinement, Refiner, get_refinement, refined_mask
+from .refinement import Refinement, get_refinement
 
 __all__ = [
     "ORACLE_METHOD", "SIGMOID_LABEL_THRESHOLD", "SOFTMAX_LABEL_THRESHOLD", "HeadInfo", "label_threshold", "image_labels",
@@ -112,13 +112,11 @@ class PseudoMask:
 
     Attributes:
         labels: ``(K,)`` float32 multi-hot, the classes the mask may use.
-        scores: ``(K, H, W)`` float32 evidence in [0, 1].
-        bg_threshold: a pixel is background unless its best allowed class scores above it (before
-            any refinement: the background plane of the probabilities a refinement starts from).
+        scores: ``(K, H, W)`` float32 evidence in [0, 1], as the method gave it.
+        bg_threshold: a pixel is background unless its best allowed class scores above it.
         mask: ``(H, W)`` uint8, 0 background and ``k + 1`` for class ``k``.
-        refinement: the name of the refinement that made :attr:`probabilities` (``"none"``: none).
-        probabilities: the refined ``(K+1, H, W)`` probabilities (``None`` without a refinement).
-        refiner: the image's prepared refinement (what :meth:`masks_at` reruns per threshold).
+        refinement: the name of the refinement that made :attr:`refined_scores` (``"none"``: none).
+        refined_scores: the refined ``(K, H, W)`` evidence the mask thresholds (``None`` without a refinement).
     """
 
     labels: np.ndarray
@@ -126,46 +124,30 @@ class PseudoMask:
     bg_threshold: float
     mask: np.ndarray
     refinement: str = "none"
-    probabilities: np.ndarray | None = None
-    refiner: Refiner | None = field(default=None, repr=False, compare=False)
+    refined_scores: np.ndarray | None = None
+
+    @property
+    def mask_scores(self) -> np.ndarray:
+        """``(K, H, W)``: the evidence the mask thresholds (refined, when a refinement made it)."""
+        return self.scores if self.refined_scores is None else self.refined_scores
 
     def unary(self) -> np.ndarray:
-        """``(K+1, H, W)`` CRF unary: the thresholded scores as probabilities, refined when a
-        refinement made the mask (argmax = :attr:`mask` either way)."""
-        if self.probabilities is not None:
-            return self.probabilities
-        return unary_probabilities(self.scores, self.labels, bg_threshold=self.bg_threshold)
+        """``(K+1, H, W)`` CRF unary: :attr:`mask_scores` thresholded, as probabilities (argmax = :attr:`mask`)."""
+        return unary_probabilities(self.mask_scores, self.labels, bg_threshold=self.bg_threshold)
 
     def refined(self, image: np.ndarray, params: CRFParams | None = None) -> np.ndarray:
         """``(H, W)`` uint8 mask after a dense CRF over ``image`` (the RGB image the batch was made from)."""
         return refine(image, self.unary(), params)
 
     def masks_at(self, thresholds: Sequence[float]) -> np.ndarray:
-        """``(T, H, W)`` int64: the mask this image gets at each background threshold, through the
-        same refinement (its background plane is the threshold, so it is refined once per threshold)."""
-        if self.refiner is None:
-            return np.stack([scores_to_mask(self.scores, t, self.labels) for t in thresholds])
-        planes = (self.scores.shape[0] + 1) * self.scores.shape[1] * self.scores.shape[2]
-        chunk = max(1, _SWEEP_CHUNK_VALUES // max(planes, 1))  # bounded memory on a large photo
-        masks = []
-        for start in range(0, len(thresholds), chunk):
-            stack = np.stack([unary_probabilities(self.scores, self.labels, bg_threshold=t)
-                              for t in thresholds[start:start + chunk]])
-            masks.append(refined_mask(self.refiner(stack, self.labels), self.labels))
-        return np.concatenate(masks)
+        """``(T, H, W)`` int64: the mask this image gets at each background threshold."""
+        return np.stack([scores_to_mask(self.mask_scores, t, self.labels) for t in thresholds])
 
     def sweep_confusions(self, gt: np.ndarray, thresholds: Sequence[float],
                          ignore_index: int = DEFAULT_IGNORE_INDEX) -> np.ndarray:
         """``(T, K+1, K+1)`` int64 confusion matrices against ``gt`` of the masks :meth:`masks_at` gives:
         what the written masks would score at each threshold, refinement included."""
-        if self.refiner is None:
-            return sweep_confusions(self.scores, gt, thresholds, self.labels, ignore_index)
-        c = self.scores.shape[0] + 1
-        return np.stack([confusion_matrix(m, gt, c, ignore_index) for m in self.masks_at(list(thresholds))])
-
-
-#: Most float32 values one refined threshold-sweep chunk holds (64 MB).
-_SWEEP_CHUNK_VALUES = 1 << 24
+        return sweep_confusions(self.mask_scores, gt, thresholds, self.labels, ignore_index)
 
 
 def pseudo_mask(model: nn.Module, info: HeadInfo, method: EvidenceMethod, batch: torch.Tensor,
@@ -181,8 +163,8 @@ def pseudo_mask(model: nn.Module, info: HeadInfo, method: EvidenceMethod, batch:
     (from ``slots``, or from one forward pass that the evidence then reuses).
 
     ``refinement`` (:mod:`~glmix_vis.wsss.refinement`: ``"none"``, ``"par"``, ``"slot-walk"``, with
-    ``refinement_options``) refines the thresholded probabilities before the mask's argmax, and a
-    CRF then starts from the refined ones (:meth:`PseudoMask.unary`). PAR needs ``image``, the
+    ``refinement_options``) refines the evidence before the threshold, and a CRF then starts from
+    the refined evidence (:meth:`PseudoMask.unary`). PAR needs ``image``, the
     ``(H, W, 3)`` RGB at ``size``; the slot walk walks along ``slots``, the scale-1 forward pass of
     ``batch`` (run here when the caller has none, also under test-time augmentation).
     """
@@ -208,10 +190,10 @@ def pseudo_mask(model: nn.Module, info: HeadInfo, method: EvidenceMethod, batch:
         mask = scores_to_mask(scores, bg_threshold, labels).astype(np.uint8)
         return PseudoMask(labels=labels, scores=scores, bg_threshold=float(bg_threshold), mask=mask)
     prepared = refiner.prepare(size=scores.shape[-2:], image=image, slots=slots, device=batch.device)
-    probabilities = prepared(unary_probabilities(scores, labels, bg_threshold=bg_threshold), labels)
+    refined = prepared(scores, labels)
     return PseudoMask(labels=labels, scores=scores, bg_threshold=float(bg_threshold),
-                      mask=refined_mask(probabilities, labels).astype(np.uint8), refinement=refiner.name,
-                      probabilities=probabilities, refiner=prepared)
+                      mask=scores_to_mask(refined, bg_threshold, labels).astype(np.uint8),
+                      refinement=refiner.name, refined_scores=refined)
 
 
 def refine(image: np.ndarray, unary: np.ndarray, params: CRFParams | None = None) -> np.ndarray:

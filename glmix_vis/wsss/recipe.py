@@ -2,7 +2,7 @@
 
 ``slot-cam``, ``slot-cam+crf``, ``cam+par``, ``slot-cam+slot-walk+crf``: the evidence method
 (:func:`~glmix_vis.wsss.evidence.available_evidence_methods`), then optionally a training-free
-refinement of its class probabilities (:data:`~glmix_vis.wsss.refinement.REFINEMENTS`),
+refinement of its class evidence (:data:`~glmix_vis.wsss.refinement.REFINEMENTS`),
 then optionally the dense CRF, always last. The figure CLI's ``--methods`` and the method
 benchmark name their columns this way, so a column of a figure and a row of a table that carry
 the same name were made the same way.

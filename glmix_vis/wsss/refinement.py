@@ -1,20 +1,20 @@
-"""Training-free refinements of a pseudo-mask's class probabilities, before the argmax and any CRF.
+"""Training-free refinements of a pseudo-mask's class evidence, before the threshold and any CRF.
 
-    (K+1, H, W) probabilities (plane 0 background) ─► refinement ─► refined probabilities ─► mask
+    (K, H, W) evidence in [0, 1] ─► refinement ─► refined evidence ─► background threshold ─► mask
 
-* ``none``: the probabilities as they are;
+* ``none``: the evidence as it is;
 * ``par``: PAR, AFA's pixel-adaptive refinement along the image's colours (:mod:`.par`);
 * ``slot-walk``: the slot random walk along the image's GLMix dispatch maps (ours, :mod:`.slot_walk`).
 
+Both propagate the class planes by a row-stochastic (averaging) operator, as AFA's PAR refines its
+CAMs beside a constant background plane: an averaging operator leaves a constant plane as it is, so
+refining the evidence and then comparing it with the background threshold is the same as refining
+the stack ``[threshold, evidence]``, and a background-threshold sweep refines each image once.
+
 :func:`get_refinement` builds one from its name and options (validating them); its
 :meth:`~Refinement.prepare` gives the :class:`Refiner` of one image: the image's affinities,
-computed once, applied to one probability stack or to many (a background-threshold sweep refines
-every threshold's probabilities, since the background plane is the threshold).
-
-The rules every refinement keeps, here only: planes of classes outside the image's labels are
-never propagated and stay 0; the result is clamped at 0 and renormalised to sum to 1 at every
-pixel; the mask (:func:`refined_mask`) is the argmax over background and the image's classes,
-ties to the lower label (background first), as :func:`~glmix_vis.wsss.masks.scores_to_mask`.
+computed once. The rules every refinement keeps, here only: planes of classes outside the image's
+labels are never propagated and stay 0; the result is clamped to [0, 1], the evidence's range.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from ..models.slots import SlotOutput
 from .par import PARParams, par_operator
 from .slot_walk import DEFAULT_SLOT_WALK, SlotWalkConfig, walk_operator
 
-__all__ = ["REFINEMENTS", "Refinement", "Refiner", "get_refinement", "refined_mask"]
+__all__ = ["REFINEMENTS", "Refinement", "Refiner", "get_refinement"]
 
 #: The refinement names, ``none`` first.
 REFINEMENTS = ("none", "par", "slot-walk")
@@ -43,21 +43,12 @@ def _float32(device: torch.device) -> torch.autocast:
     return torch.autocast(device_type=device.type, enabled=False)
 
 
-def _label_planes(labels: np.ndarray | Sequence[float], planes: int) -> np.ndarray:
-    """Indices of the planes a mask may use: background and the image's classes."""
+def _label_planes(labels: np.ndarray | Sequence[float], classes: int) -> np.ndarray:
+    """Indices of the evidence planes a refinement propagates: the image's classes."""
     lab = np.asarray(labels).astype(bool).reshape(-1)
-    if lab.size != planes - 1:
-        raise ValueError(f"labels must be multi-hot over the {planes - 1} classes, got shape {lab.shape}")
-    return np.concatenate([[0], np.flatnonzero(lab) + 1])
-
-
-def refined_mask(probabilities: np.ndarray, labels: np.ndarray | Sequence[float]) -> np.ndarray:
-    """``(H, W)`` (or ``(T, H, W)`` for a ``(T, K+1, H, W)`` stack) int64 labels: the argmax over
-    background and the image's classes, ties to the lower label."""
-    p = np.asarray(probabilities)
-    allowed = np.zeros(p.shape[-3], bool)
-    allowed[_label_planes(labels, p.shape[-3])] = True
-    return np.where(allowed[:, None, None], p, -np.inf).argmax(axis=-3)
+    if lab.size != classes:
+        raise ValueError(f"labels must be multi-hot over the {classes} classes, got shape {lab.shape}")
+    return np.flatnonzero(lab)
 
 
 @dataclass(frozen=True)
@@ -67,25 +58,21 @@ class Refiner:
     propagate: Propagate | None
     device: torch.device
 
-    def __call__(self, probabilities: np.ndarray, labels: np.ndarray | Sequence[float]) -> np.ndarray:
-        """Refined float32 probabilities of a ``(K+1, H, W)`` stack, or of ``(T, K+1, H, W)`` stacks."""
-        p = np.asarray(probabilities, dtype=np.float32)
-        if p.ndim not in (3, 4):
-            raise ValueError(f"probabilities must be (K+1, H, W) or (T, K+1, H, W), got shape {p.shape}")
-        stack = p if p.ndim == 4 else p[None]
-        keep = _label_planes(labels, stack.shape[1])
-        x = torch.from_numpy(np.ascontiguousarray(stack[:, keep])).to(self.device)
-        t, c, h, w = x.shape
+    def __call__(self, scores: np.ndarray, labels: np.ndarray | Sequence[float]) -> np.ndarray:
+        """Refined float32 ``(K, H, W)`` evidence: the image's classes propagated, the others 0."""
+        s = np.asarray(scores, dtype=np.float32)
+        if s.ndim != 3:
+            raise ValueError(f"evidence must be (K, H, W), got shape {s.shape}")
+        keep = _label_planes(labels, s.shape[0])
+        out = np.zeros_like(s)
+        if keep.size == 0:
+            return out
+        x = torch.from_numpy(np.ascontiguousarray(s[keep])).to(self.device)
         if self.propagate is not None:
             with _float32(self.device):
-                x = self.propagate(x.reshape(t * c, h, w)).reshape(t, c, h, w)
-        x = x.clamp_min(0)
-        total = x.sum(dim=1, keepdim=True)
-        x[:, :1] = torch.where(total > 0, x[:, :1], torch.ones_like(x[:, :1]))  # nothing anywhere: background
-        x = x / x.sum(dim=1, keepdim=True)
-        out = np.zeros_like(stack)
-        out[:, keep] = x.cpu().numpy()
-        return out if p.ndim == 4 else out[0]
+                x = self.propagate(x)
+        out[keep] = x.clamp(0.0, 1.0).cpu().numpy()
+        return out
 
 
 class Refinement:
@@ -123,15 +110,15 @@ class Refinement:
 
     def prepare(self, *, size: Sequence[int], image: np.ndarray | None = None, slots: SlotOutput | None = None,
                 device: torch.device | str = "cpu") -> Refiner:
-        """The :class:`Refiner` of one image at ``size`` ``(H, W)``: ``image`` is its ``(H, W, 3)`` RGB
-        (PAR), ``slots`` the image's scale-1 forward pass (the slot walk)."""
+        """The :class:`Refiner` of one image's evidence at ``size`` ``(H, W)``: ``image`` is its
+        ``(H, W, 3)`` RGB (PAR), ``slots`` the image's scale-1 forward pass (the slot walk)."""
         device = torch.device(device)
         size = (int(size[0]), int(size[1]))
         if isinstance(self.params, PARParams):
             if image is None:
                 raise ValueError("par refines along the image's colours: pass the RGB image")
             if tuple(np.shape(image)[:2]) != size:
-                raise ValueError(f"the image is {np.shape(image)[:2]} but the probabilities are {size}")
+                raise ValueError(f"the image is {np.shape(image)[:2]} but the evidence is {size}")
             with _float32(device):
                 return Refiner(par_operator(image, self.params, device), device)
         if isinstance(self.params, SlotWalkConfig):
@@ -141,11 +128,11 @@ class Refinement:
                 return Refiner(walk_operator(slots, size, self.params, device), device)
         return Refiner(None, device)
 
-    def __call__(self, probabilities: np.ndarray, labels: np.ndarray | Sequence[float], *,
+    def __call__(self, scores: np.ndarray, labels: np.ndarray | Sequence[float], *,
                  image: np.ndarray | None = None, slots: SlotOutput | None = None) -> np.ndarray:
-        """Refined ``(K+1, H, W)`` probabilities of one image (see the module docstring's rules)."""
-        p = np.asarray(probabilities)
-        return self.prepare(size=p.shape[-2:], image=image, slots=slots)(p, labels)
+        """Refined ``(K, H, W)`` evidence of one image (see the module docstring's rules)."""
+        s = np.asarray(scores)
+        return self.prepare(size=s.shape[-2:], image=image, slots=slots)(s, labels)
 
     def __repr__(self) -> str:
         return f"Refinement({self.name!r}, {self.settings()})"

@@ -1,4 +1,4 @@
-"""The slot random walk (ours): class probabilities propagated along the pixel affinity a GLMix block
+"""The slot random walk (ours): class evidence propagated along the pixel affinity a GLMix block
 already computes.
 
 A GLMix block dispatches every pixel over its slots (``SlotMap.dispatch``, ``D``: ``S x N`` over the
@@ -13,8 +13,8 @@ do with their learned affinities (Ahn & Kwak, CVPR 2018; Ahn, Cho & Kwak, CVPR 2
    each cell's ``top_k`` strongest neighbours;
 2. normalises every row into a transition matrix ``T`` (IRN normalises the columns of a symmetric
    matrix and multiplies from the left: the same thing);
-3. moves the ``(K+1)``-plane probabilities ``steps`` times, ``v <- T v``: every cell's probabilities
-   become the ``T``-weighted average of those of the cells it is alike with.
+3. moves the class evidence planes ``steps`` times, ``v <- T v``: every cell's evidence
+   becomes the ``T``-weighted average of those of the cells it is alike with.
 
 With a radius, ``T`` is a local operator: it is kept as one weight per (cell, offset) within the
 radius (``(M, h, w)``, like PAR's neighbour weights) rather than a dense ``N x N`` matrix, so the
@@ -22,12 +22,12 @@ cost is linear in the cells. The walk runs on the selected blocks' finest grid (
 dispatch is resized to it through its logits, :meth:`SlotMap.upsample`; several blocks' affinities
 are averaged, ``combine="mean"``, or multiplied, ``"product"``: alike in every block), shrunk to at
 most ``max_cells`` cells for a large photo (the radius shrinks with it, so the walk reaches as far
-and its cost stays bounded). The probabilities are area-averaged onto the grid; what comes back to
+and its cost stays bounded). The evidence is area-averaged onto the grid; what comes back to
 the image size (bilinearly) is, with ``residual`` (default), only the walk's *change*, added to the
-probabilities at full resolution, so detail finer than the grid (a slot-CAM edge) survives where the
+evidence at full resolution, so detail finer than the grid (a slot-CAM edge) survives where the
 walk moves nothing; without it, the walk's result itself.
 
-The walk is linear in the probabilities: :func:`walk_operator` builds ``T`` once per image and
+The walk is linear in the evidence (a constant plane, the background threshold, stays as it is): :func:`walk_operator` builds ``T`` once per image and
 applies it to any stack of planes. :data:`DEFAULT_SLOT_WALK` records how its defaults were chosen.
 """
 
@@ -72,7 +72,7 @@ class SlotWalkConfig:
         radius: cells farther apart than this (in cells of the walk's grid) are not linked.
         top_k: keep each cell's ``top_k`` strongest links within the radius (0: all).
         combine: ``"mean"`` or ``"product"`` of the blocks' affinities.
-        residual: bring back the walk's change to the probabilities (True) or its result (False).
+        residual: bring back the walk's change to the evidence (True) or its result (False).
         max_cells: the most grid cells the walk runs on (0: the blocks' grid, however large).
     """
 
