@@ -43,13 +43,15 @@ def _size(text: str) -> tuple[int, int]:
     return int(h), int(w or h)
 
 
-def _scenes(work: Path, images: int, size: tuple[int, int]) -> Path:
+def voc_size_scenes(work: Path, images: int, size: tuple[int, int] = (375, 500)) -> Path:
+    """``images`` generated train scenes of ``size`` under ``work`` (made once)."""
     root = work / f"scenes-{size[0]}x{size[1]}-{images}"
     ensure_scenes(root, n_train=images, n_val=0, config=SceneConfig(size=size))
     return root
 
 
-def _checkpoint(work: Path, variant: str) -> Path:
+def random_checkpoint(work: Path, variant: str) -> Path:
+    """``variant`` with a random (seed 0) head for the scenes' classes, saved once under ``work``."""
     path = work / f"{variant}-scenes-random.safetensors"
     if not path.exists():
         torch.manual_seed(0)
@@ -98,8 +100,8 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(args.work)
-    root = _scenes(work, args.images, args.size)
-    checkpoint = Path(args.checkpoint) if args.checkpoint else _checkpoint(work, args.variant)
+    root = voc_size_scenes(work, args.images, args.size)
+    checkpoint = Path(args.checkpoint) if args.checkpoint else random_checkpoint(work, args.variant)
     rows = [_run(args, root, checkpoint, p.strip()) for p in args.precisions.split(",") if p.strip()]
     print(f"\n{checkpoint.name}, {args.method} + CRF, single scale, {args.size[0]}x{args.size[1]} scenes, "
           f"device {args.device}, batch size {args.batch_size}; seconds per image:")

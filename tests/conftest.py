@@ -10,6 +10,10 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "cuda: needs a CUDA device (run on a GPU machine by eval/gpu_check.sh)")
+
+
 def _reference_dir() -> Path:
     """The authors' test vectors: $GLMIX_REFERENCE_DIR, ../shared/reference beside the checkout, or the
     copy in tests/reference (see its README.md)."""

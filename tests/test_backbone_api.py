@@ -298,6 +298,7 @@ def test_gradients_wrt_input_in_eval(nano):
     assert out.maps[0].logits.requires_grad
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu(nano):
     x = torch.randn(2, 3, 64, 96)

@@ -94,7 +94,7 @@ class EvalConfig:
     limit: int | None = None
     oracle_block: int = -1
     progress: bool = True
-    refinement: str = "none"  # before the mask's argmax (and the CRF): none, par, slot-walk
+    refinement: str = "none"  # of the evidence before the threshold (and the CRF): none, par, slot-walk
     refinement_options: dict[str, Any] = field(default_factory=dict)
     faithfulness: bool = False  # also score the evidence by ROAD and deletion/insertion AUC (costly)
     faithfulness_images: int | None = 100  # of the run's first images; None: all of them
