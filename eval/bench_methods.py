@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -59,8 +60,13 @@ def main() -> None:
     parser.add_argument("--val-limit", type=int, default=None, help="val images scored (default: all)")
     parser.add_argument("--slow-limit", type=int, default=100, help="images per split for Score-CAM")
     parser.add_argument("--tta", action="store_true", help="also run every method with scales 1.0,0.5,1.5 + flip")
+    parser.add_argument("--tta-methods", help="only these methods with --tta (default: all; Score-CAM's TTA "
+                                              "runs the network about 7 times as often again)")
     parser.add_argument("--faithfulness-images", type=int, default=100)
     parser.add_argument("--workers", type=int, default=None, help="CRF processes (default: eval's share of the cores)")
+    parser.add_argument("--timing-images", type=int, default=30,
+                        help="seconds per image from fresh val runs of this many images (Score-CAM: a third), after "
+                             "the accuracy runs, on a machine doing nothing else; 0: none")
     args = parser.parse_args()
     root = args.root or str(ensure_scenes(DEFAULT_SCENES_DIR).parents[1])
     out = Path(args.out)
@@ -70,9 +76,11 @@ def main() -> None:
     common = dict(root=root, checkpoint=args.checkpoint, workers=args.workers)
 
     summary: dict[str, Any] = {}
-    for method in methods:
-        slow = method in SLOW_METHODS
-        for aug_name, aug in augmentations:
+    for aug_name, aug in augmentations:  # every method at single scale first: the TTA half is the costly one
+        for method in methods:
+            if aug_name == "tta" and args.tta_methods and method not in args.tta_methods.split(","):
+                continue
+            slow = method in SLOW_METHODS
             for refinement in refinements:
                 key = f"{method}/{aug_name}/{refinement}"
                 train_limit = min(args.train_limit, args.slow_limit) if slow else args.train_limit
@@ -93,24 +101,47 @@ def main() -> None:
                       f"val {scored['nocrf']['miou']:.1f} / +CRF {scored['miou']:.1f}", flush=True)
                 out.mkdir(parents=True, exist_ok=True)
                 (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    if args.timing_images:
+        _time_cells(summary, out, common, augmentations, args)
+        (out / "summary.json").write_text(json.dumps(summary, indent=1))
     table = _table(summary, methods, augmentations, refinements, args)
     (out / "table.md").write_text(table)
     print(table)
 
 
-def _cell(summary: dict[str, Any], key: str, field: str) -> str:
-    row = summary.get(key)
-    return "–" if row is None else f"{row[field]:.1f}"
+def _time_cells(summary: dict[str, Any], out: Path, common: dict[str, Any], augmentations: list,
+                args: argparse.Namespace) -> None:
+    """Each scored cell again on the first val images, in a fresh folder (a resumed run times nothing),
+    with its own threshold and the CRF: its seconds per image go to the cell's ``timing``."""
+    for key, row in summary.items():
+        method, aug_name, refinement = key.split("/")
+        images = max(1, args.timing_images // 3) if method in SLOW_METHODS else args.timing_images
+        folder = out / "timing" / key
+        shutil.rmtree(folder, ignore_errors=True)
+        result = _run(folder, split="val", method=method, limit=images, crf=True, bg_threshold=row["threshold"],
+                      refinement=refinement, **dict(augmentations)[aug_name], **common)
+        row["timing"] = dict(result["timing"], images=result["images"])
+        print(f"{key}: {row['timing']['forward_s_per_image']:.3f} s/img evidence+refinement, "
+              f"{row['timing']['crf_s_per_image']:.3f} s/img CRF ({images} images)", flush=True)
+
+
+def _seconds(summary: dict[str, Any], key: str, field: str) -> str:
+    """A run's seconds per image, "–" when absent or when the run computed nothing (resumed)."""
+    timing = (summary.get(key) or {}).get("timing") or {}
+    return f"{timing[field]:.3f}" if timing.get("images_computed") and field in timing else "–"
 
 
 def _table(summary: dict[str, Any], methods: list[str], augmentations: list, refinements: list[str],
            args: argparse.Namespace) -> str:
     lines = [f"Generated scenes; thresholds tuned on the first {args.train_limit} train images, scored on val "
              f"({'all' if args.val_limit is None else args.val_limit} images); Score-CAM on {args.slow_limit} "
-             f"images of each split. mIoU (%), bg threshold per refinement in brackets.", "",
+             f"images of each split. mIoU (%), bg threshold per refinement in brackets. Faithfulness: the first "
+             f"{args.faithfulness_images} val images. Seconds per image: fresh runs on the first {args.timing_images} "
+             f"val images (Score-CAM {max(1, args.timing_images // 3)}); evidence with the refinement, CRF apart "
+             f"(one worker's seconds).", "",
              "| method | aug | none | +CRF | PAR | PAR+CRF | slot walk | slot walk+CRF | ROAD (combined) | "
-             "deletion AUC ↓ | insertion AUC ↑ | s/img (evidence+refine) | s/img CRF |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "deletion AUC ↓ | insertion AUC ↑ | s/img evidence | s/img +PAR | s/img +walk | s/img CRF |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for method in methods:
         for aug_name, _ in augmentations:
             cells = []
@@ -123,9 +154,9 @@ def _table(summary: dict[str, Any], methods: list[str], augmentations: list, ref
                 cells += [f"{row['miou_nocrf']:.1f} ({row['threshold']:.2f})", f"{row['miou_crf']:.1f}"]
             base = summary.get(f"{method}/{aug_name}/none") or {}
             f = base.get("faithfulness") or {}
-            timing = base.get("timing") or {}
             faith = [f"{f[k]:.3f}" if k in f else "–" for k in ("road_combined", "deletion_auc", "insertion_auc")]
-            speed = [f"{timing[k]:.3f}" if k in timing else "–" for k in ("forward_s_per_image", "crf_s_per_image")]
+            speed = [_seconds(summary, f"{method}/{aug_name}/{r}", "forward_s_per_image") for r in REFINEMENTS]
+            speed.append(_seconds(summary, f"{method}/{aug_name}/none", "crf_s_per_image"))
             lines.append(f"| {METHOD_TITLES.get(method, method)} | {aug_name} | " + " | ".join(cells + faith + speed)
                          + " |")
     return "\n".join(lines) + "\n"

@@ -3,8 +3,10 @@
     python eval/bench_precision.py --out eval/_work/precision.json [--sizes 224,448] [--repeats 9]
 
 Speed: ``glnet_stl`` and ``glnet_4g`` through the tool's own forward pass (``run_slots`` under
-:func:`glmix_vis.devices.inference_precision`, slot maps included), and timm's ``convnext_tiny`` as
-the outside reference, one image per call, each (model, size) timed in fp32 and bf16 alternately,
+:func:`glmix_vis.devices.inference_precision`, slot maps included), the authors' implementation of
+both (``--official eval/_official/glnet.py``, a copy of rayleizhu/GLMix ``models/glnet.py``, given our
+weights; plain ``forward`` under ``torch.autocast``), and timm's ``convnext_tiny`` and ``swin_tiny``
+as outside references, one image per call, each (model, size) timed in fp32 and bf16 alternately,
 round after round, so background load hits both alike; medians and their ratio are reported.
 
 Change: the relative L2 change of the logits and of the final features (bf16 vs fp32, same
@@ -15,10 +17,15 @@ generated val scenes, the share of pixels whose slot-CAM pseudo-mask differs.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import platform
 import statistics
+import sys
 import time
+import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +38,26 @@ from glmix_vis.devices import cpu_supports_bf16, inference_precision, resolve_pr
 from glmix_vis.preprocess import image_to_batch
 from glmix_vis.wsss.evidence.base import run_slots
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_backbone import load_official  # noqa: E402
+
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+PEERS = {"convnext_tiny": "convnext_tiny", "swin_tiny": "swin_tiny_patch4_window7_224"}
+
+
+def _models(names: list[str], official: types.ModuleType | None) -> Iterator[tuple[str, torch.nn.Module]]:
+    """(name, model) in order; after each GLNet variant, the authors' with the same weights."""
+    for name in names:
+        torch.manual_seed(0)
+        model = timm.create_model(PEERS.get(name, name), num_classes=1000).eval()
+        yield name, model
+        if official is not None and hasattr(official, name):
+            with contextlib.redirect_stdout(io.StringIO()):  # it prints its unused kwargs
+                theirs = getattr(official, name)(num_classes=1000)
+            theirs.load_state_dict(model.state_dict())
+            yield f"authors' {name}", theirs.eval()
 
 
 def _forward(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -86,7 +112,8 @@ def _mask_change(limit: int) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default="glnet_stl,glnet_4g,convnext_tiny")
+    ap.add_argument("--models", default="glnet_stl,glnet_4g,convnext_tiny,swin_tiny")
+    ap.add_argument("--official", type=Path, help="the authors' glnet.py: also time their glnet_stl and glnet_4g")
     ap.add_argument("--sizes", default="224,448")
     ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--warmup", type=int, default=2)
@@ -100,9 +127,11 @@ def main() -> None:
     result: dict[str, Any] = dict(cpu=platform.processor() or platform.machine(), threads=args.threads,
                                   cpu_bf16=cpu_supports_bf16(), auto=str(resolve_precision("auto", "cpu")),
                                   torch=torch.__version__, models={})
-    for name in args.models.split(","):
-        model = timm.create_model(name, num_classes=1000).eval()
+    official = load_official(args.official) if args.official else None
+    for name, model in _models(args.models.split(","), official):
         for size in (int(s) for s in args.sizes.split(",")):
+            if name == "swin_tiny" and size != 224:
+                model = timm.create_model(PEERS[name], num_classes=1000, img_size=size).eval()
             x = image_to_batch(photo, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), short_side=size)
             row = dict(**_time(model, x, args.repeats, args.warmup), **_change(model, x))
             result["models"][f"{name}@{size}"] = row

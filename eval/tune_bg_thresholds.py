@@ -41,7 +41,7 @@ def sweep(checkpoint: str, root: str, split: str, limit: int, method: str, workd
 
 def write_thresholds(checkpoint: Path, thresholds: dict[str, float]) -> None:
     meta = CheckpointMeta.from_mapping(read_checkpoint_meta(checkpoint))
-    meta.bg_thresholds = dict(thresholds)
+    meta.bg_thresholds = {**(meta.bg_thresholds or {}), **thresholds}  # other methods' values stay
     tensors = load_file(str(checkpoint))  # as stored: fp16 stays fp16
     save_safetensors(tensors, checkpoint, meta=meta.to_mapping(), dtype=None)
 

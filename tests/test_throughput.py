@@ -90,7 +90,8 @@ def test_batched_forward_passes_agree_with_one_image_at_a_time(scenes, reference
     batches = []
 
     def spy(model, x):
-        batches.append(x.shape[0])
+        if tuple(x.shape[-2:]) != (64, 64):  # not the set-up probe (EvidenceMethod.check on a blank image)
+            batches.append(x.shape[0])
         return run_slots(model, x)
 
     monkeypatch.setattr(evaluate_module, "run_slots", spy)

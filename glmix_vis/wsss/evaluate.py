@@ -263,15 +263,15 @@ def _setup(config: EvalConfig) -> _Run:
 
 @torch.no_grad()
 def _try_method(model: nn.Module, method: EvidenceMethod | None, config: EvalConfig, device: torch.device) -> None:
-    """Run the method once on a small blank image, so that a method or option this model cannot
-    serve (``token`` without a token head, a GLMix block it lacks) stops the run before OUT exists."""
+    """Stop the run before OUT exists when the method or an option cannot serve this model (``token``
+    without a token head, a GLMix block it lacks): :meth:`EvidenceMethod.check` on a small blank
+    image, the same rule the app applies when it lists a model's methods."""
     if method is None:
         from ..models.slots import resolve_blocks
 
         resolve_blocks(getattr(model, "num_glmix_blocks", 0), [config.oracle_block])
         return
-    blank = torch.zeros(1, 3, 64, 64, device=device)
-    method(model, blank, classes=[0], size=(64, 64))  # one class tells as much (scorecam's cost grows with them)
+    method.check(model, run_slots(model, torch.zeros(1, 3, 64, 64, device=device)))
 
 
 @dataclass

@@ -115,12 +115,13 @@ class SlotWalkConfig:
         return resolve_blocks(num_blocks, None if self.blocks == "all" else self.blocks)
 
 
-#: The default slot walk, chosen on the generated scenes' train split (first 300 images, bundled model,
-#: slot-cam, no CRF, each variant at its best background threshold; eval/RESULTS.md and
-#: eval/tune_slot_walk.py): blocks 0 and 1 multiplied, radius 5, power 4, 16 steps, top 32 links,
-#: residual: 68.5 mIoU against 61.2 without the walk. Blocks 0-1 gave +1.8 over block 0 alone, the
-#: residual +1, the product +0.5-1 over the mean; with no radius at all (a first look, 60 images) the
-#: walk fell below the unrefined masks.
+#: The default slot walk, chosen on the generated scenes' train split (bundled model, slot-cam, each
+#: variant at its best background threshold; eval/RESULTS.md and eval/tune_slot_walk.py): blocks 0
+#: and 1 multiplied, radius 5, power 4, 16 steps, top 32 links, residual: 68.1 mIoU without the CRF
+#: against 61.2 unrefined (300 images), and with the CRF 68.8 against 67.4 (200 images), where the
+#: variants that were up to 0.9 better without the CRF fell behind it. Blocks 0-1 gave +1.8 over
+#: block 0 alone, the residual +1, the product +0.5-1 over the mean; with no radius at all the walk
+#: fell below the unrefined masks.
 DEFAULT_SLOT_WALK = SlotWalkConfig()
 
 
