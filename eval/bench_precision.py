@@ -84,10 +84,43 @@ def _time(model: torch.nn.Module, x: torch.Tensor, repeats: int, warmup: int) ->
                 per_round_speedup=statistics.median(a / b for a, b in zip(times["fp32"], times["bf16"])))
 
 
-def _change(model: torch.nn.Module, x: torch.Tensor) -> dict[str, float]:
+def _change(model: torch.nn.Module, x: torch.Tensor) -> dict[str, Any]:
     ref, low = (_forward(model, x, d).float() for d in DTYPES.values())
-    return dict(logits_rel_l2=float((low - ref).norm() / ref.norm()),
-                top1_same=bool(ref.argmax(-1).eq(low.argmax(-1)).all()))
+    change: dict[str, Any] = dict(logits_rel_l2=float((low - ref).norm() / ref.norm()),
+                                  top1_same=bool(ref.argmax(-1).eq(low.argmax(-1)).all()))
+    if hasattr(model, "forward_slots"):  # the slot maps the tool shows: share of grid cells keeping their slot
+        outs = [_slots(model, x, dtype) for dtype in DTYPES.values()]
+        change["hard_slot_agreement"] = [float((a.hard == b.hard).float().mean())
+                                         for a, b in zip(outs[0].maps, outs[1].maps)]
+    return change
+
+
+def _bundled_agreement(scenes: int) -> dict[str, list[float]]:
+    """The bundled model's hard-slot agreement per block, bf16 against fp32, averaged over images."""
+    from glmix_vis.data import open_dataset
+    from glmix_vis.data.scenes import root_or_default
+    from glmix_vis.loading import load_model
+
+    model, info = load_model(None, device="cpu")
+    dataset = open_dataset("voc", root_or_default(None), "val")
+    sets = {f"{scenes} val scenes": [dataset.load_image(i) for i in range(min(scenes, len(dataset)))],
+            "4 photos (astronaut, chelsea, coffee, rocket)": [skdata.astronaut(), skdata.chelsea(),
+                                                             skdata.coffee(), skdata.rocket()]}
+    out = {}
+    for name, images in sets.items():
+        total = None
+        for image in images:
+            x = image_to_batch(image, info.mean, info.std)
+            a, b = (_slots(model, x, dtype) for dtype in DTYPES.values())
+            agree = [float((p.hard == q.hard).float().mean()) for p, q in zip(a.maps, b.maps)]
+            total = agree if total is None else [t + v for t, v in zip(total, agree)]
+        out[name] = [t / len(images) for t in total]
+    return out
+
+
+def _slots(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype):
+    with inference_precision(dtype):
+        return run_slots(model, x)
 
 
 def _mask_change(limit: int) -> dict[str, Any]:
@@ -119,6 +152,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--mask-images", type=int, default=100)
+    ap.add_argument("--agreement-images", type=int, default=30,
+                    help="the bundled model's hard-slot agreement over this many val scenes (and 4 photos)")
     ap.add_argument("--out", type=Path, default=Path("eval/_work/precision.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -138,6 +173,14 @@ def main() -> None:
             print(f"{name}@{size}: fp32 {row['median_ms']['fp32']:.1f} ms, bf16 {row['median_ms']['bf16']:.1f} ms, "
                   f"x{row['speedup']:.2f} (per round x{row['per_round_speedup']:.2f}), "
                   f"logits rel. change {row['logits_rel_l2']:.4f}", flush=True)
+            if "hard_slot_agreement" in row:
+                print(f"  hard-slot agreement per GLMix block: "
+                      f"{', '.join(f'{a:.3f}' for a in row['hard_slot_agreement'])}", flush=True)
+    if args.agreement_images:
+        result["bundled_agreement"] = _bundled_agreement(args.agreement_images)
+        for name, agree in result["bundled_agreement"].items():
+            print(f"bundled model, {name}: hard-slot agreement per GLMix block "
+                  f"{', '.join(f'{a:.3f}' for a in agree)}", flush=True)
     if args.mask_images:
         result["demo_masks"] = _mask_change(args.mask_images)
         print(f"demo slot-CAM masks: {result['demo_masks']['pixels_differing']:.4%} of pixels differ "

@@ -13,19 +13,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
-import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from glmix_vis.data import open_dataset
 from glmix_vis.data.scenes import root_or_default
 from glmix_vis.loading import load_model
-from glmix_vis.preprocess import image_to_batch
 from glmix_vis.wsss.evidence import get_evidence_method
-from glmix_vis.wsss.evidence.base import run_slots
-from glmix_vis.wsss.masks import DEFAULT_THRESHOLDS, best_threshold, sweep_confusions
+from glmix_vis.wsss.masks import DEFAULT_THRESHOLDS
 from glmix_vis.wsss.pipeline import class_evidence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_sweep import sweep_variants  # noqa: E402
 
 SLOTS_ONLY = dict(cam_weight=0.0)
 #: name -> (method, slot-cam options); the first rows are the val table's, in its order.
@@ -65,22 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     dataset = open_dataset("voc", root_or_default(args.root), args.split)
     model, info = load_model(args.checkpoint, device="cpu")
     methods = {name: get_evidence_method(m, class_map=info.class_map, **opts) for name, (m, opts) in RECIPES.items()}
-    thresholds = list(DEFAULT_THRESHOLDS)
-    c = len(dataset.class_names)
-    conf = {name: np.zeros((len(thresholds), c, c), np.int64) for name in methods}
     n = min(args.images, len(dataset))
-    for i in tqdm(range(n), desc="images", file=sys.stderr):
-        image, gt, labels = dataset.load_image(i), dataset.load_mask(i), dataset.image_labels(i)
-        x = image_to_batch(image, info.mean, info.std, device="cpu")
-        slots = run_slots(model, x)
-        for name, method in methods.items():
-            scores = class_evidence(method, model, x, image.shape[:2], slots=slots)
-            conf[name] += sweep_confusions(scores, gt, thresholds, labels)
-    rows = []
-    for name in methods:
-        sweep = best_threshold(conf[name], thresholds)
-        rows.append(dict(recipe=name, options=RECIPES[name][1], best_miou=sweep.best_miou,
-                         best_threshold=sweep.best_threshold))
+
+    def variant_scores(image, x, slots, labels):
+        return {name: class_evidence(method, model, x, image.shape[:2], slots=slots) for name, method in methods.items()}
+
+    sweeps = sweep_variants(dataset, model, info, n, DEFAULT_THRESHOLDS, variant_scores)
+    rows = [dict(recipe=name, options=RECIPES[name][1], best_miou=sweeps[name].best_miou,
+                 best_threshold=sweeps[name].best_threshold) for name in methods]
     rows.sort(key=lambda r: -r["best_miou"])
     print(f"{n} images of {dataset.root} {args.split}, no CRF, each recipe at its best threshold\n")
     print("| recipe | mIoU | threshold |\n|---|---:|---:|")

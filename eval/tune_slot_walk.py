@@ -18,19 +18,18 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from glmix_vis.data import open_dataset
 from glmix_vis.data.scenes import root_or_default
 from glmix_vis.loading import load_model
-from glmix_vis.preprocess import image_to_batch
 from glmix_vis.wsss.evidence import get_evidence_method
-from glmix_vis.wsss.evidence.base import run_slots
-from glmix_vis.wsss.masks import DEFAULT_THRESHOLDS, best_threshold, sweep_confusions
+from glmix_vis.wsss.masks import DEFAULT_THRESHOLDS
 from glmix_vis.wsss.pipeline import class_evidence
 from glmix_vis.wsss.refinement import get_refinement
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_sweep import sweep_variants  # noqa: E402
 
 
 def _variants(args: argparse.Namespace) -> dict[str, dict]:
@@ -70,21 +69,16 @@ def main(argv: list[str] | None = None) -> int:
     variants = _variants(args)
     refinements = {k: get_refinement("slot-walk" if v else "none", v) for k, v in variants.items()}
     thresholds = list(args.thresholds)
-    c = len(dataset.class_names)
-    conf = {k: np.zeros((len(thresholds), c, c), np.int64) for k in variants}
     n = min(args.images, len(dataset))
-    for i in tqdm(range(n), desc="images", file=sys.stderr):
-        image, gt, labels = dataset.load_image(i), dataset.load_mask(i), dataset.image_labels(i)
-        x = image_to_batch(image, info.mean, info.std, device="cpu")
-        slots = run_slots(model, x)
+
+    def variant_scores(image, x, slots, labels):
         scores = class_evidence(method, model, x, image.shape[:2], slots=slots)
-        for key, refinement in refinements.items():
-            refined = scores if refinement.is_identity else refinement(scores, labels, slots=slots)
-            conf[key] += sweep_confusions(refined, gt, thresholds, labels)
-    rows = []
-    for key, opts in variants.items():
-        sweep = best_threshold(conf[key], thresholds)
-        rows.append(dict(options=opts, best_miou=sweep.best_miou, best_threshold=sweep.best_threshold))
+        return {key: scores if refinement.is_identity else refinement(scores, labels, slots=slots)
+                for key, refinement in refinements.items()}
+
+    sweeps = sweep_variants(dataset, model, info, n, thresholds, variant_scores)
+    rows = [dict(options=opts, best_miou=sweeps[key].best_miou, best_threshold=sweeps[key].best_threshold)
+            for key, opts in variants.items()]
     rows.sort(key=lambda r: -r["best_miou"])
     print(f"{n} images of {dataset.root} {args.split}, {args.method}, no CRF, best of thresholds "
           f"{', '.join(f'{t:g}' for t in thresholds)} for each\n")
