@@ -45,6 +45,8 @@ import numpy as np
 from PIL import Image
 from served_app import free_port, rss_mb, wait_for
 
+from glmix_vis.app.settings import DEFAULT_MAX_SESSIONS
+
 BLOCK_CHOICES = ([0, 1, 2, 3], [3], [0, 2], [1, 3])
 REPORT_ENV, TRACE_ENV = "GLMIX_SOAK_REPORT", "GLMIX_SOAK_TRACE"
 
@@ -106,7 +108,7 @@ def serve(args: argparse.Namespace) -> int:
     from glmix_vis.app import launch
 
     demo = launch(args.checkpoint, port=args.port, device="cpu", concurrency=args.concurrency,
-                  prevent_thread_lock=True, quiet=True)
+                  max_sessions=args.max_sessions, prevent_thread_lock=True, quiet=True)
     report_path = Path(os.environ[REPORT_ENV])
     state: dict[str, Any] = {"seq": 0, "baseline": None}
 
@@ -222,7 +224,7 @@ class Server:
         if args.trace:
             env[TRACE_ENV] = "1"
         cmd = [sys.executable, str(Path(__file__).resolve()), "--serve", "--port", str(self.port),
-               "--concurrency", str(args.concurrency)] + (["--checkpoint", args.checkpoint] if args.checkpoint else [])
+               "--concurrency", str(args.concurrency), "--max-sessions", str(args.max_sessions)] + (["--checkpoint", args.checkpoint] if args.checkpoint else [])
         self.log = open(folder / "server.log", "w")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         self._seq = 0
@@ -258,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=10, help="uploads per visitor and round")
     parser.add_argument("--side", type=int, default=256, help="longer side of every upload in pixels")
     parser.add_argument("--concurrency", type=int, default=2, help="the server's --concurrency")
+    parser.add_argument("--max-sessions", type=int, default=DEFAULT_MAX_SESSIONS,
+                        help="visitors' state the server keeps (the app's max_sessions)")
     parser.add_argument("--baseline-round", type=int, default=5, help="growth is counted from after this round")
     parser.add_argument("--budget-mb", type=float, default=10.0, help="allowed RSS growth after the baseline round")
     parser.add_argument("--analyze-only", action="store_true", help="no soft-map or figure requests")

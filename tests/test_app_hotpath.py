@@ -255,3 +255,20 @@ def test_a_visitors_session_does_not_grow_with_uploads(backend, nano_checkpoint,
         client.close()
         demo.close()
 
+
+
+def test_gradio_keeps_message_queues_for_as_many_visitors_as_their_state() -> None:
+    import gradio as gr
+
+    from glmix_vis.app.serving import bound_session_queues
+
+    with gr.Blocks() as demo:
+        gr.Markdown("x")
+    demo.queue()
+    pending = demo._queue.pending_messages_per_session
+    assert pending.max_size == 2000  # gradio's own bound, whatever state_session_capacity says
+    assert bound_session_queues(demo, 32) and pending.max_size == 32
+    for visitor in range(40):  # new visitors push out the oldest queues
+        pending[f"visitor{visitor}"] = object()
+    assert len(pending) == 32 and "visitor0" not in pending and "visitor39" in pending
+    assert not bound_session_queues(object(), 32)  # no queue (or another gradio): nothing to do

@@ -23,6 +23,7 @@ from .serving import (
     PictureFiles,
     ServeError,
     address_problem,
+    bound_session_queues,
     example_files,
     launch_options,
     limit_heap_fragmentation,
@@ -281,6 +282,7 @@ def launch(checkpoint: str | os.PathLike[str] | None = None, *, host: str = DEFA
     except AppError as exc:
         raise ServeError(str(exc)) from None
     demo.queue(**queue_options(concurrency))
+    bound_session_queues(demo, max_sessions)
     try:
         demo.launch(**launch_options(host=host, port=port, max_file_size=max_file_size, concurrency=concurrency,
                                      max_sessions=max_sessions, prevent_thread_lock=prevent_thread_lock,

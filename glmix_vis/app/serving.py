@@ -209,6 +209,20 @@ def limit_heap_fragmentation(threshold: int = MMAP_THRESHOLD) -> bool:
         return False
 
 
+def bound_session_queues(demo: Any, max_sessions: int = DEFAULT_MAX_SESSIONS) -> bool:
+    """Keep gradio's per-visitor message queues for as many visitors as their state.
+
+    gradio's queue holds one message queue per visitor (``pending_messages_per_session``) in an LRU
+    of 2000 visitors, whatever ``state_session_capacity`` says, so a server that sees many new
+    visitors keeps growing until the 2000th (eval/RESULTS.md, the memory soak). Returns whether the
+    bound was applied (False on a gradio without that attribute: nothing to do)."""
+    pending = getattr(getattr(demo, "_queue", None), "pending_messages_per_session", None)
+    if pending is None or not hasattr(pending, "max_size"):
+        return False
+    pending.max_size = max(1, int(max_sessions))
+    return True
+
+
 def queue_options(concurrency: int = DEFAULT_CONCURRENCY) -> dict[str, Any]:
     """Keyword arguments of gradio's ``Blocks.queue``: ``concurrency`` requests computed at once,
     at most :data:`~glmix_vis.app.settings.DEFAULT_QUEUE_SIZE` waiting."""
