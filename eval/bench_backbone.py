@@ -72,15 +72,20 @@ def load_official(path: Path) -> types.ModuleType:
     return module
 
 
+def official_twin(official: types.ModuleType, ours: nn.Module, variant: str, **kwargs: Any) -> nn.Module:
+    """The authors' ``variant`` from their ``glnet.py`` with ``ours``'s weights, in eval mode."""
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints its unused kwargs
+        theirs = getattr(official, variant)(**kwargs)
+    theirs.load_state_dict(ours.state_dict())
+    return theirs.eval()
+
+
 def build_models(size: int, official: types.ModuleType | None) -> dict[str, nn.Module]:
     torch.manual_seed(0)
     ours = timm.create_model(OURS).eval()
     models: dict[str, nn.Module] = {OURS: ours}
     if official is not None:
-        with contextlib.redirect_stdout(io.StringIO()):  # it prints its unused kwargs
-            theirs = official.glnet_stl()
-        theirs.load_state_dict(ours.state_dict())
-        models[OFFICIAL] = theirs.eval()
+        models[OFFICIAL] = official_twin(official, ours, OURS)
     for short, name in BASELINES.items():
         kwargs = {"img_size": size} if short in ("swin_tiny", "deit_small") else {}
         models[short] = timm.create_model(name, **kwargs).eval()

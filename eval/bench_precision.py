@@ -17,8 +17,6 @@ generated val scenes, the share of pixels whose slot-CAM pseudo-mask differs.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import platform
 import statistics
@@ -39,7 +37,7 @@ from glmix_vis.preprocess import image_to_batch
 from glmix_vis.wsss.evidence.base import run_slots
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_backbone import load_official  # noqa: E402
+from bench_backbone import load_official, official_twin  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -54,10 +52,7 @@ def _models(names: list[str], official: types.ModuleType | None) -> Iterator[tup
         model = timm.create_model(PEERS.get(name, name), num_classes=1000).eval()
         yield name, model
         if official is not None and hasattr(official, name):
-            with contextlib.redirect_stdout(io.StringIO()):  # it prints its unused kwargs
-                theirs = getattr(official, name)(num_classes=1000)
-            theirs.load_state_dict(model.state_dict())
-            yield f"authors' {name}", theirs.eval()
+            yield f"authors' {name}", official_twin(official, model, name, num_classes=1000)
 
 
 def _forward(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -20,8 +20,6 @@ Writes ``OUT/gpu_check.json`` and ``OUT/gpu_check.md``.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import platform
 import statistics
@@ -37,7 +35,7 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_backbone import load_official  # noqa: E402
+from bench_backbone import load_official, official_twin  # noqa: E402
 from bench_eval_throughput import random_checkpoint, voc_size_scenes  # noqa: E402
 
 from glmix_vis import load_model  # noqa: E402
@@ -105,10 +103,7 @@ def _models(official_path: Path | None) -> dict[str, nn.Module]:
         ours = timm.create_model(variant).eval()
         models[variant] = ours
         if official is not None:
-            with contextlib.redirect_stdout(io.StringIO()):  # it prints its unused kwargs
-                theirs = getattr(official, variant)()
-            theirs.load_state_dict(ours.state_dict())
-            theirs.eval()
+            theirs = official_twin(official, ours, variant)
             x = torch.randn(1, 3, 224, 224)
             with torch.no_grad():
                 torch.testing.assert_close(theirs(x), ours(x), atol=1e-4, rtol=1e-4)

@@ -22,7 +22,9 @@ while [ $# -gt 0 ]; do
 done
 py="${PYTHON:-python3}"
 mkdir -p "$out"
-if [ -d .whl ] && ls .whl/* >/dev/null 2>&1; then
+# only where the packages are missing (the device machine): here the wheels may not even fit this Python
+if [ -d .whl ] && ls .whl/* >/dev/null 2>&1 \
+        && ! "$py" -c "import pydensecrf, pycocotools, pytorch_grad_cam, ttach" >/dev/null 2>&1; then
     site=/tmp/glmix-gpu-site
     # sdists (pydensecrf2 has no wheel for every Python) build against the machine's numpy/cython
     "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --no-build-isolation \

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from served_app import free_port, rss_mb, wait_for
+from served_app import free_port, rss_mb, run_round, wait_for
 
 BLOCK_CHOICES = ([0, 1, 2, 3], [3], [0, 2], [1, 3])
 
@@ -195,15 +195,8 @@ def main(argv: list[str] | None = None) -> int:
             rounds = []
             for rnd in range(args.rounds):
                 out, lock = Outcome(), threading.Lock()
-                t0 = time.perf_counter()
-                threads = [threading.Thread(target=client_worker, args=(url, label, input_size, schedule, c,
-                                                                        args.requests, args.max_diff, out, lock))
-                           for c in range(args.clients)]
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join()
-                wall = time.perf_counter() - t0
+                wall = run_round(client_worker, [(url, label, input_size, schedule, c, args.requests, args.max_diff,
+                                                  out, lock) for c in range(args.clients)])
                 rss[f"after_round_{rnd + 1}"] = rss_mb(proc.pid)
                 lat = sorted(out.latencies)
                 rounds.append(dict(requests=len(lat), correct=out.correct, wall_s=round(wall, 2),

@@ -1,14 +1,16 @@
 """What the scripts that run the web app as a server share: a free port, waiting for it to answer,
-and its resident memory (``load_test_app.py``, ``soak_app.py``)."""
+its resident memory, and a round of concurrent visitors (``load_test_app.py``, ``soak_app.py``)."""
 
 from __future__ import annotations
 
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
+from collections.abc import Callable, Sequence
 
-__all__ = ["free_port", "rss_mb", "wait_for"]
+__all__ = ["free_port", "rss_mb", "run_round", "wait_for"]
 
 
 def rss_mb(pid: int) -> float:
@@ -38,3 +40,14 @@ def wait_for(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
         except OSError:
             time.sleep(0.5)
     raise SystemExit(f"the server did not answer at {url} within {timeout:.0f} s")
+
+
+def run_round(target: Callable[..., None], visitors_args: Sequence[tuple]) -> float:
+    """Run ``target(*args)`` for every visitor's ``args`` at once, one thread each; wall seconds until all end."""
+    threads = [threading.Thread(target=target, args=args) for args in visitors_args]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0

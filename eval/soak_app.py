@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from served_app import free_port, rss_mb, wait_for
+from served_app import free_port, rss_mb, run_round, wait_for
 
 from glmix_vis.app.settings import DEFAULT_MAX_SESSIONS
 
@@ -320,16 +320,8 @@ def main(argv: list[str] | None = None) -> int:
                 lock, before = threading.Lock(), len(problems)
                 seeds = [[(rnd * args.clients + c) * args.requests + i for i in range(args.requests)]
                          for c in range(args.clients)]
-                t0 = time.perf_counter()
-                threads = [threading.Thread(target=visitor, args=(visitors[c], label, input_size, sources, seeds[c],
-                                                                  args.side, uploads, not args.analyze_only,
-                                                                  problems, lock))
-                           for c in range(args.clients)]
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join()
-                wall = time.perf_counter() - t0
+                wall = run_round(visitor, [(visitors[c], label, input_size, sources, seeds[c], args.side, uploads,
+                                            not args.analyze_only, problems, lock) for c in range(args.clients)])
                 rss = rss_mb(server.proc.pid)
                 info = server.report(baseline=rnd == args.baseline_round)
                 shutil.rmtree(downloads, ignore_errors=True)
