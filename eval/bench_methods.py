@@ -27,12 +27,13 @@ import argparse
 import json
 import shutil
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from glmix_vis.data.scenes import DEFAULT_SCENES_DIR, ensure_scenes
 from glmix_vis.wsss.evaluate import EvalConfig, evaluate
-from glmix_vis.wsss.recipe import METHOD_TITLES
+from glmix_vis.wsss.recipe import METHOD_TITLES, MaskRecipe
 
 PEERS = ("gradcam", "gradcam++", "xgradcam", "layercam", "eigencam", "scorecam")
 DEFAULT_METHODS = ("cam", "slot-cam", *PEERS)
@@ -42,7 +43,11 @@ TTA = dict(scales=(1.0, 0.5, 1.5), flip=True)
 
 
 def _run(out: Path, **settings: Any) -> dict[str, Any]:
-    config = EvalConfig(out=str(out), device="cpu", progress=False, **settings)
+    """One eval run: the settings that are the recipe's go into its :class:`MaskRecipe`, the rest are the run's."""
+    recipe_fields = {f.name for f in fields(MaskRecipe)}
+    recipe = MaskRecipe(**{k: v for k, v in settings.items() if k in recipe_fields})
+    config = EvalConfig(out=str(out), device="cpu", progress=False, recipe=recipe,
+                        **{k: v for k, v in settings.items() if k not in recipe_fields})
     started = time.perf_counter()
     result = evaluate(config)
     result["bench_wall_s"] = time.perf_counter() - started

@@ -24,7 +24,8 @@ import torch
 
 from glmix_vis.data.scenes import DEFAULT_SCENES_DIR, ensure_scenes
 from glmix_vis.loading import load_model
-from glmix_vis.wsss.evaluate import ORACLE_METHOD, EvalConfig, evaluate
+from glmix_vis.wsss.evaluate import EvalConfig, evaluate
+from glmix_vis.wsss.recipe import ORACLE_METHOD, MaskRecipe
 
 
 def main() -> None:
@@ -52,8 +53,8 @@ def main() -> None:
     runs: dict[str, EvalConfig] = {}
     for method in ("cam", "slot-cam"):
         runs[method] = EvalConfig(out=str(out / method), root=root, split=args.split, checkpoint=args.checkpoint,
-                                  method=method, crf=True, sweep=True, workers=args.workers, limit=args.limit,
-                                  scales=scales, flip=args.flip, device="cpu")
+                                  recipe=MaskRecipe(method, crf=True, scales=scales, flip=args.flip), sweep=True,
+                                  workers=args.workers, limit=args.limit, device="cpu")
     results, rows = {}, []
     for name, config in runs.items():
         started = time.perf_counter()
@@ -66,8 +67,8 @@ def main() -> None:
     oracle_rows = []
     for block in range(num_blocks):
         config = EvalConfig(out=str(out / f"oracle_block{block}"), root=root, split=args.split,
-                            checkpoint=args.checkpoint, method=ORACLE_METHOD, crf=False, limit=args.limit,
-                            oracle_block=block, device="cpu")
+                            checkpoint=args.checkpoint, recipe=MaskRecipe(ORACLE_METHOD, method_options={"block": block}),
+                            limit=args.limit, device="cpu")
         results[f"oracle_block{block}"] = r = evaluate(config)
         oracle_rows.append((block, r["miou"]))
 

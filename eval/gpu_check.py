@@ -154,7 +154,7 @@ def eval_speed(device: torch.device, quick: bool, work: Path) -> dict[str, Any]:
     for precision in ("fp32", "bf16"):
         out = work / f"eval-{precision}"
         started = time.perf_counter()
-        result = evaluate(EvalConfig(root=str(root), split="train", checkpoint=str(checkpoint), method="slot-cam",
+        result = evaluate(EvalConfig(root=str(root), split="train", checkpoint=str(checkpoint),
                                      out=str(out), device=device.type, precision=precision, progress=False,
                                      labels="gt"))  # workers and threads: eval's own share of the cores
         wall = time.perf_counter() - started

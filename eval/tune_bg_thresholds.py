@@ -29,13 +29,14 @@ from glmix_vis.loading import load_model
 from glmix_vis.models.checkpoints import read_checkpoint_meta, save_safetensors
 from glmix_vis.models.meta import CheckpointMeta
 from glmix_vis.wsss.evaluate import EvalConfig, evaluate
+from glmix_vis.wsss.recipe import MaskRecipe
 
 METHODS = ("cam", "slot-cam")
 
 
 def sweep(checkpoint: str, root: str, split: str, limit: int, method: str, workdir: Path) -> dict:
     config = EvalConfig(out=str(workdir / method), dataset="voc", root=root, split=split, checkpoint=checkpoint,
-                        method=method, sweep=True, crf=False, limit=limit, workers=1, progress=False)
+                        recipe=MaskRecipe(method), sweep=True, limit=limit, workers=1, progress=False)
     return evaluate(config)["threshold_sweep"]
 
 

@@ -124,13 +124,6 @@ class ModelInfo:
         return [HeadPrediction(names[i] if i < len(names) else f"output {i}", float(probs[i]), feeds.get(int(i)))
                 for rank, i in enumerate(order) if rank == 0 or probs[i] >= min_score]
 
-    def bg_threshold(self, method: str) -> float:
-        """The background threshold for ``method``: tuned for this checkpoint if it records one,
-        else IRN's 0.15."""
-        from .wsss.masks import checkpoint_bg_threshold
-
-        return checkpoint_bg_threshold(self.meta, method)
-
 
 def load_model(checkpoint: str | os.PathLike[str] | None = None, *, model_name: str | None = None,
                device: str | torch.device = "auto",

@@ -4,8 +4,9 @@ class evidence and pseudo-masks of any block, as segment-anything's predictor do
 >>> predictor = SlotPredictor.from_checkpoint()          # the bundled demo model
 >>> predictor.set_image("photo.jpg")
 >>> predictor.maps([0, -1])                              # SlotMaps of the first and last GLMix block
->>> predictor.pseudo_mask("slot-cam", crf=True)          # (H, W) class indices at the image size
+>>> predictor.pseudo_mask("slot-cam+crf")                # (H, W) class indices at the image size
 >>> predictor.pseudo_mask("cam", scales=(1.0, 0.5, 1.5), flip=True)  # with test-time augmentation
+>>> predictor.pseudo_mask(MaskRecipe("slot-cam", "par", crf=True, bg_threshold=0.4))  # every setting
 
 The WSSS work is :mod:`glmix_vis.wsss.pipeline`'s, the same functions ``glmix-wsss eval`` runs:
 the predictor only keeps one image, its batch and its forward pass.
@@ -14,7 +15,7 @@ the predictor only keeps one image, its batch and its forward pass.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,9 @@ from .io import load_image
 from .loading import HeadPrediction, ModelInfo, load_model
 from .models.slots import SlotMap, SlotOutput
 from .preprocess import image_to_batch
-from .wsss.crf import CRFParams
-from .wsss.evidence import EvidenceMethod, get_evidence_method
 from .wsss.evidence.base import run_slots
-from .wsss.pipeline import ORACLE_METHOD, class_evidence, predicted_labels, pseudo_mask
+from .wsss.pipeline import ImageInput, class_evidence, predicted_labels, pseudo_mask
+from .wsss.recipe import MaskRecipe
 
 __all__ = ["SlotPredictor"]
 
@@ -66,13 +66,14 @@ class SlotPredictor:
 
         ``input_size`` is the short side the network sees (default: the model's own).
         """
+        self.image = self.batch = self.output = None  # a failed call leaves no image set, never the last one
         rgb = image if isinstance(image, np.ndarray) else load_image(image)
         size = input_size or self.info.input_size
-        self.image = rgb
-        self.batch = image_to_batch(rgb, self.info.mean, self.info.std, short_side=size, device=self.device)
+        batch = image_to_batch(rgb, self.info.mean, self.info.std, short_side=size, device=self.device)
         with inference_precision(self.precision):
-            self.output = run_slots(self.model, self.batch)
-        return self.output
+            output = run_slots(self.model, batch)
+        self.image, self.batch, self.output = rgb, batch, output
+        return output
 
     def _require(self) -> SlotOutput:
         if self.output is None:
@@ -119,64 +120,53 @@ class SlotPredictor:
         return predicted_labels(self.info, self._require().logits[0], threshold)
 
     # ------------------------------------------------------------------ WSSS
-    def _method(self, method: str, method_options: Mapping[str, Any] | None,
-                options: dict[str, Any]) -> EvidenceMethod:
-        if method == ORACLE_METHOD:
-            raise ValueError(f"{ORACLE_METHOD} labels slots with ground-truth masks: it exists in "
-                             "`glmix-wsss eval` only")
-        return get_evidence_method(method, class_map=self.info.class_map, **{**(method_options or {}), **options})
-
-    def evidence(self, method: str = "slot-cam", classes: Sequence[int] | None = None, *,
-                 scales: Sequence[float] = (1.0,), flip: bool = False,
-                 method_options: Mapping[str, Any] | None = None, **options: Any) -> np.ndarray:
-        """``(K', H, W)`` class evidence in [0, 1] at the image size (foreground class order).
-
-        ``scales``/``flip`` add test-time augmentation (more forward passes); without them the
-        maps come from :meth:`set_image`'s pass. ``method_options`` (or keyword ``options``) go to
-        the method, as ``glmix-wsss eval``'s ``--slot-blocks``/``--slot-combine`` do.
-        """
+    def _input(self) -> ImageInput:
         out = self._require()
-        assert self.batch is not None
-        ev = self._method(method, method_options, options)
+        assert self.batch is not None and self.image is not None
+        return ImageInput(self.image, self.batch, out)
+
+    def evidence(self, recipe: MaskRecipe | str | None = None, classes: Sequence[int] | None = None,
+                 **changes: Any) -> np.ndarray:
+        """``(K', H, W)`` class evidence in [0, 1] at the image size (foreground class order) of the
+        recipe's method, with its options and test-time augmentation.
+
+        ``recipe``: a :class:`~glmix_vis.wsss.recipe.MaskRecipe`, its short name (``"slot-cam"``) or
+        ``None`` (slot-cam); ``changes`` set recipe fields (``scales=(1.0, 0.5, 1.5), flip=True``,
+        ``method_options={"combine": "product"}``). Without augmentation the maps come from
+        :meth:`set_image`'s pass.
+        """
+        chosen, image = MaskRecipe.of(recipe, **changes), self._input()
+        method = chosen.evidence_method(self.info.class_map)
         with inference_precision(self.precision):  # test-time augmentation runs more forward passes
-            return class_evidence(ev, self.model, self.batch, self.image_size, slots=out, scales=scales, flip=flip,
-                                  classes=classes)
+            return class_evidence(method, self.model, image.batch, image.size, slots=image.slots,
+                                  scales=chosen.scales, flip=chosen.flip, classes=classes)
 
-    def pseudo_mask(self, method: str = "slot-cam", labels: np.ndarray | Sequence[float] | str | None = None,
-                    bg_threshold: float | None = None, crf: bool = False, crf_params: CRFParams | None = None, *,
-                    scales: Sequence[float] = (1.0,), flip: bool = False, refinement: str = "none",
-                    refinement_options: Mapping[str, Any] | None = None,
-                    method_options: Mapping[str, Any] | None = None, **options: Any) -> np.ndarray:
+    def pseudo_mask(self, recipe: MaskRecipe | str | None = None,
+                    labels: np.ndarray | Sequence[float] | str | None = None, **changes: Any) -> np.ndarray:
         """``(H, W)`` uint8 mask, 0 = background, k = ``class_names[k]``: the mask ``glmix-wsss eval``
-        writes for this image with the same settings (``masks/`` with ``crf=True``, else the mask
-        before the CRF), both made by :func:`glmix_vis.wsss.pipeline.pseudo_mask`.
+        writes for this image under the same recipe (``masks/`` when the recipe has the CRF, else
+        ``masks_nocrf/``), both made by :func:`glmix_vis.wsss.pipeline.pseudo_mask`.
 
-        Args, under eval's names:
+        Args:
+            recipe: a :class:`~glmix_vis.wsss.recipe.MaskRecipe`, its short name
+                (``"slot-cam+slot-walk+crf"``) or ``None`` (slot-cam, no CRF); its threshold
+                defaults to the one the checkpoint records for the method, as eval's.
             labels: multi-hot over the foreground classes: restricts the classes, as the WSSS
                 protocol does with ground-truth image labels (eval's ``--labels gt``); ``None`` or
                 ``"pred"``: the classes the head sees (:meth:`predicted_labels`).
-            bg_threshold: default :meth:`ModelInfo.bg_threshold` for ``method``, as eval's.
-            crf, crf_params: dense-CRF refinement over the image (off by default here, on in eval).
-            scales, flip: test-time augmentation.
-            refinement, refinement_options: ``"par"`` or ``"slot-walk"`` refine the probabilities
-                before the mask and the CRF (eval's ``--refine`` and its ``--walk-*``/``--par-*``
-                options, under the names of :func:`glmix_vis.wsss.refinement.get_refinement`).
-            method_options, options: the evidence method's options.
+            changes: recipe fields to set, e.g. ``crf=True``, ``bg_threshold=0.3``,
+                ``scales=(1.0, 0.5, 1.5), flip=True``, ``refinement="par"``.
 
         The network's input size is :meth:`set_image`'s ``input_size`` (eval's ``--input-size``;
         note eval's default is the image's own size, the predictor's the model's).
         """
-        self._require()
-        assert self.batch is not None and self.image is not None
+        chosen = MaskRecipe.of(recipe, **changes)
+        image = self._input()
         if isinstance(labels, str):
             if labels != "pred":
                 raise ValueError(f"labels must be a multi-hot array, None or 'pred' (the predictor has no "
                                  f"ground truth: pass the image's labels as an array), got {labels!r}")
             labels = None
-        ev = self._method(method, method_options, options)
-        threshold = self.info.bg_threshold(method) if bg_threshold is None else bg_threshold
         with inference_precision(self.precision):
-            result = pseudo_mask(self.model, self.info, ev, self.batch, self.image_size, labels=labels,
-                                 slots=self.output, scales=scales, flip=flip, bg_threshold=threshold,
-                                 refinement=refinement, refinement_options=refinement_options, image=self.image)
-        return result.refined(self.image, crf_params) if crf else result.mask
+            result = pseudo_mask(self.model, self.info, image, chosen, labels)
+        return result.final(image.rgb)

@@ -15,6 +15,7 @@ from glmix_vis.models.checkpoints import read_checkpoint_meta, save_safetensors
 from glmix_vis.models.convert import convert_checkpoint
 from glmix_vis.models.meta import HEAD_ALL, HEAD_FOREGROUND, SCHEMA_VERSION, CheckpointMeta
 from glmix_vis.train import TrainConfig, checkpoint_meta
+from glmix_vis.wsss.recipe import MaskRecipe
 
 
 def test_round_trip_keeps_every_field_and_the_extras():
@@ -90,4 +91,5 @@ def test_tuned_thresholds_reach_the_model_info(tmp_path):
                           bg_thresholds={"slot-cam": 0.6})
     save_safetensors(timm.create_model("glnet_nano", num_classes=1).state_dict(), path, meta=meta.to_mapping())
     _, info = load_model(path, device="cpu")
-    assert info.bg_threshold("slot-cam") == 0.6 and info.bg_threshold("cam") == 0.15
+    assert MaskRecipe("slot-cam").resolved(info).bg_threshold == 0.6
+    assert MaskRecipe("cam").resolved(info).bg_threshold == 0.15

@@ -42,9 +42,9 @@ def test_columns_are_the_masks_the_predictor_makes(tiny_predictor, scene, monkey
     calls = []
     original = SlotPredictor.pseudo_mask
 
-    def spy(self, method, labels=None, **kw):
-        calls.append((method, None if labels is None else labels.tolist(), kw["crf"], kw["refinement"]))
-        return original(self, method, labels, **kw)
+    def spy(self, recipe, labels=None, **kw):
+        calls.append((recipe.method, None if labels is None else labels.tolist(), recipe.crf, recipe.refinement))
+        return original(self, recipe, labels, **kw)
 
     monkeypatch.setattr(SlotPredictor, "pseudo_mask", spy)
     recipes = ["cam", "slot-cam+crf", "slot-cam+slot-walk+crf", "cam+par"]

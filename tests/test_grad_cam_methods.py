@@ -13,7 +13,8 @@ from glmix_vis.predictor import SlotPredictor
 from glmix_vis.wsss.evidence import GRAD_CAM_METHODS, get_evidence_method, target_layer_candidates
 from glmix_vis.wsss.evidence.base import run_slots
 from glmix_vis.wsss.evidence.grad_cam import _recorder_class, default_target_layers
-from glmix_vis.wsss.pipeline import class_evidence
+from glmix_vis.wsss.pipeline import ImageInput, class_evidence, pseudo_mask
+from glmix_vis.wsss.recipe import MaskRecipe
 
 SIZE = (97, 131)
 
@@ -191,7 +192,6 @@ def test_the_predictor_serves_the_new_methods():
 
 
 def test_the_pipeline_computes_only_the_image_classes_and_gets_the_same_mask(nano, images):
-    from glmix_vis.wsss.pipeline import pseudo_mask
 
     class Head:
         multilabel = True
@@ -202,7 +202,8 @@ def test_the_pipeline_computes_only_the_image_classes_and_gets_the_same_mask(nan
     method = get_evidence_method("gradcam")
     x = images[:1]
     labels = np.array([0.0, 1.0], np.float32)
-    result = pseudo_mask(nano, Head(), method, x, SIZE, labels=labels, bg_threshold=0.3)
+    rgb = np.zeros((*SIZE, 3), np.uint8)  # the size the masks are drawn at
+    result = pseudo_mask(nano, Head(), ImageInput(rgb, x), MaskRecipe("gradcam", bg_threshold=0.3), labels)
     full = method(nano, x)[0].numpy()  # every class
     assert np.allclose(result.scores[1], full[1], atol=1e-6)
     assert not result.scores[0].any()  # a class outside the labels is never computed

@@ -23,6 +23,7 @@ from glmix_vis.io import load_image
 from glmix_vis.models.slots import SlotOutput
 from glmix_vis.predictor import SlotPredictor
 from glmix_vis.wsss.crf import CRFParams
+from glmix_vis.wsss.masks import checkpoint_bg_threshold
 from glmix_vis.wsss.pipeline import (
     SIGMOID_LABEL_THRESHOLD,
     SOFTMAX_LABEL_THRESHOLD,
@@ -30,6 +31,7 @@ from glmix_vis.wsss.pipeline import (
     label_threshold,
     predicted_labels,
 )
+from glmix_vis.wsss.recipe import MaskRecipe
 
 SIZE = 96
 
@@ -94,11 +96,14 @@ def test_evidence_plain_augmented_and_options(predictor: SlotPredictor, image: n
         # (1.0,) without flip is no augmentation: the cached forward pass, bit for bit
         np.testing.assert_array_equal(predictor.evidence(method, scales=[1.0], flip=False), plain)
     last = predictor.evidence("slot-cam", method_options={"blocks": "-1"})
-    np.testing.assert_array_equal(predictor.evidence("slot-cam", blocks="-1"), last)  # either spelling
+    recipe = MaskRecipe("slot-cam", method_options={"blocks": "-1"})
+    np.testing.assert_array_equal(predictor.evidence(recipe), last)  # a recipe or its fields: the same
     assert not np.array_equal(last, predictor.evidence("slot-cam"))
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="no setting no_such_option"):
         predictor.evidence("cam", no_such_option=1)
-    with pytest.raises(ValueError, match="unknown evidence method"):
+    with pytest.raises(ValueError, match="cam takes no option blocks"):
+        predictor.evidence("cam", method_options={"blocks": "-1"})
+    with pytest.raises(ValueError, match="unknown method"):
         predictor.evidence("grad-cam++")
 
 
@@ -109,7 +114,8 @@ def test_pseudo_mask_options(predictor: SlotPredictor, image: np.ndarray) -> Non
     assert mask.shape == (SIZE, SIZE) and mask.dtype == np.uint8 and mask.max() <= k
     # default labels and threshold: the predicted labels and the checkpoint's tuned threshold, "pred" the same
     np.testing.assert_array_equal(mask, predictor.pseudo_mask("slot-cam", labels=predictor.predicted_labels(),
-                                                              bg_threshold=predictor.info.bg_threshold("slot-cam")))
+                                                              bg_threshold=checkpoint_bg_threshold(
+                                                                  predictor.info.meta, "slot-cam")))
     np.testing.assert_array_equal(mask, predictor.pseudo_mask("slot-cam", labels="pred"))
     # labels restrict the classes a pixel may take
     only = np.zeros(k, np.float32)
@@ -188,7 +194,8 @@ def test_the_predictor_returns_the_mask_eval_writes(scenes: Path, predictor: Slo
         predictor.set_image(image, input_size=int(opt.get("--input-size", min(image.shape[:2]))))
         labels = "pred" if opt.get("--labels") == "pred" else dataset.image_labels(i)
         settings = dict(labels=labels, scales=scales, flip="--flip" in extra, crf_params=params,
-                        bg_threshold=float(opt["--bg-threshold"]) if "--bg-threshold" in opt else None, **options)
+                        bg_threshold=float(opt["--bg-threshold"]) if "--bg-threshold" in opt else None,
+                        method_options=options)
         before = predictor.pseudo_mask(method, crf=False, **settings)
         if crf:
             np.testing.assert_array_equal(_png(out / "masks_nocrf" / f"{image_id}.png"), before)

@@ -22,10 +22,10 @@ from glmix_vis.data.scenes import SceneConfig, generate_scenes
 from glmix_vis.io import load_image
 from glmix_vis.models.slots import BlockIndexError, SlotMap, SlotOutput
 from glmix_vis.predictor import SlotPredictor
-from glmix_vis.wsss.evidence import get_evidence_method
 from glmix_vis.wsss.masks import scores_to_mask, unary_probabilities
 from glmix_vis.wsss.par import PARParams, par_weights
-from glmix_vis.wsss.pipeline import pseudo_mask
+from glmix_vis.wsss.pipeline import ImageInput, pseudo_mask
+from glmix_vis.wsss.recipe import MaskRecipe
 from glmix_vis.wsss.refinement import REFINEMENTS, get_refinement
 from glmix_vis.wsss.slot_walk import SlotWalkConfig, walk_grid, walk_offsets
 
@@ -270,12 +270,10 @@ def test_the_refined_unary_is_what_the_crf_starts_from(scenes: Path, predictor: 
     dataset = open_dataset("voc", scenes, "val")
     image = dataset.load_image(0)
     predictor.set_image(image)
-    ev = get_evidence_method("slot-cam", class_map=predictor.info.class_map)
     labels = dataset.image_labels(0)
-    plain = pseudo_mask(predictor.model, predictor.info, ev, predictor.batch, image.shape[:2], labels=labels,
-                        slots=predictor.output, bg_threshold=0.5)
-    par = pseudo_mask(predictor.model, predictor.info, ev, predictor.batch, image.shape[:2], labels=labels,
-                      slots=predictor.output, bg_threshold=0.5, refinement="par", image=image)
+    view = ImageInput(image, predictor.batch, predictor.output)
+    plain = pseudo_mask(predictor.model, predictor.info, view, MaskRecipe("slot-cam", bg_threshold=0.5), labels)
+    par = pseudo_mask(predictor.model, predictor.info, view, MaskRecipe("slot-cam", "par", bg_threshold=0.5), labels)
     np.testing.assert_array_equal(plain.scores, par.scores)
     np.testing.assert_array_equal(plain.unary(), unary_probabilities(plain.scores, labels, bg_threshold=0.5))
     assert par.refinement == "par" and plain.refined_scores is None

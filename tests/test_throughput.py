@@ -17,9 +17,9 @@ from glmix_vis.loading import load_model
 from glmix_vis.models.checkpoints import save_safetensors
 from glmix_vis.preprocess import image_to_batch
 from glmix_vis.wsss.crf import crf_refine
-from glmix_vis.wsss.evidence import get_evidence_method
 from glmix_vis.wsss.evidence.base import run_slots
-from glmix_vis.wsss.pipeline import pseudo_mask
+from glmix_vis.wsss.pipeline import ImageInput, pseudo_mask
+from glmix_vis.wsss.recipe import MaskRecipe
 from glmix_vis.wsss.throughput import consecutive_groups, plan_cores, read_ahead
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
@@ -55,7 +55,7 @@ def reference(scenes):
     root, ckpt = scenes
     dataset = open_dataset("voc", root, "val")
     model, info = load_model(ckpt, device="cpu")
-    method = get_evidence_method("slot-cam", class_map=info.class_map)
+    recipe = MaskRecipe("slot-cam")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # what the eval runs below use
     try:
@@ -63,9 +63,8 @@ def reference(scenes):
         for i, image_id in enumerate(dataset.image_ids):
             image = dataset.load_image(i)
             x = image_to_batch(image, info.mean, info.std)
-            result = pseudo_mask(model, info, method, x, image.shape[:2], labels=dataset.image_labels(i),
-                                 bg_threshold=info.bg_threshold("slot-cam"))
-            masks[image_id] = (result.mask, result.refined(image))
+            result = pseudo_mask(model, info, ImageInput(image, x), recipe, dataset.image_labels(i))
+            masks[image_id] = (result.mask, result.after_crf(image))
     finally:
         torch.set_num_threads(threads)
     return masks

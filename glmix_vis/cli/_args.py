@@ -11,7 +11,7 @@ from typing import Any
 from ._dispatch import UserError
 
 __all__ = ["add_device_argument", "add_precision_argument", "auto_or_count", "auto_or_positive_int", "block_list",
-           "dataset_root", "index_list", "number_list", "positive_int", "non_negative_int", "positive_float",
+           "dataset_root", "index_list", "number_list", "positive_int", "non_negative_int", "positive_float", "non_negative_float",
            "probability", "positive_number_list"]
 
 
@@ -32,6 +32,7 @@ def _checked(kind: Callable[[str], float], test: Callable[[float], bool], what: 
 positive_int = _checked(int, lambda v: v >= 1, "a whole number >= 1")
 non_negative_int = _checked(int, lambda v: v >= 0, "a whole number >= 0")
 positive_float = _checked(float, lambda v: v > 0 and math.isfinite(v), "a number > 0")
+non_negative_float = _checked(float, lambda v: v >= 0 and math.isfinite(v), "a number >= 0")
 probability = _checked(float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1")
 
 

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from ..wsss.crf import CRFParams
-from ..wsss.evaluate import ORACLE_METHOD, EvalConfig, evaluate
-from ..wsss.evidence import GRAD_CAM_METHODS, available_evidence_methods
+from ..wsss.evaluate import EvalConfig, evaluate
+from ..wsss.evidence import GRAD_CAM_METHODS
 from ..wsss.masks import DEFAULT_BG_THRESHOLD
 from ..wsss.par import PARParams
-from ..wsss.refinement import REFINEMENTS
+from ..wsss.recipe import (
+    ORACLE_METHOD,
+    MaskRecipe,
+    mask_methods,
+    method_option_defaults,
+    parse_assignments,
+)
+from ..wsss.refinement import REFINEMENTS, refinement_option_defaults
 from ..wsss.slot_walk import DEFAULT_SLOT_WALK
 from ..wsss.throughput import DEFAULT_BATCH_SIZE
 from ._args import (
@@ -20,6 +28,7 @@ from ._args import (
     auto_or_count,
     auto_or_positive_int,
     dataset_root,
+    non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
@@ -30,32 +39,67 @@ from ._dispatch import UserError
 
 _DEFAULT_CRF = CRFParams()
 _DEFAULT_PAR = PARParams()
-#: --option -> (refinement, its option name)
-_REFINE_ARGS = {"--walk-blocks": ("slot-walk", "blocks"), "--walk-steps": ("slot-walk", "steps"),
-                "--walk-power": ("slot-walk", "power"), "--walk-radius": ("slot-walk", "radius"),
-                "--walk-top-k": ("slot-walk", "top_k"),
-                "--par-iterations": ("par", "iterations"), "--par-downscale": ("par", "downscale")}
+#: Named flags kept as aliases of ``--method-option NAME=VALUE``: argument dest -> option name.
+_METHOD_ALIASES = {"slot_blocks": "blocks", "slot_combine": "combine", "target_layers": "target_layers",
+                   "oracle_block": "block"}
+#: Named flags kept as aliases of ``--refine-option NAME=VALUE``: argument dest -> (refinement, option name).
+_REFINE_ALIASES = {"walk_blocks": ("slot-walk", "blocks"), "walk_steps": ("slot-walk", "steps"),
+                   "walk_power": ("slot-walk", "power"), "walk_radius": ("slot-walk", "radius"),
+                   "walk_top_k": ("slot-walk", "top_k"),
+                   "par_iterations": ("par", "iterations"), "par_downscale": ("par", "downscale")}
+#: CRFParams field -> its flag's dest.
+_CRF_FLAGS = ("iterations", "gaussian_sxy", "gaussian_compat", "bilateral_sxy", "bilateral_srgb", "bilateral_compat")
 
 
 def _blocks_text(blocks: str | tuple[int, ...]) -> str:
     return blocks if isinstance(blocks, str) else ",".join(str(b) for b in blocks)
 
 
-def _refinement_options(args: argparse.Namespace) -> dict[str, object]:
-    """The options of ``--refine`` from its ``--walk-*``/``--par-*`` arguments (others refused)."""
-    options = {}
-    for flag, (refinement, name) in _REFINE_ARGS.items():
-        value = getattr(args, flag[2:].replace("-", "_"))
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _method_options(args: argparse.Namespace) -> dict[str, object]:
+    """``--method-option NAME=VALUE`` and the named aliases (``--slot-blocks`` ...), checked against
+    the options of ``--method``."""
+    defaults = method_option_defaults(args.method)
+    options = parse_assignments(args.method_option or [], defaults, args.method)
+    for dest, name in _METHOD_ALIASES.items():
+        value = getattr(args, dest)
         if value is None:
             continue
-        if args.refine != refinement:
-            raise UserError(f"{flag} applies to --refine {refinement} only")
+        if name not in defaults:
+            takers = [m for m in mask_methods() if name in method_option_defaults(m)]
+            raise UserError(f"{_flag(dest)} applies to --method {'/'.join(takers)} only")
         options[name] = value
     return options
 
 
+def _refinement_options(args: argparse.Namespace) -> dict[str, object]:
+    """``--refine-option NAME=VALUE`` and the named ``--walk-*``/``--par-*`` aliases of ``--refine``."""
+    options = parse_assignments(args.refine_option or [], refinement_option_defaults(args.refine),
+                                f"--refine {args.refine}")
+    for dest, (refinement, name) in _REFINE_ALIASES.items():
+        value = getattr(args, dest)
+        if value is None:
+            continue
+        if args.refine != refinement:
+            raise UserError(f"{_flag(dest)} applies to --refine {refinement} only")
+        options[name] = value
+    return options
+
+
+def recipe_from_args(args: argparse.Namespace) -> MaskRecipe:
+    """The :class:`MaskRecipe` the flags describe, validated (a ``ValueError`` names the problem);
+    built before any data or model is touched."""
+    crf = CRFParams(**{name: getattr(args, f"crf_{name}") for name in _CRF_FLAGS})
+    return MaskRecipe(args.method, args.refine, args.crf, method_options=_method_options(args),
+                      refinement_options=_refinement_options(args), crf_params=crf, scales=tuple(args.scales),
+                      flip=args.flip, bg_threshold=args.bg_threshold)
+
+
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
-    methods = available_evidence_methods() + [ORACLE_METHOD]
+    methods = mask_methods()
     p = subparsers.add_parser(
         name, help="score WSSS pseudo-masks (mIoU)",
         description="Class evidence -> pseudo-masks restricted to the image's ground-truth classes -> dense "
@@ -75,7 +119,11 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     p.add_argument("--target-layers", metavar="NAMES",
                    help=f"{'/'.join(GRAD_CAM_METHODS)}: comma-separated target modules as in "
                         "model.named_modules(), e.g. 'norm' or 'stages.2,stages.3' (default: the measured one)")
-    p.add_argument("--oracle-block", type=int, default=-1, help=f"{ORACLE_METHOD}: which GLMix block")
+    p.add_argument("--oracle-block", type=int, help=f"{ORACLE_METHOD}: which GLMix block (default -1, the last)")
+    p.add_argument("--method-option", action="append", metavar="NAME=VALUE",
+                   help="an option of --method, repeatable, e.g. combine=product or cam_weight=0.3 for slot-cam "
+                        "(the fields of SlotCAMConfig; target_layers=... for the grad-cam family); "
+                        "--slot-blocks, --slot-combine, --target-layers and --oracle-block are short forms")
     p.add_argument("--out", default="runs/eval", help="output folder")
     p.add_argument("--bg-threshold", type=probability, default=None,
                    help="background when no allowed class scores above this (default: the value the "
@@ -83,15 +131,24 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     p.add_argument("--sweep", action="store_true", help="also sweep the background threshold (reports the best)")
     p.add_argument("--crf", dest="crf", action="store_true", default=True, help="dense CRF refinement (default)")
     p.add_argument("--no-crf", dest="crf", action="store_false")
-    p.add_argument("--crf-iterations", type=positive_int, default=_DEFAULT_CRF.iterations)
-    p.add_argument("--crf-bilateral-sxy", type=float, default=_DEFAULT_CRF.bilateral_sxy)
-    p.add_argument("--crf-bilateral-srgb", type=float, default=_DEFAULT_CRF.bilateral_srgb)
-    p.add_argument("--crf-bilateral-compat", type=float, default=_DEFAULT_CRF.bilateral_compat)
-    p.add_argument("--crf-gaussian-sxy", type=float, default=_DEFAULT_CRF.gaussian_sxy)
-    p.add_argument("--crf-gaussian-compat", type=float, default=_DEFAULT_CRF.gaussian_compat)
+    p.add_argument("--crf-iterations", type=positive_int, default=_DEFAULT_CRF.iterations,
+                   help=f"CRF: mean-field iterations (default {_DEFAULT_CRF.iterations})")
+    p.add_argument("--crf-bilateral-sxy", type=positive_float, default=_DEFAULT_CRF.bilateral_sxy,
+                   help=f"CRF: position width of the colour kernel, pixels (default {_DEFAULT_CRF.bilateral_sxy:g})")
+    p.add_argument("--crf-bilateral-srgb", type=positive_float, default=_DEFAULT_CRF.bilateral_srgb,
+                   help=f"CRF: colour width of the colour kernel, levels (default {_DEFAULT_CRF.bilateral_srgb:g})")
+    p.add_argument("--crf-bilateral-compat", type=non_negative_float, default=_DEFAULT_CRF.bilateral_compat,
+                   help=f"CRF: weight of the colour kernel (default {_DEFAULT_CRF.bilateral_compat:g})")
+    p.add_argument("--crf-gaussian-sxy", type=positive_float, default=_DEFAULT_CRF.gaussian_sxy,
+                   help=f"CRF: width of the smoothness kernel, pixels (default {_DEFAULT_CRF.gaussian_sxy:g})")
+    p.add_argument("--crf-gaussian-compat", type=non_negative_float, default=_DEFAULT_CRF.gaussian_compat,
+                   help=f"CRF: weight of the smoothness kernel (default {_DEFAULT_CRF.gaussian_compat:g})")
     p.add_argument("--refine", choices=list(REFINEMENTS), default="none",
                    help="refine the class evidence before the threshold (and the CRF): par (AFA's pixel-adaptive "
                         "refinement along colours) or slot-walk (a random walk along the GLMix slot maps)")
+    p.add_argument("--refine-option", action="append", metavar="NAME=VALUE",
+                   help="an option of --refine, repeatable (the fields of SlotWalkConfig or PARParams, e.g. "
+                        "steps=8); the --walk-* and --par-* options are short forms")
     p.add_argument("--walk-blocks", help="slot-walk: GLMix blocks whose slot affinities it walks, e.g. '0' or '0,1' "
                                          f"(default {_blocks_text(DEFAULT_SLOT_WALK.blocks)})")
     p.add_argument("--walk-steps", type=non_negative_int,
@@ -130,30 +187,14 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
 
 
 def run(args: argparse.Namespace) -> int:
+    # Every setting is checked here, before the dataset is looked at (or generated) and the model loaded.
     split = args.split or ("train" if args.root else "val")
-    root = dataset_root(args.root, args.dataset)
-    options = {}
-    if args.slot_blocks:
-        options["blocks"] = args.slot_blocks
-    if args.slot_combine:
-        options["combine"] = args.slot_combine
-    if options and args.method != "slot-cam":
-        raise UserError("--slot-blocks/--slot-combine apply to --method slot-cam only")
-    if args.target_layers:
-        if args.method not in GRAD_CAM_METHODS:
-            raise UserError(f"--target-layers applies to --method {'/'.join(GRAD_CAM_METHODS)} only")
-        options["target_layers"] = args.target_layers
-    crf = CRFParams(iterations=args.crf_iterations, gaussian_sxy=args.crf_gaussian_sxy,
-                    gaussian_compat=args.crf_gaussian_compat, bilateral_sxy=args.crf_bilateral_sxy,
-                    bilateral_srgb=args.crf_bilateral_srgb, bilateral_compat=args.crf_bilateral_compat)
-    config = EvalConfig(out=args.out, dataset=args.dataset, root=root, split=split,
-                        checkpoint=args.checkpoint, method=args.method, method_options=options,
-                        bg_threshold=args.bg_threshold, sweep=args.sweep, crf=args.crf, crf_params=crf,
-                        scales=args.scales, flip=args.flip, input_size=args.input_size, labels=args.labels,
+    config = EvalConfig(out=args.out, dataset=args.dataset, root=args.root, split=split, checkpoint=args.checkpoint,
+                        labels=args.labels, sweep=args.sweep, input_size=args.input_size,
                         device=args.device, workers=args.workers, threads=args.threads, batch_size=args.batch_size,
-                        precision=args.precision, limit=args.limit, oracle_block=args.oracle_block,
-                        faithfulness=args.faithfulness, faithfulness_images=args.faithfulness_images,
-                        refinement=args.refine, refinement_options=_refinement_options(args))
+                        precision=args.precision, limit=args.limit, faithfulness=args.faithfulness,
+                        faithfulness_images=args.faithfulness_images, recipe=recipe_from_args(args))
+    config = replace(config, root=dataset_root(args.root, args.dataset))
     result = evaluate(config)
     if result:
         summary = {k: result[k] for k in ("miou",) if k in result}

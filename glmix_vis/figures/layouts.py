@@ -27,6 +27,7 @@ from matplotlib.patches import Rectangle
 
 from ..data.palette import voc_palette
 from ..models.slots import SlotMap, block_label, resolve_blocks
+from ..wsss.recipe import MaskRecipe
 from .medoids import representative_slot_ids
 from .palette import OKABE_ITO, slot_palette
 from .render import (
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from ..predictor import SlotPredictor
-    from ..wsss.recipe import MaskRecipe
 
     ImageLike = str | Path | np.ndarray | Image.Image
     #: A predictor with an image set, or a predictor and the images to run it on (one row each).
@@ -619,7 +619,7 @@ def evidence_panel(source: Source, *, target: str | int | None = None, crf: bool
                 labels = np.zeros(len(scores), np.float32)
                 labels[top] = 1.0
             masks = [predictor.pseudo_mask(m, labels, bg_threshold=bg_threshold) for m in ("cam", "slot-cam")]
-            thresholds.update((m, predictor.info.bg_threshold(m) if bg_threshold is None else bg_threshold)
+            thresholds.update((m, MaskRecipe(m, bg_threshold=bg_threshold).resolved(predictor.info).threshold)
                               for m in ("cam", "slot-cam"))
             if crf:
                 masks.append(predictor.pseudo_mask("slot-cam", labels, bg_threshold=bg_threshold, crf=True))
@@ -677,7 +677,7 @@ def class_view(predictor: SlotPredictor, method: str, evidence: np.ndarray, mask
     panels += [_Panel(mask_overlay(shown, resize_labels(mask, size), voc), (f"{title}\n({method})", title))
                for mask, title in zip(masks, mask_titles)]
     present = sorted({int(v) for m in masks for v in np.unique(m) if 0 < v < len(names)})
-    note = f"background: evidence < {predictor.info.bg_threshold(method):g}"
+    note = f"background: evidence < {MaskRecipe(method).resolved(predictor.info).threshold:g}"
     legend = _Legend([(voc[c], names[c]) for c in present], _Colorbar(f"{method} evidence", cmap, horizontal=True),
                      notes=[note])
     with figure_style():
@@ -698,7 +698,6 @@ def method_comparison(source: Source, recipes: Sequence[MaskRecipe | str], *, ta
     classes the head sees. Each method uses its background threshold (``bg_threshold``, default
     the model's tuned value per method, else IRN's 0.15).
     """
-    from ..wsss.recipe import MaskRecipe
 
     recipes = [r if isinstance(r, MaskRecipe) else MaskRecipe.parse(r) for r in recipes]
     if not recipes:
@@ -727,10 +726,10 @@ def method_comparison(source: Source, recipes: Sequence[MaskRecipe | str], *, ta
                 panels.append(_Panel(mask_overlay(shown, resize_labels(gt_mask, size), voc),
                                      ("ground truth", "GT")))
             for recipe in recipes:
-                threshold = predictor.info.bg_threshold(recipe.method) if bg_threshold is None else bg_threshold
-                thresholds[recipe.method] = threshold
-                mask = predictor.pseudo_mask(recipe.method, labels, bg_threshold=threshold, crf=recipe.crf,
-                                             refinement=recipe.refinement)
+                chosen = (recipe if bg_threshold is None else MaskRecipe.of(recipe, bg_threshold=bg_threshold)
+                          ).resolved(predictor.info)
+                thresholds[recipe.method] = chosen.threshold
+                mask = predictor.pseudo_mask(chosen, labels)
                 present.update(int(v) for v in np.unique(mask) if 0 < v < 255)
                 panels.append(_Panel(mask_overlay(shown, resize_labels(mask, size), voc),
                                      (recipe.title, recipe.title.replace(" + ", "\n+ "), recipe.name)))

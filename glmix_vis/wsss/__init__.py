@@ -36,16 +36,17 @@ from .masks import (
 )
 from .metrics import ConfusionMatrix, Metrics, all_reduce_confusion, confusion_matrix, sum_confusions
 from .pipeline import (
-    ORACLE_METHOD,
+    ImageInput,
     PseudoMask,
     class_evidence,
+    dense_crf,
     image_labels,
     label_threshold,
     predicted_labels,
     pseudo_mask,
-    refine,
     slot_oracle,
 )
+from .recipe import ORACLE_METHOD, MaskRecipe
 from .refinement import REFINEMENTS, Refinement, get_refinement
 
 __all__ = [
@@ -57,7 +58,7 @@ __all__ = [
     "ThresholdSweep", "best_threshold", "unary_probabilities",
     "CRFParams", "crf_refine", "crf_labels", "crf_refine_batch", "crf_stream",
     "ORACLE_METHOD", "PseudoMask", "class_evidence", "image_labels", "label_threshold", "predicted_labels",
-    "pseudo_mask", "refine", "slot_oracle",
+    "pseudo_mask", "dense_crf", "ImageInput", "slot_oracle", "MaskRecipe",
     "ConfusionMatrix", "Metrics", "confusion_matrix", "sum_confusions", "all_reduce_confusion",
     "REFINEMENTS", "Refinement", "get_refinement",
 ]

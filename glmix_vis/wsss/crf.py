@@ -19,6 +19,7 @@ while the caller computes the next (the eval loop's network beside its CRF).
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import signal
 import sys
@@ -62,6 +63,20 @@ class CRFParams:
     bilateral_compat: float = 10.0
     scale_factor: float = 1.0
     clip: float = 1e-5
+
+    def __post_init__(self) -> None:
+        if isinstance(self.iterations, bool) or int(self.iterations) != self.iterations or self.iterations < 1:
+            raise ValueError(f"CRF iterations must be a whole number >= 1, got {self.iterations!r}")
+        for name in ("gaussian_sxy", "bilateral_sxy", "bilateral_srgb", "scale_factor"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value <= 0:
+                raise ValueError(f"CRF {name} must be a finite number > 0, got {value!r}")
+        for name in ("gaussian_compat", "bilateral_compat"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"CRF {name} must be a finite number >= 0, got {value!r}")
+        if not 0.0 < self.clip < 1.0:
+            raise ValueError(f"CRF clip must be in (0, 1), got {self.clip!r}")
 
     @classmethod
     def psa(cls) -> CRFParams:

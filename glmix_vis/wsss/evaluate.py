@@ -34,7 +34,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import closing
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,15 +49,14 @@ from ..devices import DEFAULT_PRECISION, inference_precision, resolve_device
 from ..loading import ModelInfo, load_model
 from ..models.slots import SlotOutput
 from ..preprocess import image_to_batch, model_input_size
-from .crf import CRFParams, crf_stream
-from .evidence import EvidenceMethod, get_evidence_method
+from .crf import crf_stream
+from .evidence import EvidenceMethod
 from .evidence.base import run_slots
-from .evidence.tta import augments
 from .masks import DEFAULT_THRESHOLDS, best_threshold
 from .metrics import ConfusionMatrix, Metrics, all_reduce_confusion
 from .outdir import SETTINGS_FILE, OutputDir
-from .pipeline import ORACLE_METHOD, PseudoMask, pseudo_mask, slot_oracle
-from .refinement import get_refinement
+from .pipeline import ImageInput, PseudoMask, pseudo_mask, slot_oracle
+from .recipe import ORACLE_METHOD, MaskRecipe
 from .throughput import DEFAULT_BATCH_SIZE, consecutive_groups, plan_cores, read_ahead, split_slots
 
 __all__ = ["EvalConfig", "evaluate", "ORACLE_METHOD", "SETTINGS_FILE"]
@@ -66,38 +65,53 @@ __all__ = ["EvalConfig", "evaluate", "ORACLE_METHOD", "SETTINGS_FILE"]
 SWEEP_SAVE_EVERY = 50
 
 
+def _eval_recipe() -> MaskRecipe:
+    return MaskRecipe(crf=True)  # eval refines with the dense CRF unless told otherwise
+
+
 @dataclass
 class EvalConfig:
-    """Settings of one evaluation run (written into ``metrics.json``)."""
+    """Settings of one evaluation run (written into ``metrics.json``): how each mask is made (the
+    ``recipe``) and how the run goes (data, labels, sweep, devices, sharing the cores).
+    Checked when built, before any data or model is touched."""
 
     out: str
     dataset: str = "voc"
     root: str | None = None
     split: str = "train"
     checkpoint: str | None = None
-    method: str = "slot-cam"
-    method_options: dict[str, Any] = field(default_factory=dict)
-    bg_threshold: float | None = None  # None: the checkpoint's tuned value for the method, else 0.15
+    recipe: MaskRecipe = field(default_factory=_eval_recipe)
+    labels: str = "gt"  # the classes a mask may use: the image's ground-truth labels, or the head's ("pred")
     sweep: bool = False
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS
-    crf: bool = True
-    crf_params: CRFParams = field(default_factory=CRFParams)
-    scales: Sequence[float] = (1.0,)
-    flip: bool = False
     input_size: int | None = None
-    labels: str = "gt"
     device: str = "auto"
-    workers: int | None = None  # CRF processes (0: in this process); None: throughput.plan_cores shares the cores
+    workers: int | None = None  # CRF processes (0: in this process); None: scheduling.plan_cores shares the cores
     threads: int | None = None  # torch threads of the network; None: the cores the CRF workers leave
     batch_size: int = DEFAULT_BATCH_SIZE  # consecutive images of one size per forward pass
     precision: str = DEFAULT_PRECISION  # of the network's forward passes; _setup resolves auto (fp32, bf16, fp16)
     limit: int | None = None
-    oracle_block: int = -1
     progress: bool = True
-    refinement: str = "none"  # of the evidence before the threshold (and the CRF): none, par, slot-walk
-    refinement_options: dict[str, Any] = field(default_factory=dict)
     faithfulness: bool = False  # also score the evidence by ROAD and deletion/insertion AUC (costly)
     faithfulness_images: int | None = 100  # of the run's first images; None: all of them
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.recipe, MaskRecipe):
+            raise ValueError(f"recipe must be a MaskRecipe, got {type(self.recipe).__name__}")
+        if self.labels not in ("gt", "pred"):
+            raise ValueError(f"labels must be 'gt' or 'pred', got {self.labels!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.recipe.is_oracle and self.sweep:
+            raise ValueError(f"{ORACLE_METHOD} has no class scores to sweep a background threshold over")
+        if self.recipe.is_oracle and self.faithfulness:
+            raise ValueError(f"{ORACLE_METHOD} has no class evidence whose faithfulness could be scored")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as ``metrics.json`` reports them: the run's, then the recipe's, one flat record."""
+        settings = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "recipe"}
+        settings.update(self.recipe.to_dict(), thresholds=list(self.thresholds))
+        return settings
 
 
 @dataclass
@@ -193,9 +207,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     started = time.perf_counter()
     run = _setup(config)
     config = run.config
-    if config.faithfulness and run.method is None:
-        raise ValueError(f"{ORACLE_METHOD} has no class evidence whose faithfulness could be scored")
-    store = OutputDir(config.out, crf=config.crf)
+    store = OutputDir(config.out, crf=config.recipe.crf)
     if run.progress:  # said once the run is known to be sound, before anything is written
         tqdm.write(f"masks and metrics go to {Path(config.out).resolve()}", file=sys.stderr)
     store.claim(_mask_settings(config, run.info), write=run.rank == 0)
@@ -231,30 +243,16 @@ def _setup(config: EvalConfig) -> _Run:
     # The whole split, even with --limit (a trial run is where a broken dataset should show), and on
     # every rank, so that all ranks stop together instead of one waiting in an all-reduce.
     dataset.validate(progress=config.progress and rank == 0)
-    if config.batch_size < 1:
-        raise ValueError(f"batch size must be at least 1, got {config.batch_size}")
     model, info = load_model(config.checkpoint, device=device, precision=config.precision)
     config = replace(config, precision=info.precision_name)  # what auto chose, recorded
     _check_classes(dataset, info)
-    if config.bg_threshold is None:
-        config = replace(config, bg_threshold=info.bg_threshold(config.method))
-    oracle = config.method == ORACLE_METHOD
-    if oracle and config.crf:
-        raise ValueError(f"{ORACLE_METHOD} assigns ground-truth classes to slots; it takes no CRF (use --no-crf)")
-    if oracle and config.sweep:
-        raise ValueError(f"{ORACLE_METHOD} has no class scores to sweep a background threshold over")
-    method = None if oracle else get_evidence_method(config.method, class_map=info.class_map,
-                                                     **config.method_options)
-    if config.labels not in ("gt", "pred"):
-        raise ValueError(f"labels must be 'gt' or 'pred', got {config.labels!r}")
-    if oracle and config.refinement != "none":
-        raise ValueError(f"{ORACLE_METHOD} assigns ground-truth classes to slots; it takes no refinement")
-    refinement = get_refinement(config.refinement, config.refinement_options)
-    refinement.check(getattr(model, "num_glmix_blocks", 0))
-    config = replace(config, refinement_options=refinement.settings())  # every option recorded, defaults too
+    config = replace(config, recipe=config.recipe.resolved(info))  # the threshold decided once, recorded
+    recipe = config.recipe
+    method = None if recipe.is_oracle else recipe.evidence_method(info.class_map)
+    recipe.refiner().check(getattr(model, "num_glmix_blocks", 0))
     with inference_precision(info.precision):
         _try_method(model, method, config, device)
-    cores = plan_cores(config.crf, device, config.workers, config.threads,
+    cores = plan_cores(config.recipe.crf, device, config.workers, config.threads,
                        processes_here=int(os.environ.get("LOCAL_WORLD_SIZE", world)))
     config = replace(config, workers=cores.crf_workers, threads=cores.torch_threads)
     count = len(dataset) if config.limit is None else min(config.limit, len(dataset))
@@ -269,7 +267,7 @@ def _try_method(model: nn.Module, method: EvidenceMethod | None, config: EvalCon
     if method is None:
         from ..models.slots import resolve_blocks
 
-        resolve_blocks(getattr(model, "num_glmix_blocks", 0), [config.oracle_block])
+        resolve_blocks(getattr(model, "num_glmix_blocks", 0), [config.recipe.oracle_block])
         return
     method.check(model, run_slots(model, torch.zeros(1, 3, 64, 64, device=device)))
 
@@ -300,7 +298,7 @@ def _compute_masks(run: _Run, store: OutputDir, sweep: _Sweep | None) -> _Timing
         need_sweep = sweep is not None and sweep.needs(image_id)
         if need_sweep or not store.has_masks(image_id):  # else resumed: already written
             todo.append((i, need_sweep))
-    bar = tqdm(total=len(run.mine), initial=len(run.mine) - len(todo), desc=f"eval {config.method}",
+    bar = tqdm(total=len(run.mine), initial=len(run.mine) - len(todo), desc=f"eval {config.recipe.method}",
                disable=not run.progress, unit="img")
     batch = _batch_size(run)
 
@@ -329,7 +327,7 @@ def _compute_masks(run: _Run, store: OutputDir, sweep: _Sweep | None) -> _Timing
                         sweep.add(item.image_id, result, item.gt)
                     store.write_raw(item.image_id, raw, palette)
                     bar.update()
-                    if config.crf:
+                    if config.recipe.crf:
                         assert result is not None
                         yield item.image_id, item.image, result.unary()
 
@@ -337,8 +335,8 @@ def _compute_masks(run: _Run, store: OutputDir, sweep: _Sweep | None) -> _Timing
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     try:
-        if config.crf:
-            stream = crf_stream(crf_jobs(), config.crf_params, workers=config.workers or 0,
+        if config.recipe.crf:
+            stream = crf_stream(crf_jobs(), config.recipe.crf_params, workers=config.workers or 0,
                                 sink=store.mask_writer(palette))
             with closing(stream):
                 for _, _, seconds in stream:
@@ -357,7 +355,7 @@ def _compute_masks(run: _Run, store: OutputDir, sweep: _Sweep | None) -> _Timing
 def _batch_size(run: _Run) -> int:
     """Images per forward pass: ``batch_size``, or 1 where a shared pass would not be used (test-time
     augmentation runs its own passes; a method that runs the model itself takes the images)."""
-    if augments(run.config.scales, run.config.flip) or getattr(run.method, "needs_images", False):
+    if run.config.recipe.augments or getattr(run.method, "needs_images", False):
         return 1
     return run.config.batch_size
 
@@ -381,12 +379,9 @@ def _image_mask(run: _Run, i: int, image: np.ndarray,
     config = run.config
     x = image_to_batch(image, run.info.mean, run.info.std, short_side=config.input_size or None, device=run.device)
     if run.method is None:
-        return slot_oracle(run.model, x, run.dataset.load_mask(i), config.oracle_block, slots=slots), None
+        return slot_oracle(run.model, x, run.dataset.load_mask(i), config.recipe.oracle_block, slots=slots), None
     labels = run.dataset.image_labels(i) if config.labels == "gt" else None
-    result = pseudo_mask(run.model, run.info, run.method, x, image.shape[:2], labels=labels, slots=slots,
-                         scales=config.scales,
-                         refinement=config.refinement, refinement_options=config.refinement_options, image=image,
-                         flip=config.flip, bg_threshold=config.bg_threshold)
+    result = pseudo_mask(run.model, run.info, ImageInput(image, x, slots), config.recipe, labels)
     return result.mask, result
 
 
@@ -417,7 +412,7 @@ def _faithfulness(run: _Run) -> dict[str, Any] | None:
                            device=run.device)
         classes = np.flatnonzero(run.dataset.image_labels(i)).tolist()
         with inference_precision(run.info.precision):  # the scores below are read in float32
-            maps = class_evidence(method, run.model, x, x.shape[-2:], scales=config.scales, flip=config.flip,
+            maps = class_evidence(method, run.model, x, x.shape[-2:], scales=config.recipe.scales, flip=config.recipe.flip,
                                   classes=classes)
         store.add(image_id, image_faithfulness(run.model, x, maps, classes, score_fn, settings))
     if run.world > 1:
@@ -445,7 +440,7 @@ def _confusions(run: _Run, store: OutputDir, sweep: _Sweep | None,
         gt = run.dataset.load_mask(i)
         image_id = run.dataset.image_ids[i]
         final_cm.update(store.read_mask(image_id, gt.shape), gt)
-        if run.config.crf:
+        if run.config.recipe.crf:
             raw_cm.update(store.read_raw(image_id, gt.shape), gt)
     final, raw = final_cm.matrix, raw_cm.matrix
     swept = None if sweep is None else sweep.confusion
@@ -467,19 +462,14 @@ def _file_digest(path: str | None) -> str | None:
 
 
 def _mask_settings(config: EvalConfig, info: ModelInfo) -> dict[str, Any]:
-    """Everything that decides the masks written to OUT (not --limit, --workers or the device)."""
+    """Everything that decides the masks written to OUT (not --limit, --workers or the device): the
+    data, the checkpoint, the input size and the recipe's :meth:`~MaskRecipe.record`."""
     settings: dict[str, Any] = dict(
         dataset=config.dataset, root=str(Path(config.root).resolve()) if config.root else None, split=config.split,
-        checkpoint_sha256=_file_digest(info.checkpoint), model=info.name, method=config.method,
-        input_size=config.input_size, scales=[float(s) for s in config.scales], flip=bool(config.flip))
-    if config.method == ORACLE_METHOD:
-        settings["oracle_block"] = config.oracle_block
-    else:
-        settings.update(method_options=config.method_options, bg_threshold=config.bg_threshold,
-                        labels=config.labels, crf=config.crf,
-                        crf_params=asdict(config.crf_params) if config.crf else None)
-        if config.refinement != "none":  # absent for none, so folders from before refinements still resume
-            settings.update(refinement=config.refinement, refinement_options=config.refinement_options)
+        checkpoint_sha256=_file_digest(info.checkpoint), model=info.name, input_size=config.input_size,
+        **config.recipe.record())
+    if not config.recipe.is_oracle:  # the oracle reads ground-truth masks, not image labels
+        settings["labels"] = config.labels
     if info.precision != torch.float32:  # absent for fp32, so folders from before --precision still resume
         settings["precision"] = info.precision_name
     return json.loads(json.dumps(settings, default=str))  # the form it is compared in after a reload
@@ -493,15 +483,12 @@ def _report(config: EvalConfig, dataset: SegmentationDataset, info: ModelInfo, f
                                 "the whole split, label 255 ignored; a class with TP + FP + FN = 0 (absent from "
                                 "both ground truth and prediction) is left out of the mean, as the standard VOC "
                                 "evaluation does")
-    if config.crf:
+    if config.recipe.crf:
         result["nocrf"] = {"miou": Metrics.from_confusion(raw).to_dict(names)["miou"]}
     if sweep is not None:
         best = best_threshold(sweep, list(config.thresholds))
         result["threshold_sweep"] = best.to_dict()
-    settings = asdict(config)
-    settings["crf_params"] = asdict(config.crf_params)
-    settings["thresholds"] = list(config.thresholds)
-    settings["scales"] = list(config.scales)
+    settings = config.to_dict()
     settings["checkpoint"] = info.checkpoint
     settings["model"] = info.name
     result["settings"] = settings

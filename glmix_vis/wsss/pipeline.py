@@ -22,9 +22,9 @@ image, so a class that is present seldom gets half of it).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -34,18 +34,16 @@ from ..models.slots import SlotOutput
 from .crf import CRFParams, crf_labels
 from .evidence.base import EvidenceMethod, run_slots
 from .evidence.tta import augments, tta_evidence
-from .masks import DEFAULT_BG_THRESHOLD, scores_to_mask, sweep_confusions, unary_probabilities
+from .masks import scores_to_mask, sweep_confusions, unary_probabilities
 from .metrics import DEFAULT_IGNORE_INDEX
 from .oracle import slot_oracle_mask
-from .refinement import Refinement, get_refinement
+from .recipe import ORACLE_METHOD, MaskRecipe
 
 __all__ = [
     "ORACLE_METHOD", "SIGMOID_LABEL_THRESHOLD", "SOFTMAX_LABEL_THRESHOLD", "HeadInfo", "label_threshold", "image_labels",
-    "predicted_labels", "class_evidence", "PseudoMask", "pseudo_mask", "refine", "slot_oracle",
+    "predicted_labels", "class_evidence", "ImageInput", "PseudoMask", "pseudo_mask", "dense_crf", "slot_oracle",
 ]
 
-#: The slot oracle's name among the methods: no evidence, each slot takes its majority ground-truth class.
-ORACLE_METHOD = "slot-oracle"
 #: A multi-label (sigmoid) head sees a class from this probability on.
 SIGMOID_LABEL_THRESHOLD = 0.5
 #: A softmax head (an ImageNet head read through a class map) sees a class from this mass on.
@@ -117,6 +115,7 @@ class PseudoMask:
         mask: ``(H, W)`` uint8, 0 background and ``k + 1`` for class ``k``.
         refinement: the name of the refinement that made :attr:`refined_scores` (``"none"``: none).
         refined_scores: the refined ``(K, H, W)`` evidence the mask thresholds (``None`` without a refinement).
+        recipe: the (resolved) recipe that made it.
     """
 
     labels: np.ndarray
@@ -125,6 +124,7 @@ class PseudoMask:
     mask: np.ndarray
     refinement: str = "none"
     refined_scores: np.ndarray | None = None
+    recipe: MaskRecipe | None = None
 
     @property
     def mask_scores(self) -> np.ndarray:
@@ -135,9 +135,16 @@ class PseudoMask:
         """``(K+1, H, W)`` CRF unary: :attr:`mask_scores` thresholded, as probabilities (argmax = :attr:`mask`)."""
         return unary_probabilities(self.mask_scores, self.labels, bg_threshold=self.bg_threshold)
 
-    def refined(self, image: np.ndarray, params: CRFParams | None = None) -> np.ndarray:
-        """``(H, W)`` uint8 mask after a dense CRF over ``image`` (the RGB image the batch was made from)."""
-        return refine(image, self.unary(), params)
+    def after_crf(self, image: np.ndarray, params: CRFParams | None = None) -> np.ndarray:
+        """``(H, W)`` uint8 mask after a dense CRF over ``image`` (the RGB image the batch was made
+        from), with ``params`` or else the recipe's CRF parameters."""
+        if params is None and self.recipe is not None:
+            params = self.recipe.crf_params
+        return dense_crf(image, self.unary(), params)
+
+    def final(self, image: np.ndarray) -> np.ndarray:
+        """The recipe's mask: :meth:`after_crf` when the recipe has the CRF, else :attr:`mask`."""
+        return self.after_crf(image) if self.recipe is not None and self.recipe.crf else self.mask
 
     def masks_at(self, thresholds: Sequence[float]) -> np.ndarray:
         """``(T, H, W)`` int64: the mask this image gets at each background threshold."""
@@ -150,53 +157,77 @@ class PseudoMask:
         return sweep_confusions(self.mask_scores, gt, thresholds, self.labels, ignore_index)
 
 
-def pseudo_mask(model: nn.Module, info: HeadInfo, method: EvidenceMethod, batch: torch.Tensor,
-                size: Sequence[int], *, labels: np.ndarray | Sequence[float] | None = None,
-                slots: SlotOutput | None = None, scales: Sequence[float] = (1.0,), flip: bool = False,
-                bg_threshold: float = DEFAULT_BG_THRESHOLD, refinement: str | Refinement = "none",
-                refinement_options: Mapping[str, Any] | None = None,
-                image: np.ndarray | None = None) -> PseudoMask:
-    """Labels, evidence and the thresholded mask of the one image in ``batch``, at ``size``.
+@dataclass(frozen=True)
+class ImageInput:
+    """One image as the pipeline takes it.
+
+    Attributes:
+        rgb: ``(H, W, 3)`` uint8, the image at its own size: masks and evidence are drawn at this
+            size, PAR refines along its colours and the CRF runs over it.
+        batch: ``(1, 3, h, w)``, the network's input made from it (:func:`~glmix_vis.preprocess.image_to_batch`).
+        slots: the forward pass of ``batch`` when the caller already ran it (else run when needed).
+    """
+
+    rgb: np.ndarray
+    batch: torch.Tensor
+    slots: SlotOutput | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.rgb.shape[0]), int(self.rgb.shape[1])
+
+
+def pseudo_mask(model: nn.Module, info: HeadInfo, image: ImageInput, recipe: MaskRecipe,
+                labels: np.ndarray | Sequence[float] | None = None) -> PseudoMask:
+    """Labels, evidence and the thresholded mask (before any CRF) of one image under ``recipe``.
 
     ``labels`` (multi-hot over the foreground classes) restricts the mask, as the WSSS protocol
     does with ground-truth image labels; ``None`` applies the label rule to the head's logits
-    (from ``slots``, or from one forward pass that the evidence then reuses).
+    (from ``image.slots``, or from one forward pass that the evidence then reuses). The recipe's
+    threshold is :meth:`~MaskRecipe.resolved` against ``info`` here when it is not set.
 
-    ``refinement`` (:mod:`~glmix_vis.wsss.refinement`: ``"none"``, ``"par"``, ``"slot-walk"``, with
-    ``refinement_options``) refines the evidence before the threshold, and a CRF then starts from
-    the refined evidence (:meth:`PseudoMask.unary`). PAR needs ``image``, the
-    ``(H, W, 3)`` RGB at ``size``; the slot walk walks along ``slots``, the scale-1 forward pass of
-    ``batch`` (run here when the caller has none, also under test-time augmentation).
+    A refinement refines the evidence before the threshold, and a CRF then starts from the
+    refined evidence (:meth:`PseudoMask.unary`); the slot walk walks along the scale-1 forward
+    pass of ``image.batch`` (run here when the caller has none, also under test-time augmentation).
     """
-    refiner = refinement if isinstance(refinement, Refinement) else get_refinement(refinement, refinement_options)
+    recipe = recipe.resolved(info)
+    method, refiner = recipe.evidence_method(getattr(info, "class_map", None)), recipe.refiner()
+    slots = image.slots
     if slots is None and (labels is None or refiner.needs_slots):
-        slots = run_slots(model, batch)
+        slots = run_slots(model, image.batch)
     if labels is None:
         assert slots is not None
         labels = predicted_labels(info, slots.logits[0])
     labels = np.asarray(labels, dtype=np.float32)
-    if method.needs_images:
-        # A method that runs the network per class (Grad-CAM's backward, Score-CAM's per-channel
-        # passes): only the image's classes, the only ones a mask, a sweep or a CRF reads; each
-        # class map is normalised on its own, so the others would only be zeros in the end.
-        present = [int(k) for k in np.flatnonzero(labels)]
-        scores = np.zeros((len(labels), *(int(v) for v in size)), np.float32)
-        if present:
-            scores[present] = class_evidence(method, model, batch, size, slots=slots, scales=scales, flip=flip,
-                                             classes=present)
-    else:
-        scores = class_evidence(method, model, batch, size, slots=slots, scales=scales, flip=flip)
+    scores = _label_evidence(model, method, ImageInput(image.rgb, image.batch, slots), recipe, labels)
     if refiner.is_identity:
-        mask = scores_to_mask(scores, bg_threshold, labels).astype(np.uint8)
-        return PseudoMask(labels=labels, scores=scores, bg_threshold=float(bg_threshold), mask=mask)
-    prepared = refiner.prepare(size=scores.shape[-2:], image=image, slots=slots, device=batch.device)
+        mask = scores_to_mask(scores, recipe.threshold, labels).astype(np.uint8)
+        return PseudoMask(labels=labels, scores=scores, bg_threshold=recipe.threshold, mask=mask, recipe=recipe)
+    prepared = refiner.prepare(size=scores.shape[-2:], image=image.rgb, slots=slots, device=image.batch.device)
     refined = prepared(scores, labels)
-    return PseudoMask(labels=labels, scores=scores, bg_threshold=float(bg_threshold),
-                      mask=scores_to_mask(refined, bg_threshold, labels).astype(np.uint8),
-                      refinement=refiner.name, refined_scores=refined)
+    return PseudoMask(labels=labels, scores=scores, bg_threshold=recipe.threshold,
+                      mask=scores_to_mask(refined, recipe.threshold, labels).astype(np.uint8),
+                      refinement=refiner.name, refined_scores=refined, recipe=recipe)
 
 
-def refine(image: np.ndarray, unary: np.ndarray, params: CRFParams | None = None) -> np.ndarray:
+def _label_evidence(model: nn.Module, method: EvidenceMethod, image: ImageInput, recipe: MaskRecipe,
+                    labels: np.ndarray) -> np.ndarray:
+    """``(K, H, W)`` evidence of every class; a method that runs the network per class (Grad-CAM's
+    backward, Score-CAM's per-channel passes) computes only the image's classes, the only ones a
+    mask, a sweep or a CRF reads (each class map is normalised on its own, so the others would only
+    be zeros in the end)."""
+    if not method.needs_images:
+        return class_evidence(method, model, image.batch, image.size, slots=image.slots, scales=recipe.scales,
+                              flip=recipe.flip)
+    present = [int(k) for k in np.flatnonzero(labels)]
+    scores = np.zeros((len(labels), *image.size), np.float32)
+    if present:
+        scores[present] = class_evidence(method, model, image.batch, image.size, slots=image.slots,
+                                         scales=recipe.scales, flip=recipe.flip, classes=present)
+    return scores
+
+
+def dense_crf(image: np.ndarray, unary: np.ndarray, params: CRFParams | None = None) -> np.ndarray:
     """``(H, W)`` uint8 labels: the dense CRF over ``image`` from ``(K+1, H, W)`` unary probabilities
     (:meth:`PseudoMask.unary`); what ``glmix-wsss eval`` writes to ``masks/``."""
     return crf_labels(image, unary, params).astype(np.uint8)

@@ -30,7 +30,7 @@ from ..models.slots import SlotOutput
 from .par import PARParams, par_operator
 from .slot_walk import DEFAULT_SLOT_WALK, SlotWalkConfig, walk_operator
 
-__all__ = ["REFINEMENTS", "Refinement", "Refiner", "get_refinement"]
+__all__ = ["REFINEMENTS", "Refinement", "Refiner", "get_refinement", "refinement_option_defaults"]
 
 #: The refinement names, ``none`` first.
 REFINEMENTS = ("none", "par", "slot-walk")
@@ -139,6 +139,16 @@ class Refinement:
 
 
 _PARAMS: dict[str, type[PARParams] | type[SlotWalkConfig]] = {"par": PARParams, "slot-walk": SlotWalkConfig}
+
+
+def refinement_option_defaults(name: str) -> dict[str, Any]:
+    """The options refinement ``name`` takes, with their defaults (none for ``none``)."""
+    if name not in REFINEMENTS:
+        raise ValueError(f"refinement must be one of {', '.join(REFINEMENTS)}; got {name!r}")
+    if name == "none":
+        return {}
+    base = DEFAULT_SLOT_WALK if _PARAMS[name] is SlotWalkConfig else PARParams()
+    return {f.name: getattr(base, f.name) for f in fields(base)}
 
 
 def get_refinement(name: str = "none", options: Mapping[str, Any] | None = None) -> Refinement:

@@ -5,6 +5,7 @@ from .base import (
     EvidenceMethod,
     aggregate_classes,
     available_evidence_methods,
+    evidence_class,
     get_evidence_method,
     normalize_per_class,
     register_evidence,
@@ -17,7 +18,7 @@ from .token import TokenEvidence
 
 __all__ = [
     "EvidenceMethod", "CAM", "TokenEvidence", "SlotCAM", "SlotCAMConfig", "DEFAULT_SLOT_CAM",
-    "get_evidence_method", "available_evidence_methods", "register_evidence",
+    "get_evidence_method", "evidence_class", "available_evidence_methods", "register_evidence",
     "aggregate_classes", "normalize_per_class", "resize_maps",
     "GRAD_CAM_METHODS", "PytorchGradCAMEvidence", "gradcam_targets", "target_layer_candidates",
 ]

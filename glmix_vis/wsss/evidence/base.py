@@ -17,10 +17,11 @@ options, so the evaluation loop and the CLI can select them with a string.
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
@@ -31,7 +32,7 @@ from ...models.slots import SlotOutput
 
 __all__ = [
     "EvidenceMethod", "EvidenceInput", "ClassMap", "CLASS_REDUCTIONS", "NORM_EPS",
-    "register_evidence", "get_evidence_method", "available_evidence_methods",
+    "register_evidence", "evidence_class", "get_evidence_method", "available_evidence_methods",
     "aggregate_classes", "normalize_per_class", "resize_maps", "run_slots", "slots_float32", "input_size_of",
 ]
 
@@ -151,6 +152,19 @@ class EvidenceMethod(ABC):
         self.class_map: list[list[int]] | None = class_map
         self.class_reduce = class_reduce
 
+    #: Constructor parameters that are not options a recipe sets (the class map comes from the model).
+    NOT_OPTIONS: ClassVar[tuple[str, ...]] = ("self", "class_map", "config")
+
+    @classmethod
+    def option_defaults(cls) -> dict[str, Any]:
+        """The options this method takes by name, with their defaults: what a
+        :class:`~glmix_vis.wsss.recipe.MaskRecipe`'s ``method_options`` may set (the keyword
+        parameters of ``__init__``; a method with a settings dataclass adds its fields)."""
+        params = inspect.signature(cls.__init__).parameters.values()
+        return {p.name: p.default for p in params
+                if p.name not in cls.NOT_OPTIONS and p.default is not p.empty
+                and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
     def __call__(self, model: nn.Module, inputs: EvidenceInput, classes: Sequence[int] | None = None,
                  size: Sequence[int] | None = None) -> torch.Tensor:
         """``(B, len(classes) or K, H, W)`` maps in [0, 1], float32, at the input size (or ``size``)."""
@@ -217,9 +231,14 @@ def available_evidence_methods() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_evidence_method(name: str, **opts: object) -> EvidenceMethod:
-    """Build the evidence method registered as ``name`` (``"cam"``, ``"token"``, ``"slot-cam"``)."""
+def evidence_class(name: str) -> type[EvidenceMethod]:
+    """The class registered as ``name`` (``"cam"``, ``"token"``, ``"slot-cam"``, ...), or a clear ``ValueError``."""
     key = name.strip().lower().replace("_", "-")
     if key not in _REGISTRY:
         raise ValueError(f"unknown evidence method {name!r}; choose one of {available_evidence_methods()}")
-    return _REGISTRY[key](**opts)
+    return _REGISTRY[key]
+
+
+def get_evidence_method(name: str, **opts: object) -> EvidenceMethod:
+    """Build the evidence method registered as ``name`` (``"cam"``, ``"token"``, ``"slot-cam"``)."""
+    return evidence_class(name)(**opts)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -168,6 +169,12 @@ class SlotCAM(EvidenceMethod):
             self._dense = TokenEvidence(class_map, class_reduce)
         else:
             self._dense = CAM(class_map, class_reduce, bias=bias)
+
+    @classmethod
+    def option_defaults(cls) -> dict[str, Any]:
+        """The fields of :class:`SlotCAMConfig` (defaults :data:`DEFAULT_SLOT_CAM`) and the constructor's."""
+        return {**{f.name: getattr(DEFAULT_SLOT_CAM, f.name) for f in fields(SlotCAMConfig)},
+                **super().option_defaults()}
 
     # ---------------------------------------------------------------- pieces
     def select_maps(self, model: nn.Module, out: SlotOutput) -> list[SlotMap]:
