@@ -9,7 +9,7 @@ import pytest
 import timm
 import torch
 
-import glmix_vis  # noqa: F401  (registers the GLNet family)
+import glmix_vis.models  # noqa: F401  (registers the GLNet family in timm)
 from glmix_vis.models import MODEL_CONFIGS, GLNet, SlotOutput
 from glmix_vis.models.glnet import OFFICIAL_VARIANTS
 

@@ -16,7 +16,7 @@ import pytest
 import timm
 import torch
 
-import glmix_vis
+import glmix_vis.models  # noqa: F401  (registers the GLNet family in timm)
 from glmix_vis.cli._dispatch import main as dispatch_main
 from glmix_vis.models.checkpoints import (
     CheckpointError,

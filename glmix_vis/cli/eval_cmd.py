@@ -12,8 +12,8 @@ from ..wsss.evidence import GRAD_CAM_METHODS, available_evidence_methods
 from ..wsss.masks import DEFAULT_BG_THRESHOLD
 from ..wsss.par import PARParams
 from ..wsss.refinement import REFINEMENTS
+from ..wsss.scheduling import DEFAULT_BATCH_SIZE
 from ..wsss.slot_walk import DEFAULT_SLOT_WALK
-from ..wsss.throughput import DEFAULT_BATCH_SIZE
 from ._args import (
     add_device_argument,
     add_precision_argument,

@@ -9,7 +9,7 @@ import timm
 import torch
 import torch.nn as nn
 
-from .checkpoints import Checkpoint, load_pretrained_weights, read_checkpoint, resolve_checkpoint
+from .checkpoints import Checkpoint, head_size, load_pretrained_weights, read_checkpoint, resolve_checkpoint
 from .glnet import MODEL_CONFIGS, GLNet
 from .meta import CheckpointMeta
 from .variants import checkpoint_variant
@@ -51,9 +51,7 @@ def create_model(name: str | None = None, *, checkpoint: str | os.PathLike[str] 
     name = name or checkpoint_variant(ckpt)
     _check_name(name)
     _, state_dict = ckpt.select(ema, name)
-    head = state_dict.get("head.weight")
-    file_classes = int(head.shape[0]) if head is not None else 0
-    wanted = file_classes if num_classes is None else num_classes
+    wanted = head_size(state_dict) if num_classes is None else num_classes
 
     # Built on the meta device, the model takes the file's mapped tensors as they are: no
     # random initialisation and no second copy of the weights. The weights go through the same
