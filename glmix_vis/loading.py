@@ -155,7 +155,9 @@ class ModelInfo:
 def load_model(checkpoint: str | os.PathLike[str] | None = None, *, model_name: str | None = None,
                device: str | torch.device = "auto",
                precision: str | torch.dtype = DEFAULT_PRECISION) -> tuple[nn.Module, ModelInfo]:
-    """A model in eval mode and its :class:`ModelInfo`, from a checkpoint file or name.
+    """A model in eval mode and its :class:`ModelInfo`, from a checkpoint file or name: what the
+    predictor, eval and the app use. For the network alone (another head size, timm keywords,
+    training) use :func:`glmix_vis.create_model`, which this calls.
 
     ``None`` loads the bundled demo checkpoint. Checkpoints written by ``glmix-wsss train`` or
     ``glmix-vis checkpoint convert`` carry their classes and input size; a 1000-class official

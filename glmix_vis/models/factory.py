@@ -1,4 +1,10 @@
-"""``create_model``: a GLNet from a variant name and/or a checkpoint file, ready for inference."""
+"""``create_model``: a GLNet from a variant name and/or a checkpoint file, as timm builds models.
+
+Which to use: :func:`create_model` gives the network alone (any head size, any timm keyword),
+for training, fine-tuning, feature extraction or your own code; :func:`glmix_vis.load_model`
+gives a model ready for this tool's inference (eval mode on a device, precision) with the
+:class:`~glmix_vis.ModelInfo` that says what its classes are and how it wants its input.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +25,9 @@ __all__ = ["create_model"]
 
 def create_model(name: str | None = None, *, checkpoint: str | os.PathLike[str] | None = None,
                  num_classes: int | None = None, ema: bool | None = None, **kwargs: Any) -> GLNet:
-    """Create a registered GLNet variant, optionally with weights from ``checkpoint``.
+    """Create a registered GLNet variant, optionally with weights from ``checkpoint``: the network
+    alone, as ``timm.create_model`` would (for training, fine-tuning, features; for slot maps,
+    evidence and masks use :func:`glmix_vis.load_model`, which also names the classes).
 
     ``checkpoint`` is a file or a name looked up in the checkpoint directory (see
     :func:`resolve_checkpoint`); ``pretrained=True`` means ``checkpoint=name``. Without ``name``
