@@ -37,7 +37,7 @@ import timm
 import torch
 import torch.nn as nn
 
-import glmix_vis  # noqa: F401  (registers the GLNet family in timm)
+import glmix_vis.models  # noqa: F401  (registers the GLNet family in timm)
 
 OURS = "glnet_stl"
 OFFICIAL = "official_glnet_stl"

@@ -99,7 +99,7 @@ def measure(method: str, path: str, variant: str) -> dict[str, float]:
     import timm
     import torch
 
-    import glmix_vis
+    import glmix_vis.models  # registers the GLNet family in timm
 
     torch.set_num_threads(2)
     base_rss = _rss_mb()

@@ -31,10 +31,10 @@ import timm
 import torch
 from skimage import data as skdata
 
-import glmix_vis  # noqa: F401  (registers the GLNet family in timm)
+import glmix_vis.models  # noqa: F401  (registers the GLNet family in timm)
 from glmix_vis.devices import cpu_supports_bf16, inference_precision, resolve_precision
+from glmix_vis.models.slots import run_slots
 from glmix_vis.preprocess import image_to_batch
-from glmix_vis.wsss.evidence.base import run_slots
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_backbone import load_official, official_twin  # noqa: E402

@@ -46,6 +46,7 @@ from PIL import Image
 from served_app import free_port, rss_mb, run_round, wait_for
 
 from glmix_vis.app.settings import DEFAULT_MAX_SESSIONS
+from glmix_vis.io import atomic_write_bytes
 
 BLOCK_CHOICES = ([0, 1, 2, 3], [3], [0, 2], [1, 3])
 REPORT_ENV, TRACE_ENV = "GLMIX_SOAK_REPORT", "GLMIX_SOAK_TRACE"
@@ -139,9 +140,7 @@ def serve(args: argparse.Namespace) -> int:
                 top = snapshot.compare_to(state["baseline"], "lineno")[:15]
                 data["traced_growth"] = [dict(where=str(s.traceback[0]), kb=round(s.size_diff / 1024, 1),
                                               count=s.count_diff) for s in top]
-        tmp = report_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, report_path)
+        atomic_write_bytes(report_path, json.dumps(data).encode())
 
     signal.signal(signal.SIGUSR1, report)
     signal.signal(signal.SIGUSR2, report)

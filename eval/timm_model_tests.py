@@ -25,7 +25,7 @@ from pathlib import Path
 import timm
 import torch
 
-import glmix_vis  # noqa: F401  registers the family
+import glmix_vis.models  # noqa: F401  (registers the GLNet family in timm)
 from glmix_vis.models.glnet import OFFICIAL_VARIANTS
 
 FILTER_LINE_END = "'csatv2', 'cpubone'"  # the last entries of FEAT_INTER_FILTERS in timm 1.0.2x-1.0.3x
@@ -52,7 +52,7 @@ def patch(test_file: Path) -> None:
     if FILTER_LINE_END not in text:
         raise SystemExit(f"{test_file}: FEAT_INTER_FILTERS has changed shape; add 'glnet' to it by hand")
     test_file.write_text(text.replace(FILTER_LINE_END, FILTER_LINE_END + ", 'glnet'", 1))
-    (test_file.parent / "conftest.py").write_text("import glmix_vis  # noqa: F401\n")
+    (test_file.parent / "conftest.py").write_text("import glmix_vis.models  # noqa: F401\n")
 
 
 def write_official_checkpoints(folder: Path) -> None:

@@ -18,9 +18,8 @@ from tqdm.auto import tqdm
 
 from glmix_vis.data.base import SegmentationDataset
 from glmix_vis.loading import ModelInfo
-from glmix_vis.models.slots import SlotOutput
+from glmix_vis.models.slots import SlotOutput, run_slots
 from glmix_vis.preprocess import image_to_batch
-from glmix_vis.wsss.evidence.base import run_slots
 from glmix_vis.wsss.masks import ThresholdSweep, best_threshold, sweep_confusions
 
 #: (image, batch, forward pass, labels) -> {variant name: (K, H, W) evidence}

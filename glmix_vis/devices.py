@@ -9,22 +9,27 @@ elsewhere.
 
 Which precision applies is set once per caller, around its work (:func:`inference_precision`:
 the predictor and the eval loop), and applied at each forward pass by :func:`network_autocast`
-(``wsss.evidence.base.run_slots``, the one place the pipeline runs the network).
+(:func:`glmix_vis.models.slots.run_slots`, the one place the pipeline runs the network).
+
+Under ``torchrun`` every process joins one process group the same way (:func:`init_distributed`:
+training and the eval loop alike).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 __all__ = ["resolve_device", "check_device_name", "autocast_dtype", "PRECISIONS", "DEFAULT_PRECISION",
            "resolve_precision", "precision_name", "cpu_supports_bf16", "inference_precision",
-           "network_precision", "network_autocast"]
+           "network_precision", "network_autocast", "Distributed", "init_distributed"]
 
 _USABLE = ("cpu", "cuda", "mps", "xpu")
 
@@ -179,3 +184,46 @@ def network_autocast(device: str | torch.device) -> Iterator[None]:
         return
     with torch.autocast(torch.device(device).type, dtype=dtype):
         yield
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a ``torchrun`` launch (a single process: rank 0 of 1).
+
+    Attributes:
+        rank: this process's rank; world: how many processes take part.
+        device: where this process computes (its own GPU, ``LOCAL_RANK``, on a CUDA machine).
+        local_world: processes on this machine (``LOCAL_WORLD_SIZE``): they share its cores.
+    """
+
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+    local_world: int = 1
+
+    @property
+    def main(self) -> bool:
+        """Whether this is the process that writes shared outputs and prints."""
+        return self.rank == 0
+
+
+def init_distributed(device: str | torch.device = "auto") -> Distributed:
+    """Join ``torchrun``'s process group (once per process), or run alone without one.
+
+    ``device`` is resolved (:func:`resolve_device`); on CUDA each process takes the GPU of its
+    ``LOCAL_RANK`` and the group uses NCCL, else gloo. The environment is read as ``torchrun``
+    sets it (``WORLD_SIZE``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``).
+    """
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = resolve_device(device)
+    if world <= 1:
+        return Distributed(0, 1, device, 1)
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Distributed(dist.get_rank(), dist.get_world_size(), device,
+                       int(os.environ.get("LOCAL_WORLD_SIZE", world)))

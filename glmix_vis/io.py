@@ -6,6 +6,10 @@ decoded, and any failure is one :class:`ImageLoadError` whose message starts wit
 name. EXIF orientation is honoured by default (a user's photo shows as it does on their phone);
 dataset readers pass ``exif_transpose=False``, because ground-truth masks are drawn on the
 pixels as stored (IRN, chainercv and imageio read them that way too).
+
+Every file the package writes for others to read (checkpoints, masks, metrics, figures) is written
+through :func:`atomic_path` (or :func:`atomic_write_bytes` on it): a reader never sees half a
+file, and an interrupted write leaves the old one intact.
 """
 
 from __future__ import annotations
@@ -13,7 +17,10 @@ from __future__ import annotations
 import io
 import os
 import secrets
+import stat
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -24,6 +31,7 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "ImageLoadError",
     "ImageSource",
+    "atomic_path",
     "atomic_write_bytes",
     "downscale_to",
     "load_image",
@@ -197,20 +205,39 @@ def downscale_to(image: np.ndarray, max_side: int) -> np.ndarray:
     return np.asarray(resized, dtype=image.dtype)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``.
+def _file_mode(path: Path) -> int:
+    """The permissions a rewritten ``path`` should get: its own if it exists, else what the umask allows."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
-    Readers never see a half-written file, and an interrupted write leaves the old one intact.
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A fresh temporary path beside ``path`` for the block to write; renamed onto ``path`` with
+    ``os.replace`` when the block ends, removed when it raises.
+
+    The temporary name ends in ``path``'s suffix (``np.savez`` adds ``.npz`` otherwise). The file
+    gets ``path``'s permissions, or those a new file gets under the umask: some writers
+    (safetensors >= 0.8) create owner-only files.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    # os.open (not mkstemp) so the final file gets the usual umask-based permissions, not 0600.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp{path.suffix}"
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        yield tmp
+        mode = _file_mode(path)
+        if stat.S_IMODE(tmp.stat().st_mode) != mode:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
+    finally:
         tmp.unlink(missing_ok=True)
-        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)

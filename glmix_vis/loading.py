@@ -1,13 +1,8 @@
 """Loading a model for inference: the model in eval mode and what it predicts (:class:`ModelInfo`).
 
-The one owner of the class-name rule. Segmentation classes are listed background first:
-
-* a checkpoint whose metadata names its classes uses them (``head="foreground"``: background
-  first already; one name per output: ``background`` put in front);
-* a 1000-class head (an official ImageNet checkpoint, or one converted from it) is read as the
-  PASCAL VOC classes through the ImageNet-to-VOC map and keeps its ImageNet names for display
-  (:attr:`ModelInfo.head_names`);
-* any other head gets ``class_0``, ``class_1``, ... after ``background``.
+What the classes are is one value, :class:`~glmix_vis.data.labels.LabelSpace`, built by its one
+rule from the checkpoint's metadata and head size; :class:`ModelInfo` carries it
+(:attr:`ModelInfo.labels`) with the input settings and reads its names from it.
 """
 
 from __future__ import annotations
@@ -19,10 +14,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .data.labels import LabelSpace
 from .devices import DEFAULT_PRECISION, precision_name, resolve_device, resolve_precision
 from .models.glnet import GLNET_MEAN, GLNET_STD
-from .models.meta import BACKGROUND, HEAD_FOREGROUND, CheckpointMeta
-from .wsss.imagenet_voc import IMAGENET_NUM_CLASSES
+from .models.meta import CheckpointMeta
 
 __all__ = ["HeadPrediction", "ModelInfo", "load_model"]
 
@@ -47,33 +42,58 @@ class HeadPrediction:
 class ModelInfo:
     """What a model predicts and how it wants its input.
 
-    ``class_names`` lists the segmentation classes, background first. The model's head scores
-    the foreground ones: directly (``class_map`` None, our trained checkpoints) or through
-    ``class_map`` groups of head outputs (an ImageNet head read as VOC classes); ``head_names``
-    then names the head's own outputs (the ImageNet classes).
+    ``labels`` says what the classes are (:class:`~glmix_vis.data.labels.LabelSpace`);
+    ``class_names`` (background first), ``class_map``, ``head_names`` and ``multilabel`` read it.
+    The model's head scores the foreground classes directly (``class_map`` None, our trained
+    checkpoints) or through ``class_map`` groups of head outputs (an ImageNet head read as VOC
+    classes); ``head_names`` then names the head's own outputs (the ImageNet classes).
     """
 
     name: str
-    class_names: list[str]
+    labels: LabelSpace
     mean: tuple[float, ...] = GLNET_MEAN
     std: tuple[float, ...] = GLNET_STD
     input_size: int = 224
-    class_map: list[list[int]] | None = None
-    multilabel: bool = True
     checkpoint: str | None = None
     meta: CheckpointMeta = field(default_factory=CheckpointMeta)
-    head_names: list[str] | None = None
     #: The dtype its forward passes run in (``--precision`` resolved for the device; the weights stay float32).
     precision: torch.dtype = torch.float32
+
+    @property
+    def class_names(self) -> list[str]:
+        """The segmentation classes, background first."""
+        return list(self.labels.class_names)
+
+    @property
+    def foreground_names(self) -> list[str]:
+        return list(self.labels.foreground_names)
+
+    @property
+    def class_map(self) -> list[list[int]] | None:
+        """Groups of head outputs, one per foreground class (None: one output each)."""
+        groups = self.labels.class_map
+        return None if groups is None else [list(g) for g in groups]
+
+    @property
+    def head_names(self) -> list[str] | None:
+        """The head's own output names when a ``class_map`` groups them (an ImageNet head), else None."""
+        names = self.labels.head_names
+        return None if names is None else list(names)
+
+    @property
+    def multilabel(self) -> bool:
+        """Sigmoid per class (True) or a softmax over the head (False)."""
+        return self.labels.multilabel
+
+    @property
+    def named(self) -> bool:
+        """Whether the classes have real names (not ``class_0`` ... made up for an unnamed head)."""
+        return self.labels.named
 
     @property
     def precision_name(self) -> str:
         """``"fp32"``, ``"bf16"`` or ``"fp16"``: :attr:`precision` as the outputs record it."""
         return precision_name(self.precision)
-
-    @property
-    def foreground_names(self) -> list[str]:
-        return self.class_names[1:]
 
     @property
     def is_demo(self) -> bool:
@@ -88,7 +108,7 @@ class ModelInfo:
     def knowledge_note(self) -> str:
         """One line saying what the model can recognise, plainly (shown by ``slots``, ``figure``
         and the app): the demo model knows only its generated shapes."""
-        if self.head_names:
+        if self.labels.source == "imagenet":
             return (f"{self.name}: an ImageNet-1k head, read as the {len(self.foreground_names)} PASCAL VOC "
                     "classes through the ImageNet-to-VOC map")
         names = ", ".join(self.foreground_names) or "none (no classifier head)"
@@ -128,7 +148,9 @@ class ModelInfo:
 def load_model(checkpoint: str | os.PathLike[str] | None = None, *, model_name: str | None = None,
                device: str | torch.device = "auto",
                precision: str | torch.dtype = DEFAULT_PRECISION) -> tuple[nn.Module, ModelInfo]:
-    """A model in eval mode and its :class:`ModelInfo`, from a checkpoint file or name.
+    """A model in eval mode and its :class:`ModelInfo`, from a checkpoint file or name: what the
+    predictor, eval and the app use. For the network alone (another head size, timm keywords,
+    training) use :func:`glmix_vis.create_model`, which this calls.
 
     ``None`` loads the bundled demo checkpoint. Checkpoints written by ``glmix-wsss train`` or
     ``glmix-vis checkpoint convert`` carry their classes and input size; a 1000-class official
@@ -144,34 +166,16 @@ def load_model(checkpoint: str | os.PathLike[str] | None = None, *, model_name: 
     path = default_checkpoint() if checkpoint is None else resolve_checkpoint(checkpoint)
     meta = CheckpointMeta.from_mapping(read_checkpoint_meta(path))
     model = create_model(model_name or meta.model, checkpoint=path)
+    try:
+        labels = LabelSpace.from_checkpoint(meta, getattr(model, "num_classes", 0))
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     model = model.to(resolve_device(device)).eval()
+    # create_model recorded the file's input settings (or the variant's defaults) in timm's pretrained_cfg.
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     name = meta.model or model_name or cfg.get("architecture", "glnet")
-    size = meta.input_size or tuple(cfg.get("input_size", (3, 224, 224))[-2:])
-    info = ModelInfo(name=str(name), class_names=[], mean=meta.mean or tuple(cfg.get("mean", GLNET_MEAN)),
-                     std=meta.std or tuple(cfg.get("std", GLNET_STD)), input_size=int(min(size)),
+    info = ModelInfo(name=str(name), labels=labels, mean=tuple(cfg.get("mean", GLNET_MEAN)),
+                     std=tuple(cfg.get("std", GLNET_STD)),
+                     input_size=int(min(cfg.get("input_size", (3, 224, 224))[-2:])),
                      checkpoint=str(path), meta=meta, precision=dtype)
-    _name_classes(info, meta, getattr(model, "num_classes", 0), path)
     return model, info
-
-
-def _name_classes(info: ModelInfo, meta: CheckpointMeta, num_outputs: int, path: os.PathLike[str]) -> None:
-    """The class-name rule (see the module docstring), applied to ``info``."""
-    listed = meta.segmentation_classes(num_outputs)
-    if num_outputs == IMAGENET_NUM_CLASSES and not (meta.head == HEAD_FOREGROUND and listed):
-        # An ImageNet head read as the VOC classes: background first, then the 20 VOC classes,
-        # each scored by the ImageNet classes that depict it; the head's outputs keep their names.
-        from .data.voc import VOC_CLASSES
-        from .wsss.imagenet_voc import imagenet_class_names, voc_class_map
-
-        info.class_names = list(VOC_CLASSES)
-        info.class_map = voc_class_map()
-        info.head_names = meta.head_class_names(num_outputs) or list(imagenet_class_names())
-        info.multilabel = False
-    elif listed is not None:
-        info.class_names = listed
-    elif meta.classes is not None:
-        raise ValueError(f"{path}: its metadata lists {len(meta.classes)} class names "
-                         f"({meta.head} outputs) but the head has {num_outputs} outputs")
-    else:
-        info.class_names = [BACKGROUND] + [f"class_{k}" for k in range(num_outputs)]

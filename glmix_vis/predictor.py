@@ -26,9 +26,8 @@ import torch.nn as nn
 from .devices import DEFAULT_PRECISION, inference_precision, resolve_device, resolve_precision
 from .io import load_image
 from .loading import HeadPrediction, ModelInfo, load_model
-from .models.slots import SlotMap, SlotOutput
+from .models.slots import SlotMap, SlotOutput, run_slots
 from .preprocess import image_to_batch
-from .wsss.evidence.base import run_slots
 from .wsss.pipeline import ImageInput, class_evidence, predicted_labels, pseudo_mask
 from .wsss.recipe import MaskRecipe
 

@@ -26,7 +26,9 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 from tqdm.auto import tqdm
 
 from .data import SegmentationDataset, open_dataset
-from .devices import autocast_dtype, resolve_device
+from .data.labels import LabelSpace
+from .devices import Distributed, autocast_dtype, init_distributed
+from .io import atomic_path, atomic_write_bytes
 from .models.checkpoints import save_safetensors
 from .models.glnet import GLNET_MEAN, GLNET_STD
 from .models.meta import HEAD_FOREGROUND, CheckpointMeta
@@ -124,32 +126,7 @@ def multilabel_average_precision(scores: np.ndarray, targets: np.ndarray) -> np.
 
 
 # ------------------------------------------------------------------------------------ distributed
-@dataclass
-class _Dist:
-    rank: int = 0
-    world: int = 1
-    device: torch.device = torch.device("cpu")
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def _setup_distributed(device_name: str) -> _Dist:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    device = resolve_device(device_name)
-    if world <= 1:
-        return _Dist(0, 1, device)
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device.type == "cuda":
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return _Dist(dist.get_rank(), dist.get_world_size(), device)
-
-
-def _gather(array: np.ndarray, d: _Dist) -> np.ndarray:
+def _gather(array: np.ndarray, d: Distributed) -> np.ndarray:
     if d.world == 1:
         return array
     parts: list[Any] = [None] * d.world
@@ -158,12 +135,6 @@ def _gather(array: np.ndarray, d: _Dist) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------ checkpoints
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
@@ -181,10 +152,11 @@ def _lr_lambda(total_steps: int, warmup_steps: int, min_ratio: float):
 def checkpoint_meta(config: TrainConfig, class_names: list[str], **extra: Any) -> dict[str, Any]:
     """What later commands read back: the model, its classes (background first, the head
     predicts the foreground ones), the input size and normalisation."""
-    meta = CheckpointMeta(model=config.model, classes=list(class_names), head=HEAD_FOREGROUND,
+    labels = LabelSpace.of_dataset(class_names)
+    meta = CheckpointMeta(model=config.model, classes=list(labels.class_names), head=HEAD_FOREGROUND,
                           input_size=(config.input_size, config.input_size), mean=tuple(config.mean),
                           std=tuple(config.std),
-                          extra=dict(num_classes=len(class_names) - 1, dataset=config.dataset, **extra))
+                          extra=dict(num_classes=labels.head_size, dataset=config.dataset, **extra))
     return meta.to_mapping()
 
 
@@ -206,18 +178,62 @@ def train(config: TrainConfig) -> dict[str, Any]:
         raise
 
 
+@dataclass
+class _Run:
+    """One training run as its steps share it: the process, the data, the model and its optimiser."""
+
+    config: TrainConfig
+    out: Path
+    d: Distributed
+    labels: LabelSpace
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None
+    train_data: ImageLabelDataset
+    val_data: ImageLabelDataset
+    per_rank_batch: int
+    start_epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
 def _train(config: TrainConfig, out: Path) -> dict[str, Any]:
-    d = _setup_distributed(config.device)
+    d = init_distributed(config.device)
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed + d.rank)
+    run = _prepare(config, out, d)
+    _resume(run)
+    if d.world > 1:
+        run.model = nn.parallel.DistributedDataParallel(
+            run.model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
+    criterion = nn.BCEWithLogitsLoss()
+    loader_args = _loader_args(run)
+    val_sampler = DistributedSampler(run.val_data, shuffle=False) if d.world > 1 else SequentialSampler(run.val_data)
+    val_loader = DataLoader(run.val_data, sampler=val_sampler, **loader_args)
+    for epoch in range(run.start_epoch, config.epochs):
+        started = time.perf_counter()
+        train_loss = _train_epoch(run, epoch, criterion, loader_args)
+        val_map, val_ap = _validate(run.model, val_loader, d, run.amp_dtype)
+        record = dict(epoch=epoch + 1, train_loss=train_loss, val_map=val_map,
+                      val_ap=[None if math.isnan(a) else float(a) for a in val_ap],
+                      seconds=time.perf_counter() - started)
+        run.history.append(record)
+        if d.main:
+            print(f"epoch {epoch + 1}/{config.epochs}: loss {record['train_loss']:.4f}  val mAP {val_map:.4f}  "
+                  f"({record['seconds']:.0f} s)")
+            _save_epoch(run, epoch + 1)
+    return _finish(run)
 
+
+def _prepare(config: TrainConfig, out: Path, d: Distributed) -> _Run:
+    """The datasets, the model on its device, the optimiser and its warm-up + cosine schedule."""
     train_set = open_dataset(config.dataset, config.root, config.train_split)
     val_set = open_dataset(config.dataset, config.root, config.val_split)
-    class_names = list(train_set.class_names)
-    num_classes = len(class_names) - 1
+    labels = LabelSpace.of_dataset(train_set.class_names)
 
-    model = _build_model(config, num_classes).to(d.device)
+    model = _build_model(config, labels.head_size).to(d.device)
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(_param_groups(model, config), lr=config.lr)
 
@@ -231,73 +247,79 @@ def _train(config: TrainConfig, out: Path) -> dict[str, Any]:
         total_steps, int(config.warmup_epochs * steps_per_epoch), config.min_lr / config.lr))
     amp_dtype = autocast_dtype(d.device) if config.amp else None
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    return _Run(config, out, d, labels, model, optimizer, scheduler, scaler, amp_dtype, train_data, val_data,
+                per_rank_batch)
 
-    start_epoch, history = 0, []
-    last = out / CHECKPOINT_LAST
-    if last.exists():
-        state = torch.load(last, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        start_epoch, history = int(state["epoch"]), list(state["history"])
-        if d.main:
-            print(f"resuming from {last} after epoch {start_epoch}")
 
+def _resume(run: _Run) -> None:
+    """Continue after the last finished epoch when the output folder has a checkpoint of it."""
+    last = run.out / CHECKPOINT_LAST
+    if not last.exists():
+        return
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.scaler.load_state_dict(state["scaler"])
+    run.start_epoch, run.history = int(state["epoch"]), list(state["history"])
+    if run.d.main:
+        print(f"resuming from {last} after epoch {run.start_epoch}")
+
+
+def _loader_args(run: _Run) -> dict[str, Any]:
+    return dict(batch_size=run.per_rank_batch, num_workers=run.config.workers, pin_memory=run.d.device.type == "cuda",
+                persistent_workers=run.config.workers > 0)
+
+
+def _train_epoch(run: _Run, epoch: int, criterion: nn.Module, loader_args: dict[str, Any]) -> float:
+    """One pass over the training images (reshuffled per epoch from the seed); the mean loss."""
+    config, d, train_data = run.config, run.d, run.train_data
     if d.world > 1:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[d.device.index] if d.device.type == "cuda"
-                                                    else None)
-    criterion = nn.BCEWithLogitsLoss()
-    pin = d.device.type == "cuda"
-    loader_args = dict(batch_size=per_rank_batch, num_workers=config.workers, pin_memory=pin,
-                       persistent_workers=config.workers > 0)
-    val_sampler = DistributedSampler(val_data, shuffle=False) if d.world > 1 else SequentialSampler(val_data)
-    val_loader = DataLoader(val_data, sampler=val_sampler, **loader_args)
+        sampler = DistributedSampler(train_data, shuffle=True, seed=config.seed, drop_last=True)
+        sampler.set_epoch(epoch)
+    else:
+        sampler = RandomSampler(train_data, generator=torch.Generator().manual_seed(config.seed + epoch))
+    loader = DataLoader(train_data, sampler=sampler, drop_last=len(train_data) > run.per_rank_batch, **loader_args)
+    run.model.train()
+    seen, loss_sum = 0, 0.0
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not d.main, leave=False)
+    for x, y in bar:
+        loss = _train_step(run, criterion, x, y)
+        seen += len(x)
+        loss_sum += loss * len(x)
+        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{run.scheduler.get_last_lr()[0]:.2e}")
+    return loss_sum / max(seen, 1)
 
-    for epoch in range(start_epoch, config.epochs):
-        if d.world > 1:
-            sampler = DistributedSampler(train_data, shuffle=True, seed=config.seed, drop_last=True)
-            sampler.set_epoch(epoch)
-        else:
-            sampler = RandomSampler(train_data, generator=torch.Generator().manual_seed(config.seed + epoch))
-        loader = DataLoader(train_data, sampler=sampler, drop_last=len(train_data) > per_rank_batch, **loader_args)
-        model.train()
-        started, seen, loss_sum = time.perf_counter(), 0, 0.0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not d.main, leave=False)
-        for x, y in bar:
-            x = x.to(d.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            y = y.to(d.device, non_blocking=True)
-            with torch.autocast(d.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                loss = criterion(model(x).float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            seen += len(x)
-            loss_sum += loss.item() * len(x)
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
 
-        val_map, val_ap = _validate(model, val_loader, d, amp_dtype)
-        record = dict(epoch=epoch + 1, train_loss=loss_sum / max(seen, 1), val_map=val_map,
-                      val_ap=[None if math.isnan(a) else float(a) for a in val_ap],
-                      seconds=time.perf_counter() - started)
-        history.append(record)
-        if d.main:
-            print(f"epoch {epoch + 1}/{config.epochs}: loss {record['train_loss']:.4f}  val mAP {val_map:.4f}  "
-                  f"({record['seconds']:.0f} s)")
-            _save_epoch(out, epoch + 1, _unwrap(model), optimizer, scheduler, scaler, history, config, class_names)
-    final = out / FINAL_CHECKPOINT
-    if d.main:
-        meta = checkpoint_meta(config, class_names, val_map=history[-1]["val_map"] if history else None,
-                               epochs=config.epochs)
-        save_safetensors(_unwrap(model).state_dict(), final, meta=meta)
-        (out / "history.json").write_text(json.dumps(history, indent=1))
-    if d.world > 1:
+def _train_step(run: _Run, criterion: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """One optimiser step on a batch (mixed precision where it applies, gradients clipped at 5)."""
+    d, amp_dtype = run.d, run.amp_dtype
+    x = x.to(d.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+    y = y.to(d.device, non_blocking=True)
+    with torch.autocast(d.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        loss = criterion(run.model(x).float(), y)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.unscale_(run.optimizer)
+    nn.utils.clip_grad_norm_(run.model.parameters(), 5.0)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    return loss.item()
+
+
+def _finish(run: _Run) -> dict[str, Any]:
+    """The final slim checkpoint and the history, written by the main process once all are done."""
+    final = run.out / FINAL_CHECKPOINT
+    if run.d.main:
+        history = run.history
+        meta = checkpoint_meta(run.config, list(run.labels.class_names),
+                               val_map=history[-1]["val_map"] if history else None, epochs=run.config.epochs)
+        save_safetensors(_unwrap(run.model).state_dict(), final, meta=meta)
+        atomic_write_bytes(run.out / "history.json", json.dumps(history, indent=1).encode())
+    if run.d.world > 1:
         dist.barrier()
-    return dict(history=history, checkpoint=str(final))
+    return dict(history=run.history, checkpoint=str(final))
 
 
 def _param_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
@@ -329,7 +351,7 @@ def _build_model(config: TrainConfig, num_classes: int) -> nn.Module:
 
 
 @torch.no_grad()
-def _validate(model: nn.Module, loader: DataLoader, d: _Dist, amp_dtype: torch.dtype | None
+def _validate(model: nn.Module, loader: DataLoader, d: Distributed, amp_dtype: torch.dtype | None
               ) -> tuple[float, np.ndarray]:
     model.eval()
     scores, targets = [], []
@@ -344,19 +366,21 @@ def _validate(model: nn.Module, loader: DataLoader, d: _Dist, amp_dtype: torch.d
     return float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan"), ap
 
 
-def _save_epoch(out: Path, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer,
-                scheduler: Any, scaler: Any, history: list[dict[str, Any]], config: TrainConfig,
-                class_names: list[str]) -> None:
-    state = dict(model=model.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                 scaler=scaler.state_dict(), epoch=epoch, history=history,
-                 meta=checkpoint_meta(config, class_names, epoch=epoch),
+def _save_epoch(run: _Run, epoch: int) -> None:
+    """The resumable checkpoint of ``epoch`` (optimiser, schedule and history too), also as
+    ``checkpoint-last.pth``; older epoch files beyond ``keep_epochs`` are removed."""
+    out, config = run.out, run.config
+    state = dict(model=_unwrap(run.model).state_dict(), optimizer=run.optimizer.state_dict(),
+                 scheduler=run.scheduler.state_dict(), scaler=run.scaler.state_dict(), epoch=epoch,
+                 history=run.history, meta=checkpoint_meta(config, list(run.labels.class_names), epoch=epoch),
                  config=json.loads(json.dumps(asdict(config))))
     epoch_file = out / f"checkpoint-epoch{epoch:03d}.pth"
-    _atomic_torch_save(state, epoch_file)
-    tmp = out / (CHECKPOINT_LAST + ".tmp")
-    if tmp.exists():
-        tmp.unlink()
-    os.link(epoch_file, tmp) if hasattr(os, "link") else _atomic_torch_save(state, tmp)
-    os.replace(tmp, out / CHECKPOINT_LAST)
+    with atomic_path(epoch_file) as tmp:
+        torch.save(state, tmp)
+    with atomic_path(out / CHECKPOINT_LAST) as tmp:
+        if hasattr(os, "link"):
+            os.link(epoch_file, tmp)  # the same file under its second name: no second copy
+        else:
+            torch.save(state, tmp)
     for old in sorted(out.glob("checkpoint-epoch*.pth"))[:-config.keep_epochs or None]:
         old.unlink()

@@ -92,13 +92,14 @@ TINY_CLASSES = ["background", "disk", "square", "star"]
 @pytest.fixture(scope="module")
 def tiny_predictor():
     """A predictor over a random ``glnet_nano`` with :data:`TINY_CLASSES` and a 64 px input: fast figures."""
+    from glmix_vis.data.labels import LabelSpace
     from glmix_vis.loading import ModelInfo
     from glmix_vis.models.factory import create_model
     from glmix_vis.predictor import SlotPredictor
 
     torch.manual_seed(0)
     model = create_model("glnet_nano", num_classes=len(TINY_CLASSES) - 1)
-    info = ModelInfo(name="glnet_nano", class_names=TINY_CLASSES, input_size=64)
+    info = ModelInfo(name="glnet_nano", labels=LabelSpace(tuple(TINY_CLASSES)), input_size=64)
     return SlotPredictor(model, info, device="cpu")
 
 

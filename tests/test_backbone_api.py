@@ -9,9 +9,10 @@ import pytest
 import timm
 import torch
 
-import glmix_vis  # noqa: F401  (registers the GLNet family)
+import glmix_vis.models  # noqa: F401  (registers the GLNet family in timm)
 from glmix_vis.models import MODEL_CONFIGS, GLNet, SlotOutput
 from glmix_vis.models.glnet import OFFICIAL_VARIANTS
+from glmix_vis.models.slots import input_size_of, run_slots
 
 # One tiny model per architecture family (stl: non-overlapping stem + token-MHSA last stage;
 # hybrid: overlapping stem, conv position embedding, dw MLP and pixel-MHSA blocks).
@@ -117,6 +118,21 @@ def test_forward_slots_token_labeling():
     torch.testing.assert_close(out.logits, logits)
     assert out.token_logits.shape == (2, 2 * 2, 10)
     torch.testing.assert_close(out.logits, out.cls_logits + 0.5 * out.token_logits.amax(1))
+
+
+def test_split_gives_each_image_its_own_output():
+    """``SlotOutput.split``: per-image views of a batched pass, each as that image's own pass gives it."""
+    model = _tiny("hybrid_ls_tklb")
+    x = torch.randn(3, 3, 64, 64)
+    out = run_slots(model, x)
+    parts = out.split()
+    assert len(parts) == 3 and all(p.logits.shape[0] == 1 and len(p) == len(out) for p in parts)
+    assert parts[1].maps[0].logits.data_ptr() == out.maps[0].logits[1:2].data_ptr()  # a view, not a copy
+    alone = run_slots(model, x[1:2])
+    torch.testing.assert_close(parts[1].logits, alone.logits, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(parts[1].token_logits, alone.token_logits, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(parts[1].maps[-1].slots, alone.maps[-1].slots, rtol=1e-4, atol=1e-5)
+    assert input_size_of(parts[2]) == (64, 64)
 
 
 @pytest.mark.parametrize("kind", sorted(TINY))

@@ -16,7 +16,7 @@ import pytest
 import timm
 import torch
 
-import glmix_vis
+import glmix_vis.models  # noqa: F401  (registers the GLNet family in timm)
 from glmix_vis.cli._dispatch import main as dispatch_main
 from glmix_vis.models.checkpoints import (
     CheckpointError,
@@ -467,6 +467,20 @@ def test_cli_inspect(tmp_path, nano, capsys):
     bad.write_text("not weights")
     assert _cli(["checkpoint", "inspect", str(bad)]) == 2
     assert "notes.txt is a text file" in capsys.readouterr().err
+
+
+def test_cli_inspect_tells_the_class_rule(tmp_path, capsys):
+    """``inspect`` says what loading makes of a head: an ImageNet head is read as VOC; names that do
+    not fit the head are shown as the error loading would raise."""
+    official = tmp_path / "in1k.safetensors"
+    save_safetensors(timm.create_model("glnet_nano", num_classes=1000).state_dict(), official)
+    assert _cli(["checkpoint", "inspect", str(official)]) == 0
+    assert "classes     1000 (ImageNet-1k; read as the PASCAL VOC classes" in capsys.readouterr().out
+    trained = tmp_path / "trained.safetensors"
+    save_safetensors(timm.create_model("glnet_nano", num_classes=3).state_dict(), trained,
+                     meta={"classes": ["a", "b"], "head": "all"})
+    assert _cli(["checkpoint", "inspect", str(trained)]) == 0
+    assert "classes     3 (its metadata lists 2 class names (all outputs) but the head has 3" in capsys.readouterr().out
 
 
 def test_checkpoint_command_is_registered():

@@ -12,6 +12,7 @@ from scipy.ndimage import gaussian_filter
 
 from glmix_vis.cli.wsss import main as wsss_main
 from glmix_vis.data import open_dataset
+from glmix_vis.data.labels import LabelSpace
 from glmix_vis.data.scenes import SceneConfig, generate_scenes
 from glmix_vis.loading import ModelInfo
 from glmix_vis.models.checkpoints import save_safetensors
@@ -111,9 +112,9 @@ def test_saliency_order_breaks_ties_and_auc():
 
 def test_the_score_is_what_model_info_reads():
     logits = torch.randn(3, 6, generator=torch.Generator().manual_seed(0))
-    sigmoid = ModelInfo(name="x", class_names=["background"] + list("abcdef"))
-    softmax = ModelInfo(name="x", class_names=["background", "p", "q"], class_map=[[0, 3], [1, 2, 5]],
-                        multilabel=False)
+    sigmoid = ModelInfo(name="x", labels=LabelSpace(("background", *"abcdef")))
+    softmax = ModelInfo(name="x", labels=LabelSpace(("background", "p", "q"), class_map=[[0, 3], [1, 2, 5]],
+                                                      multilabel=False))
     for info in (sigmoid, softmax):
         batched = head_score_fn(info)(logits).numpy()
         assert np.allclose(batched, np.stack([info.class_scores(row) for row in logits]), atol=1e-6)

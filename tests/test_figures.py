@@ -8,6 +8,7 @@ import pytest
 from conftest import TINY_CLASSES as CLASSES  # noqa: E402  the classes of the tiny_predictor fixture
 from PIL import Image
 
+from glmix_vis.data.labels import LabelSpace
 from glmix_vis.figures import (
     COLUMN_WIDTHS,
     colorize_mask,
@@ -201,7 +202,7 @@ def test_evidence_panel_panels_and_legend(tiny_predictor, images) -> None:
 
 def test_evidence_needs_a_head(images) -> None:
     model = create_model("glnet_nano", num_classes=0)
-    headless = SlotPredictor(model, ModelInfo(name="glnet_nano", class_names=["background"], input_size=64), "cpu")
+    headless = SlotPredictor(model, ModelInfo(name="glnet_nano", labels=LabelSpace(("background",)), input_size=64), "cpu")
     headless.set_image(images[0])
     with pytest.raises(ValueError, match="no classification head"):
         evidence_panel(headless, dpi=DPI)

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-import glmix_vis
+import glmix_vis.models  # noqa: F401  (registers the GLNet family in timm)
+from glmix_vis.data.labels import LabelSpace
+from glmix_vis.models.slots import run_slots
 from glmix_vis.predictor import SlotPredictor
 from glmix_vis.wsss.evidence import GRAD_CAM_METHODS, get_evidence_method, target_layer_candidates
-from glmix_vis.wsss.evidence.base import run_slots
 from glmix_vis.wsss.evidence.grad_cam import _recorder_class, default_target_layers
 from glmix_vis.wsss.pipeline import ImageInput, class_evidence, pseudo_mask
 from glmix_vis.wsss.recipe import MaskRecipe
@@ -182,7 +183,7 @@ def test_the_helper_serves_pytorch_grad_cam_directly(nano, images):
 
 def test_the_predictor_serves_the_new_methods():
     model = glmix_vis.create_model("glnet_nano", num_classes=3).eval()
-    info = glmix_vis.ModelInfo(name="glnet_nano", class_names=["background", "a", "b", "c"], input_size=64)
+    info = glmix_vis.ModelInfo(name="glnet_nano", labels=LabelSpace(("background", "a", "b", "c")), input_size=64)
     pred = SlotPredictor(model, info)
     pred.set_image(np.random.default_rng(0).integers(0, 255, (70, 90, 3), dtype=np.uint8))
     ev = pred.evidence("layercam")

@@ -20,7 +20,7 @@ from glmix_vis import SlotPredictor, load_model
 from glmix_vis.cli.vis import main as vis_main
 from glmix_vis.cli.wsss import main as wsss_main
 from glmix_vis.data import VOC_CLASSES, save_palette_png
-from glmix_vis.wsss.imagenet_voc import VOC_TO_IMAGENET, imagenet_class_names
+from glmix_vis.data.imagenet_voc import VOC_TO_IMAGENET, imagenet_class_names
 
 AIRLINER = 404  # ImageNet-1k index; feeds VOC "aeroplane" (label 1)
 H, W = 64, 80

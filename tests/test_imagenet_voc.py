@@ -1,4 +1,4 @@
-"""The ImageNet-1k -> PASCAL VOC class map (glmix_vis.wsss.imagenet_voc), checked against timm's class names."""
+"""The ImageNet-1k -> PASCAL VOC class map (glmix_vis.data.imagenet_voc), checked against timm's class names."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import re
 import pytest
 from timm.data import ImageNetInfo
 
-from glmix_vis.wsss import imagenet_voc
-from glmix_vis.wsss.imagenet_voc import VOC_FOREGROUND, VOC_TO_IMAGENET, voc_class_map
+from glmix_vis.data import imagenet_voc
+from glmix_vis.data.imagenet_voc import VOC_FOREGROUND, VOC_TO_IMAGENET, voc_class_map
 
 INFO = ImageNetInfo()
 DESCRIPTIONS = [INFO.index_to_description(i) for i in range(1000)]

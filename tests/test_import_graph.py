@@ -125,3 +125,40 @@ def test_the_library_knows_no_ui():
     for m, targets in graph.items():
         if not m.startswith(ui):
             assert not [t for t in targets if t.startswith(ui)], m
+
+
+def test_loading_imports_nothing_from_wsss():
+    """``wsss`` builds on ``loading`` (the eval driver loads models), never the other way."""
+    graph = import_graph()
+    assert not [t for t in graph["glmix_vis.loading"] if t.startswith("glmix_vis.wsss")]
+
+
+def test_data_imports_no_models_and_no_wsss():
+    """Datasets and label spaces (class lists, the ImageNet-to-VOC map) sit below the models."""
+    graph = import_graph()
+    bad = {m: sorted(t for t in targets if t.startswith(("glmix_vis.models", "glmix_vis.wsss")))
+           for m, targets in graph.items() if m.startswith("glmix_vis.data")}
+    assert not {m: t for m, t in bad.items() if t}
+
+
+def test_importing_the_package_imports_no_torch():
+    """The package's names load on first use, so a command parses its arguments before torch loads."""
+    import subprocess
+    import sys
+
+    code = ("import sys, glmix_vis; assert 'torch' not in sys.modules, 'torch'; "
+            "assert set(glmix_vis.__all__) <= set(dir(glmix_vis)); print(glmix_vis.__version__)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_package_names_load_on_first_use():
+    import glmix_vis
+
+    for name in glmix_vis.__all__:
+        assert getattr(glmix_vis, name) is not None
+    import pytest
+
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        glmix_vis.nothing  # noqa: B018

@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from glmix_vis.io import ImageLoadError, atomic_write_bytes, downscale_to, load_image, probe_image
+from glmix_vis.io import (
+    ImageLoadError,
+    atomic_path,
+    atomic_write_bytes,
+    downscale_to,
+    load_image,
+    probe_image,
+)
 
 
 def _save(img: Image.Image, path: Path, **kw) -> Path:
@@ -178,6 +185,24 @@ def test_downscale_to():
     assert downscale_to(img, 400) is img
     with pytest.raises(ValueError):
         downscale_to(img, 0)
+
+
+def test_atomic_path_replaces_only_a_finished_file(tmp_path):
+    target = tmp_path / "sweep.npz"
+    with atomic_path(target) as tmp:
+        assert tmp.parent == tmp_path and tmp.name.endswith(".npz") and not tmp.exists()
+        np.savez(tmp, a=np.arange(3))  # np.savez would add .npz to any other name
+    assert np.load(target)["a"].tolist() == [0, 1, 2]
+    target.chmod(0o640)
+    with pytest.raises(RuntimeError, match="interrupted"), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("interrupted")
+    assert np.load(target)["a"].tolist() == [0, 1, 2]  # the old file is intact, the temp file gone
+    assert [p.name for p in tmp_path.iterdir()] == ["sweep.npz"]
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"new")
+        tmp.chmod(0o600)  # as a writer that creates owner-only files (safetensors >= 0.8)
+    assert target.read_bytes() == b"new" and target.stat().st_mode & 0o777 == 0o640  # a rewrite keeps them
 
 
 def test_atomic_write_bytes(tmp_path):

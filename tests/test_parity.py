@@ -7,7 +7,7 @@ import timm
 import torch
 from safetensors.torch import load_file
 
-import glmix_vis
+import glmix_vis.models  # noqa: F401  (registers the GLNet family in timm)
 from glmix_vis.models import OFFICIAL_VARIANTS
 
 CASES = ["tiny_stl", "tiny_stl_paramslot", "tiny_4g", "tiny_16g", "tiny_4g_tklb"]

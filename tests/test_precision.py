@@ -18,8 +18,8 @@ from glmix_vis.devices import (
     precision_name,
     resolve_precision,
 )
+from glmix_vis.models.slots import run_slots
 from glmix_vis.predictor import SlotPredictor
-from glmix_vis.wsss.evidence.base import run_slots
 
 CPU = torch.device("cpu")
 CUDA = torch.device("cuda")

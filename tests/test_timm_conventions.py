@@ -14,7 +14,7 @@ import timm
 import torch
 from timm.models import adapt_input_conv, get_notrace_functions, get_notrace_modules
 
-import glmix_vis
+import glmix_vis.models  # noqa: F401  (registers the GLNet family in timm)
 from glmix_vis.models.checkpoints import resolve_checkpoint
 from glmix_vis.models.glnet import MODEL_CONFIGS, OFFICIAL_VARIANTS
 

@@ -83,3 +83,15 @@ def test_torchrun_ddp_gloo_two_processes(tiny_scenes, tmp_path):
     assert (out / FINAL_CHECKPOINT).is_file()
     history = json.loads((out / "history.json").read_text())
     assert len(history) == 1 and 0.0 <= history[0]["val_map"] <= 1.0
+
+
+def test_a_single_process_joins_no_group(monkeypatch):
+    """Training and eval set up torchrun through one function; without torchrun it is a no-op."""
+    import torch.distributed as dist
+
+    from glmix_vis.devices import init_distributed
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    here = init_distributed("cpu")
+    assert (here.rank, here.world, here.device, here.local_world, here.main) == (0, 1, torch.device("cpu"), 1, True)
+    assert not dist.is_initialized()

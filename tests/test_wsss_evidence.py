@@ -10,7 +10,8 @@ import timm
 import torch
 import torch.nn as nn
 
-import glmix_vis  # noqa: F401  (registers the GLNet variants in timm)
+import glmix_vis.models  # noqa: F401  (registers the GLNet family in timm)
+from glmix_vis.data.imagenet_voc import VOC_FOREGROUND, VOC_TO_IMAGENET, voc_class_map
 from glmix_vis.models import GLNet, SlotMap, SlotOutput
 from glmix_vis.wsss.evidence import (
     CAM,
@@ -23,7 +24,6 @@ from glmix_vis.wsss.evidence import (
     normalize_per_class,
 )
 from glmix_vis.wsss.evidence.tta import augments, tta_evidence
-from glmix_vis.wsss.imagenet_voc import VOC_FOREGROUND, VOC_TO_IMAGENET, voc_class_map
 from glmix_vis.wsss.pipeline import class_evidence
 
 

@@ -34,24 +34,18 @@ _LAZY = {
                      "limit_heap_fragmentation", "queue_options"), "serving"),
     **dict.fromkeys(("INTRO", "UploadImage", "build_app", "class_colors", "colorbar_html", "launch"), "page"),
 }
-#: Re-exported for code written against the single-module app (not part of ``__all__``).
-_COMPAT = {"ModelInfo": "glmix_vis.loading", "load_model": "glmix_vis.loading",
-           "SlotPredictor": "glmix_vis.predictor"}
 
 __all__ = [*settings.__all__, *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        module = importlib.import_module(f".{_LAZY[name]}", __name__)
-    elif name in _COMPAT:
-        module = importlib.import_module(_COMPAT[name])
-    else:
+    if name not in _LAZY:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(f".{_LAZY[name]}", __name__)
     value = getattr(module, name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY, *_COMPAT})
+    return sorted({*globals(), *_LAZY})

@@ -26,9 +26,8 @@ import numpy as np
 from PIL import Image
 
 from ..io import atomic_write_bytes
-from ..models.checkpoints import checkpoint_dirs, resolve_checkpoint
+from ..models.checkpoints import CHECKPOINT_SUFFIXES, checkpoint_dirs, resolve_checkpoint
 from .settings import (
-    CHECKPOINT_SUFFIXES,
     DEFAULT_CONCURRENCY,
     DEFAULT_HOST,
     DEFAULT_MAX_FILE_SIZE,

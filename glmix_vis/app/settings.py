@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..io import DEFAULT_MAX_PIXELS
 
 __all__ = [
-    "CHECKPOINT_SUFFIXES", "DEFAULT_CONCURRENCY", "DEFAULT_DEVICE", "DEFAULT_HOST", "DEFAULT_MAX_FILE_SIZE",
+    "DEFAULT_CONCURRENCY", "DEFAULT_DEVICE", "DEFAULT_HOST", "DEFAULT_MAX_FILE_SIZE",
     "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_SESSIONS", "DEFAULT_MAX_SIDE", "DEFAULT_METHOD", "DEFAULT_PORT",
     "DEFAULT_QUEUE_SIZE", "DEMO_LABEL", "EXAMPLE_PHOTOS", "FIGURE_CLASSES", "INPUT_SIZES", "JPEG_QUALITY",
     "MAX_EVIDENCE_PANELS", "MAX_FIGURES", "MIN_DISPLAY_SIDE", "MODEL_CACHE_SIZE", "RESULT_CACHE_SIZE", "SOFT_SIDE",
@@ -36,7 +36,6 @@ DEFAULT_MAX_SESSIONS = 256
 
 # ------------------------------------------------------------------------------ what can be served
 DEMO_LABEL = "demo model (bundled)"
-CHECKPOINT_SUFFIXES = (".safetensors", ".pth")
 #: scikit-image photos offered as examples beside the bundled generated scenes.
 EXAMPLE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg")
 #: Models kept loaded (by checkpoint file) and forward passes kept (by image, model and size).

@@ -58,11 +58,7 @@ def format_description(info: dict[str, Any]) -> str:
                      f"{info['closest']} ({info['match']:.0%} of keys agree): {info['differences']}")
     lines.append(f"weights     {info['weights']} ({', '.join(info['dtypes'])})")
     lines.append(f"parameters  {info['parameters']:,}")
-    classes = info["classes"]
-    shown = "" if not classes else ": " + ", ".join(classes[:5]) + (", ..." if len(classes) > 5 else "")
-    if not classes and info["num_classes"] == 1000:
-        shown = " (ImageNet-1k; read as the PASCAL VOC classes through the ImageNet-to-VOC map)"
-    lines.append(f"classes     {info['num_classes']}{shown}")
+    lines.append(f"classes     {info['num_classes']}{_classes_note(info)}")
     lines.append(f"epoch       {info['epoch'] if info['epoch'] is not None else '-'}")
     if info["ema"]:
         default = "default for this variant" if info["weights"] == info["ema_entry"] else "use --ema to take it"
@@ -79,6 +75,23 @@ def format_description(info: dict[str, Any]) -> str:
     if keys:
         lines.append("meta        " + "  ".join(f"{k}={meta[k]}" for k in keys))
     return "\n".join(lines)
+
+
+def _classes_note(info: dict[str, Any]) -> str:
+    """The head's class names as listed, or what the class-name rule makes of the head."""
+    from ..data.labels import LabelSpace
+    from ..models.meta import CheckpointMeta
+
+    classes = info["classes"]
+    if classes:
+        return ": " + ", ".join(classes[:5]) + (", ..." if len(classes) > 5 else "")
+    try:
+        labels = LabelSpace.from_checkpoint(CheckpointMeta.from_mapping(info["meta"]), info["num_classes"])
+    except ValueError as exc:
+        return f" ({exc})"
+    if labels.source == "imagenet":
+        return " (ImageNet-1k; read as the PASCAL VOC classes through the ImageNet-to-VOC map)"
+    return ""
 
 
 def _size(n: int) -> str:

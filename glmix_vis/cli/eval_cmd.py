@@ -20,8 +20,8 @@ from ..wsss.recipe import (
     parse_assignments,
 )
 from ..wsss.refinement import REFINEMENTS, refinement_option_defaults
+from ..wsss.scheduling import DEFAULT_BATCH_SIZE
 from ..wsss.slot_walk import DEFAULT_SLOT_WALK
-from ..wsss.throughput import DEFAULT_BATCH_SIZE
 from ._args import (
     add_device_argument,
     add_precision_argument,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import IGNORE_INDEX, DatasetError, Sample, SegmentationDataset
+from .labels import LabelSpace
 from .palette import load_palette_png, save_palette_png, voc_palette
 from .voc import VOC_CLASSES, VOCDataset
 
@@ -15,6 +16,7 @@ __all__ = [
     "IGNORE_INDEX",
     "VOC_CLASSES",
     "DatasetError",
+    "LabelSpace",
     "Sample",
     "SegmentationDataset",
     "VOCDataset",

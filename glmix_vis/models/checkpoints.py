@@ -18,7 +18,6 @@ import json
 import os
 import pickle
 import re
-import stat
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,17 +28,23 @@ import torch
 import torch.nn as nn
 from torch.torch_version import TorchVersion
 
+from ..io import atomic_path
 from ._standins import SAFE_GLOBALS, STANDIN_NAMES, resolve_interpolations, to_plain
 
 __all__ = [
     "CheckpointError", "Checkpoint", "LoadReport", "Detection", "read_checkpoint", "read_checkpoint_meta",
     "load_checkpoint", "find_checkpoint", "resolve_checkpoint", "checkpoint_dirs", "save_safetensors",
-    "compare_signature", "shape_of", "strip_prefixes", "load_state_dict_into", "load_pretrained_weights", "locate_pretrained", "EMA_PREFERRED",
-    "HEAD_KEYS",
+    "compare_signature", "shape_of", "strip_prefixes", "load_state_dict_into", "load_pretrained_weights", "head_size", "locate_pretrained", "EMA_PREFERRED",
+    "HEAD_KEYS", "CHECKPOINT_SUFFIXES",
 ]
 
 #: Variants whose EMA weights the authors recommend (README: "use model_ema for glnet_16g").
 EMA_PREFERRED = frozenset({"glnet_16g"})
+#: The files a checkpoint name stands for, in lookup order (``glnet_4g`` -> ``glnet_4g.safetensors``,
+#: then ``glnet_4g.pth``, the official release): what is found by name and offered by the app.
+CHECKPOINT_SUFFIXES = (".safetensors", ".pth")
+#: A checkpoint argument ending in one of these is a file path, never a name (other tools' suffixes too).
+_PATH_SUFFIXES = (*CHECKPOINT_SUFFIXES, ".pt", ".bin", ".ckpt")
 #: Classifier parameters; their class dimension is free (fine-tuned heads).
 HEAD_KEYS = ("head.weight", "head.bias", "tklb_aux_head.weight", "tklb_aux_head.bias")
 TOP_LEVEL = "(top level)"
@@ -67,7 +72,7 @@ def find_checkpoint(name: str) -> Path:
     """``<name>.safetensors``, then ``<name>.pth`` (the official release layout), in :func:`checkpoint_dirs`."""
     looked = []
     for d in checkpoint_dirs():
-        for suffix in (".safetensors", ".pth"):
+        for suffix in CHECKPOINT_SUFFIXES:
             p = d / f"{name}{suffix}"
             looked.append(str(p))
             if p.is_file():
@@ -76,11 +81,8 @@ def find_checkpoint(name: str) -> Path:
                             "(set GLMIX_CHECKPOINT_DIR to the folder holding the weights)")
 
 
-_CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors", ".bin", ".ckpt")
-
-
 def _looks_like_path(text: str) -> bool:
-    return Path(text).suffix in _CHECKPOINT_SUFFIXES or os.sep in text or "/" in text or text.startswith("~")
+    return Path(text).suffix in _PATH_SUFFIXES or os.sep in text or "/" in text or text.startswith("~")
 
 
 def resolve_checkpoint(name_or_path: str | os.PathLike[str]) -> Path:
@@ -402,6 +404,13 @@ def shape_of(v: Any) -> tuple[int, ...]:
     return tuple(v.shape) if hasattr(v, "shape") else tuple(int(s) for s in v)
 
 
+def head_size(state_dict: Mapping[str, Any]) -> int:
+    """How many classes a state dict's classifier scores (``head.weight``'s rows; 0: no classifier).
+    Values may be tensors or shapes."""
+    head = state_dict.get("head.weight")
+    return int(shape_of(head)[0]) if head is not None else 0
+
+
 def _optional(key: str) -> bool:
     # BatchNorm fills a missing counter itself; some exporters drop it
     return key.endswith("num_batches_tracked")
@@ -424,8 +433,8 @@ def compare_signature(given: Mapping[str, tuple[int, ...]], expected: Mapping[st
             mismatched.append((k, a, b))
     agree = len(keys_g & keys_e) - len(mismatched)
     score = agree / max(len(keys_g | keys_e), 1)
-    head = given.get("head.weight")
-    num_classes = head[0] if head else (0 if not any(k.startswith("head.") for k in given) else None)
+    headless = not any(k.startswith("head.") for k in given)
+    num_classes = head_size(given) if "head.weight" in given or headless else None
     return Detection(name, score, missing, unexpected, tuple(mismatched), num_classes)
 
 
@@ -464,7 +473,8 @@ class LoadReport:
 
 
 def _architecture(model: nn.Module) -> str | None:
-    """The name timm created ``model`` as (its ``pretrained_cfg`` architecture), if any."""
+    """The name timm created ``model`` as (its ``pretrained_cfg`` architecture), if any: the one
+    place a model (not a state dict, see :mod:`.variants`) says which variant it is."""
     cfg = getattr(model, "pretrained_cfg", None) or {}
     arch = cfg.get("architecture") if isinstance(cfg, Mapping) else None
     return arch if isinstance(arch, str) else None
@@ -554,8 +564,7 @@ def load_state_dict_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor
     skip = set(skip)
     target = model.state_dict()
     given = {k: v for k, v in state_dict.items() if k not in skip}
-    head = state_dict.get("head.weight")
-    report.num_classes = int(head.shape[0]) if head is not None else 0
+    report.num_classes = head_size(state_dict)
     det = compare_signature({k: tuple(v.shape) for k, v in given.items()},
                             {k: tuple(v.shape) for k, v in target.items() if k not in skip},
                             report.variant or type(model).__name__, free_heads=False)
@@ -594,16 +603,6 @@ def _set_buffer(model: nn.Module, name: str, value: torch.Tensor) -> None:
 
 
 # ------------------------------------------------------------------------------ writing
-def _file_mode(path: Path) -> int:
-    """The permissions a rewritten ``path`` should get: its own if it exists, else what the umask allows."""
-    try:
-        return stat.S_IMODE(path.stat().st_mode)
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
 def save_safetensors(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike[str], *,
                      meta: Mapping[str, Any] | None = None, dtype: torch.dtype | None = torch.float32) -> Path:
     """Write a state dict as ``.safetensors`` atomically (temp file + rename).
@@ -623,11 +622,6 @@ def save_safetensors(state_dict: Mapping[str, torch.Tensor], path: str | os.Path
         tensors[k] = t.contiguous()
     header = {"format": "pt"}
     header.update({str(k): json.dumps(v) for k, v in (meta or {}).items()})
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:  # also gives the file the usual permissions (safetensors: owner-only)
         save_file(tensors, str(tmp), metadata=header)
-        os.chmod(tmp, _file_mode(path))  # safetensors >= 0.8 creates its files owner-only
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

@@ -11,6 +11,7 @@ from typing import Any
 from .checkpoints import (
     CheckpointError,
     compare_signature,
+    head_size,
     read_checkpoint,
     resolve_checkpoint,
     save_safetensors,
@@ -36,7 +37,7 @@ def describe_checkpoint(file: str | os.PathLike[str]) -> dict[str, Any]:
     buffers = variant_buffers(variant) if fit.exact and variant else frozenset()
     params = sum(v.numel() for k, v in sd.items() if k not in buffers and v.is_floating_point()
                  and not k.endswith(("running_mean", "running_var")))
-    num_classes = int(sd["head.weight"].shape[0]) if "head.weight" in sd else 0
+    num_classes = head_size(sd)
     return dict(
         file=str(path), size_bytes=path.stat().st_size, format=ckpt.format, entries=ckpt.entries,
         variant=variant, fits=fit.exact, closest=None if fit.exact else det.name, match=round(det.score, 4),

@@ -1,4 +1,10 @@
-"""``create_model``: a GLNet from a variant name and/or a checkpoint file, ready for inference."""
+"""``create_model``: a GLNet from a variant name and/or a checkpoint file, as timm builds models.
+
+Which to use: :func:`create_model` gives the network alone (any head size, any timm keyword),
+for training, fine-tuning, feature extraction or your own code; :func:`glmix_vis.load_model`
+gives a model ready for this tool's inference (eval mode on a device, precision) with the
+:class:`~glmix_vis.ModelInfo` that says what its classes are and how it wants its input.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ import timm
 import torch
 import torch.nn as nn
 
-from .checkpoints import Checkpoint, load_pretrained_weights, read_checkpoint, resolve_checkpoint
+from .checkpoints import Checkpoint, head_size, load_pretrained_weights, read_checkpoint, resolve_checkpoint
 from .glnet import MODEL_CONFIGS, GLNet
 from .meta import CheckpointMeta
 from .variants import checkpoint_variant
@@ -19,7 +25,9 @@ __all__ = ["create_model"]
 
 def create_model(name: str | None = None, *, checkpoint: str | os.PathLike[str] | None = None,
                  num_classes: int | None = None, ema: bool | None = None, **kwargs: Any) -> GLNet:
-    """Create a registered GLNet variant, optionally with weights from ``checkpoint``.
+    """Create a registered GLNet variant, optionally with weights from ``checkpoint``: the network
+    alone, as ``timm.create_model`` would (for training, fine-tuning, features; for slot maps,
+    evidence and masks use :func:`glmix_vis.load_model`, which also names the classes).
 
     ``checkpoint`` is a file or a name looked up in the checkpoint directory (see
     :func:`resolve_checkpoint`); ``pretrained=True`` means ``checkpoint=name``. Without ``name``
@@ -51,9 +59,7 @@ def create_model(name: str | None = None, *, checkpoint: str | os.PathLike[str] 
     name = name or checkpoint_variant(ckpt)
     _check_name(name)
     _, state_dict = ckpt.select(ema, name)
-    head = state_dict.get("head.weight")
-    file_classes = int(head.shape[0]) if head is not None else 0
-    wanted = file_classes if num_classes is None else num_classes
+    wanted = head_size(state_dict) if num_classes is None else num_classes
 
     # Built on the meta device, the model takes the file's mapped tensors as they are: no
     # random initialisation and no second copy of the weights. The weights go through the same

@@ -5,7 +5,8 @@ in a ``meta`` entry; official training checkpoints have none, and :mod:`.checkpo
 ``model`` and ``input_size`` from their saved config. Every command that writes metadata
 (training, ``checkpoint convert``, threshold tuning) builds a :class:`CheckpointMeta` and every
 reader (loading a model, timm's ``pretrained_cfg``, ``checkpoint inspect``) parses one, so a field
-means one thing everywhere.
+means one thing everywhere. What the class names then mean for a head of a given size (ImageNet
+heads, unnamed heads) is :meth:`glmix_vis.data.labels.LabelSpace.from_checkpoint`'s rule.
 
 Fields (schema version 1):
 
@@ -97,6 +98,11 @@ class CheckpointMeta:
             bg_thresholds=_thresholds(raw.get("bg_thresholds")),
             extra={k: v for k, v in raw.items() if k not in _KNOWN},
         )
+
+    @property
+    def lists_background(self) -> bool:
+        """Whether ``classes`` lists background first and the head scores the rest (``head="foreground"``)."""
+        return self.head == HEAD_FOREGROUND
 
     def head_class_names(self, num_outputs: int) -> list[str] | None:
         """One name per head output, if the metadata names them all."""

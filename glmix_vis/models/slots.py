@@ -10,17 +10,24 @@ the same logits twice:
 
 :class:`SlotMap` keeps the raw logits and derives those views on demand, in float32 whatever
 the dtype the forward pass ran in.
+
+:func:`run_slots` is the one place the tool runs the network for maps and evidence: no autograd,
+the caller's precision (:func:`glmix_vis.devices.inference_precision`), float32 outputs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["BlockIndexError", "SlotMap", "SlotOutput", "block_label", "parse_blocks", "resolve_blocks"]
+from ..devices import network_autocast
+
+__all__ = ["BlockIndexError", "SlotMap", "SlotOutput", "block_label", "parse_blocks", "resolve_blocks",
+           "run_slots", "slots_float32", "input_size_of"]
 
 #: GLMix blocks shown by default when there are more: four spread from the first to the last.
 SPREAD_BLOCKS = 4
@@ -190,3 +197,46 @@ class SlotOutput:
     def select(self, blocks: Sequence[int] | None) -> list[SlotMap]:
         """Maps of the given GLMix block indices (negative indices count from the end; None: all)."""
         return [self.maps[b] for b in resolve_blocks(len(self.maps), blocks)]
+
+    def split(self) -> list[SlotOutput]:
+        """One :class:`SlotOutput` per image of a batched one (views, no copies)."""
+        def part(t: torch.Tensor | None, k: int) -> torch.Tensor | None:
+            return None if t is None else t[k:k + 1]
+
+        return [SlotOutput(logits=self.logits[k:k + 1], features=self.features[k:k + 1],
+                           maps=[replace(m, logits=m.logits[k:k + 1], slots=m.slots[k:k + 1]) for m in self.maps],
+                           cls_logits=part(self.cls_logits, k), token_logits=part(self.token_logits, k))
+                for k in range(self.logits.shape[0])]
+
+
+# --------------------------------------------------------------------------------------------
+# the network runner
+# --------------------------------------------------------------------------------------------
+def run_slots(model: nn.Module, images: torch.Tensor) -> SlotOutput:
+    """``model.forward_slots(images)`` without autograd (maps and evidence are inference only), in
+    the precision the caller chose (:func:`glmix_vis.devices.inference_precision`); the output is
+    float32 whatever the forward pass ran in."""
+    if not hasattr(model, "forward_slots"):
+        raise TypeError(f"{type(model).__name__} has no forward_slots(); class evidence needs a GLNet")
+    with torch.no_grad(), network_autocast(images.device):
+        return slots_float32(model.forward_slots(images))
+
+
+def slots_float32(out: SlotOutput) -> SlotOutput:
+    """``out`` with every tensor float32 (itself when they are: a float32 pass is not copied)."""
+    def f32(t: torch.Tensor | None) -> torch.Tensor | None:
+        return t if t is None or t.dtype == torch.float32 else t.float()
+
+    maps = [m if m.logits.dtype == m.slots.dtype == torch.float32 else m.to(torch.float32) for m in out.maps]
+    if all(a is b for a, b in zip(maps, out.maps)) and all(
+            f32(t) is t for t in (out.logits, out.features, out.cls_logits, out.token_logits)):
+        return out
+    return replace(out, logits=f32(out.logits), features=f32(out.features), maps=maps,
+                   cls_logits=f32(out.cls_logits), token_logits=f32(out.token_logits))
+
+
+def input_size_of(out: SlotOutput) -> tuple[int, int]:
+    """The image size a :class:`SlotOutput` was computed at (from its slot maps)."""
+    if not out.maps:
+        raise ValueError("this SlotOutput has no slot maps to read the input size from; pass size=")
+    return tuple(out.maps[0].input_size)  # type: ignore[return-value]

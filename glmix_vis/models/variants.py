@@ -11,12 +11,11 @@ from functools import cache
 from typing import Any
 
 import torch
-import torch.nn as nn
 
 from .checkpoints import Checkpoint, CheckpointError, Detection, compare_signature, shape_of, strip_prefixes
 from .glnet import MODEL_CONFIGS, GLNet
 
-__all__ = ["variant_signature", "variant_buffers", "detect_variant", "model_variant", "checkpoint_variant"]
+__all__ = ["variant_signature", "variant_buffers", "detect_variant", "checkpoint_variant"]
 
 
 @cache
@@ -55,15 +54,6 @@ def detect_variant(state_dict: Mapping[str, Any], *, require_exact: bool = True,
         raise CheckpointError(f"the weights fit no known GLNet variant; closest is {best.name} "
                               f"({best.score:.0%} of keys agree): {best.describe_differences()}")
     return best
-
-
-def model_variant(model: nn.Module) -> str | None:
-    """The registered variant a model was created as (from timm's ``pretrained_cfg``), if known."""
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    arch = cfg.get("architecture") if isinstance(cfg, Mapping) else None
-    return arch if arch in MODEL_CONFIGS else None
-
-
 
 
 def checkpoint_variant(ckpt: Checkpoint) -> str:

@@ -5,6 +5,13 @@
 :mod:`~glmix_vis.wsss.outdir` output folder.
 """
 
+from ..data.imagenet_voc import (
+    VOC_FOREGROUND,
+    VOC_TO_IMAGENET,
+    imagenet_class_names,
+    imagenet_to_voc,
+    voc_class_map,
+)
 from .crf import CRFParams, crf_labels, crf_refine, crf_refine_batch, crf_stream
 from .evidence import (
     CAM,
@@ -17,13 +24,6 @@ from .evidence import (
     get_evidence_method,
 )
 from .evidence.tta import DEFAULT_SCALES, augments, tta_evidence
-from .imagenet_voc import (
-    VOC_FOREGROUND,
-    VOC_TO_IMAGENET,
-    imagenet_class_names,
-    imagenet_to_voc,
-    voc_class_map,
-)
 from .masks import (
     DEFAULT_BG_THRESHOLD,
     DEFAULT_THRESHOLDS,

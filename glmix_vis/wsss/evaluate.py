@@ -16,7 +16,7 @@
    workers end with this process, even when it is killed) refines and writes ``masks/`` while the
    network computes the next images. A thread reads the next images meanwhile, consecutive images
    of one size may share a forward pass (``batch_size``), and the network's threads and the CRF
-   pool share the cores (:mod:`~glmix_vis.wsss.throughput`). Every mask is written atomically and
+   pool share the cores (:mod:`~glmix_vis.wsss.scheduling`). Every mask is written atomically and
    an image whose masks exist is not recomputed;
 4. :func:`_confusions` and :func:`_report`: the metrics, from the mask files and the ground truth.
 
@@ -45,19 +45,18 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from ..data import SegmentationDataset, open_dataset
-from ..devices import DEFAULT_PRECISION, inference_precision, resolve_device
+from ..devices import DEFAULT_PRECISION, inference_precision, init_distributed
 from ..loading import ModelInfo, load_model
-from ..models.slots import SlotOutput
+from ..models.slots import SlotOutput, run_slots
 from ..preprocess import image_to_batch, model_input_size
 from .crf import crf_stream
 from .evidence import EvidenceMethod
-from .evidence.base import run_slots
 from .masks import DEFAULT_THRESHOLDS, best_threshold
 from .metrics import ConfusionMatrix, Metrics, all_reduce_confusion
 from .outdir import SETTINGS_FILE, OutputDir
 from .pipeline import ImageInput, PseudoMask, pseudo_mask, slot_oracle
 from .recipe import ORACLE_METHOD, MaskRecipe
-from .throughput import DEFAULT_BATCH_SIZE, consecutive_groups, plan_cores, read_ahead, split_slots
+from .scheduling import DEFAULT_BATCH_SIZE, consecutive_groups, plan_cores, read_ahead
 
 __all__ = ["EvalConfig", "evaluate", "ORACLE_METHOD", "SETTINGS_FILE"]
 
@@ -177,15 +176,6 @@ def _check_classes(dataset: SegmentationDataset, info: ModelInfo) -> None:
             "use a checkpoint trained on this dataset (or an ImageNet checkpoint with --dataset voc)")
 
 
-def _rank_world() -> tuple[int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    if not dist.is_initialized():
-        dist.init_process_group("gloo")
-    return dist.get_rank(), dist.get_world_size()
-
-
 def _versions() -> dict[str, str]:
     import timm
 
@@ -232,10 +222,8 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
 
 def _setup(config: EvalConfig) -> _Run:
     """The dataset (its whole ground truth checked), the model and the method; nothing is written."""
-    rank, world = _rank_world()
-    device = resolve_device(config.device)
-    if device.type == "cuda" and world > 1:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    here = init_distributed(config.device)
+    rank, world, device = here.rank, here.world, here.device
     dataset = open_dataset(config.dataset, config.root, config.split)
     config = replace(config, split=dataset.split)  # the canonical name of an alias such as mmseg's "aug"
     if not dataset.has_masks:
@@ -369,7 +357,7 @@ def _forward_group(run: _Run, group: list[_Item]) -> list[SlotOutput | None]:
     x = torch.cat([image_to_batch(item.image, run.info.mean, run.info.std, short_side=size, device=run.device)
                    for item in group])
     with inference_precision(run.info.precision):
-        return list(split_slots(run_slots(run.model, x)))
+        return run_slots(run.model, x).split()
 
 
 def _image_mask(run: _Run, i: int, image: np.ndarray,

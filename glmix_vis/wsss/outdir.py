@@ -13,7 +13,6 @@ only, and an image whose masks exist is done: a resumed run skips it.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..data import load_palette_png, save_palette_png
-from ..io import atomic_write_bytes
+from ..io import atomic_path, atomic_write_bytes
 
 __all__ = ["SETTINGS_FILE", "OutputDir", "MaskWriter", "write_json"]
 
@@ -140,9 +139,8 @@ class OutputDir:
 
     def save_sweep(self, rank: int, confusion: np.ndarray, ids: set[str], thresholds: Sequence[float]) -> None:
         path = self.sweep_path(rank)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, confusion=confusion, ids=np.array(sorted(ids)), thresholds=np.asarray(thresholds))
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            np.savez(tmp, confusion=confusion, ids=np.array(sorted(ids)), thresholds=np.asarray(thresholds))
 
     # ------------------------------------------------------------------ metrics
     def write_metrics(self, result: dict[str, Any], markdown: str) -> None:

@@ -30,9 +30,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..models.slots import SlotOutput
+from ..models.slots import SlotOutput, run_slots
 from .crf import CRFParams, crf_labels
-from .evidence.base import EvidenceMethod, run_slots
+from .evidence.base import EvidenceMethod
 from .evidence.tta import augments, tta_evidence
 from .masks import scores_to_mask, sweep_confusions, unary_probabilities
 from .metrics import DEFAULT_IGNORE_INDEX

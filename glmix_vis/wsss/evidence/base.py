@@ -8,7 +8,7 @@ background threshold applies to all classes.
 
 Target classes are the head's classes, or, with ``class_map``, groups of head classes merged
 into one target (e.g. the ImageNet classes that depict each VOC class, see
-:mod:`glmix_vis.wsss.imagenet_voc`). Groups are merged on the dense logits, before the ReLU:
+:mod:`glmix_vis.data.imagenet_voc`). Groups are merged on the dense logits, before the ReLU:
 ``max`` (default) or ``logsumexp`` over the group.
 
 Methods register themselves by name; :func:`get_evidence_method` builds one from its name and
@@ -20,20 +20,18 @@ from __future__ import annotations
 import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ...devices import network_autocast
-from ...models.slots import SlotOutput
+from ...models.slots import SlotOutput, input_size_of, run_slots
 
 __all__ = [
     "EvidenceMethod", "EvidenceInput", "ClassMap", "CLASS_REDUCTIONS", "NORM_EPS",
     "register_evidence", "evidence_class", "get_evidence_method", "available_evidence_methods",
-    "aggregate_classes", "normalize_per_class", "resize_maps", "run_slots", "slots_float32", "input_size_of",
+    "aggregate_classes", "normalize_per_class", "resize_maps",
 ]
 
 EvidenceInput = SlotOutput | torch.Tensor
@@ -78,36 +76,6 @@ def resize_maps(maps: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     if tuple(maps.shape[-2:]) == size:
         return maps
     return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
-
-
-def run_slots(model: nn.Module, images: torch.Tensor) -> SlotOutput:
-    """``model.forward_slots(images)`` without autograd (evidence is inference only), in the
-    precision the caller chose (:func:`glmix_vis.devices.inference_precision`); the output is
-    float32 whatever the forward pass ran in."""
-    if not hasattr(model, "forward_slots"):
-        raise TypeError(f"{type(model).__name__} has no forward_slots(); class evidence needs a GLNet")
-    with torch.no_grad(), network_autocast(images.device):
-        return slots_float32(model.forward_slots(images))
-
-
-def slots_float32(out: SlotOutput) -> SlotOutput:
-    """``out`` with every tensor float32 (itself when they are: a float32 pass is not copied)."""
-    def f32(t: torch.Tensor | None) -> torch.Tensor | None:
-        return t if t is None or t.dtype == torch.float32 else t.float()
-
-    maps = [m if m.logits.dtype == m.slots.dtype == torch.float32 else m.to(torch.float32) for m in out.maps]
-    if all(a is b for a, b in zip(maps, out.maps)) and all(
-            f32(t) is t for t in (out.logits, out.features, out.cls_logits, out.token_logits)):
-        return out
-    return replace(out, logits=f32(out.logits), features=f32(out.features), maps=maps,
-                   cls_logits=f32(out.cls_logits), token_logits=f32(out.token_logits))
-
-
-def input_size_of(out: SlotOutput) -> tuple[int, int]:
-    """The image size a :class:`SlotOutput` was computed at (from its slot maps)."""
-    if not out.maps:
-        raise ValueError("this SlotOutput has no slot maps to read the input size from; pass size=")
-    return tuple(out.maps[0].input_size)  # type: ignore[return-value]
 
 
 def linear_head(model: nn.Module, attr: str = "head") -> nn.Linear:

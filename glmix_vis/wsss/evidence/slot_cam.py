@@ -40,7 +40,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from ...models.slots import SlotMap, SlotOutput, parse_blocks
+from ...models.slots import SlotMap, SlotOutput, parse_blocks, run_slots
 from .base import (
     NORM_EPS,
     ClassMap,
@@ -50,7 +50,6 @@ from .base import (
     normalize_per_class,
     register_evidence,
     resize_maps,
-    run_slots,
 )
 from .cam import CAM
 from .token import TokenEvidence

@@ -72,7 +72,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from ..data.voc import VOC_CLASSES
+from .voc import VOC_CLASSES
 
 __all__ = ["IMAGENET_NUM_CLASSES", "VOC_FOREGROUND", "VOC_TO_IMAGENET", "imagenet_class_names",
            "imagenet_to_voc", "voc_class_map"]

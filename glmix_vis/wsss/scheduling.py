@@ -1,5 +1,6 @@
-"""Keeping every core busy in the eval loop: cores shared between the network and the CRF,
-images read ahead in a thread, and consecutive same-size images run as one batch.
+"""Scheduling the eval loop's work: cores shared between the network and the CRF
+(:func:`plan_cores`), images read ahead in a thread (:func:`read_ahead`), and consecutive
+same-size images grouped into one batch (:func:`consecutive_groups`), so every core stays busy.
 
 None of this changes what is computed for an image: the eval loop gives each image to the same
 pipeline call, in dataset order. Two things change float rounding (never the method): torch's
@@ -14,15 +15,13 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from itertools import islice
 from typing import TypeVar
 
 import torch
 
-from ..models.slots import SlotOutput
-
-__all__ = ["CorePlan", "available_cores", "plan_cores", "read_ahead", "consecutive_groups", "split_slots",
+__all__ = ["CorePlan", "available_cores", "plan_cores", "read_ahead", "consecutive_groups",
            "DEFAULT_BATCH_SIZE", "READ_AHEAD"]
 
 T = TypeVar("T")
@@ -167,15 +166,3 @@ def consecutive_groups(items: Iterable[T], key: Callable[[T], Hashable], size: i
             group = []
     if group:
         yield group
-
-
-def split_slots(out: SlotOutput) -> list[SlotOutput]:
-    """One :class:`SlotOutput` per image of a batched one (views, no copies)."""
-    def part(t: torch.Tensor | None, k: int) -> torch.Tensor | None:
-        return None if t is None else t[k:k + 1]
-
-    return [SlotOutput(logits=out.logits[k:k + 1], features=out.features[k:k + 1],
-                       maps=[replace(m, logits=m.logits[k:k + 1], slots=m.slots[k:k + 1]) for m in out.maps],
-                       cls_logits=part(out.cls_logits, k), token_logits=part(out.token_logits, k))
-            for k in range(out.logits.shape[0])]
-

@@ -15,12 +15,12 @@ from glmix_vis.data import load_palette_png, open_dataset
 from glmix_vis.data.scenes import SceneConfig, generate_scenes
 from glmix_vis.loading import load_model
 from glmix_vis.models.checkpoints import save_safetensors
+from glmix_vis.models.slots import run_slots
 from glmix_vis.preprocess import image_to_batch
 from glmix_vis.wsss.crf import crf_refine
-from glmix_vis.wsss.evidence.base import run_slots
 from glmix_vis.wsss.pipeline import ImageInput, pseudo_mask
 from glmix_vis.wsss.recipe import MaskRecipe
-from glmix_vis.wsss.throughput import consecutive_groups, plan_cores, read_ahead
+from glmix_vis.wsss.scheduling import consecutive_groups, plan_cores, read_ahead
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 N = 5
