@@ -1,47 +1,26 @@
-"""What a newcomer meets in the web app (issue 14): one-line start-up errors, a plain word on what
-the loaded model knows, one soft-map scale in the app and the figure, figures that follow the
-chosen view and method, masks that stay visible over photos, and one name per block."""
+"""The web page (:mod:`glmix_vis.app.page`) through its :data:`TABS` table: every tab builds with
+named outputs and is wired by name, a new tab is one function and one entry, the page follows the
+model and takes a figure away with its view; one-line start-up errors; and the launched server
+through gradio_client."""
 
 from __future__ import annotations
 
+import inspect
 import socket
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
-from conftest import gradient_photo as _photo  # noqa: E402  the same test photo in every app test
-from scipy.ndimage import maximum_filter
-from skimage.segmentation import find_boundaries
+from conftest import gradient_photo as _photo  # the same test photo in every app test
+from PIL import Image
 
-from glmix_vis.data.palette import voc_palette
-from glmix_vis.figures import render
-from glmix_vis.models.slots import SlotMap, block_label
+gr = pytest.importorskip("gradio")
 
-CLASSES = ["background", "disk", "square", "star"]  # the classes of the nano_checkpoint fixture (conftest.py)
+from glmix_vis import app as webapp  # noqa: E402
+from glmix_vis.app import TAB_CLASSES, TAB_SLOTS, TAB_SOFT, ModelCache, SlotApp  # noqa: E402
+from glmix_vis.app.page import TABS  # noqa: E402
+
 pytestmark = pytest.mark.usefixtures("checkpoint_dir")  # never the user's real checkpoint folder
-GREY = 7  # VOC colour (128, 128, 128): the demo model's 'horse'
-
-
-@pytest.fixture(scope="module")
-def demo_app(tmp_path_factory):
-    pytest.importorskip("gradio")
-    from glmix_vis.app import DEMO_LABEL, SlotApp
-    from glmix_vis.assets import default_checkpoint
-
-    try:
-        default_checkpoint()
-    except FileNotFoundError:
-        pytest.skip("the bundled demo model is not installed")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("GLMIX_CHECKPOINT_DIR", str(tmp_path_factory.mktemp("empty_dir")))
-    try:
-        app = SlotApp(device="cpu", max_side=256)
-    finally:
-        mp.undo()
-    assert app.default_label == DEMO_LABEL
-    return app
 
 
 def _listening_port() -> socket.socket:
@@ -89,7 +68,6 @@ def test_app_on_a_port_in_use_is_one_line_and_exit_2(capsys):
 
 
 def test_app_on_an_unusable_checkpoint_is_one_line_and_exit_2(tmp_path, capsys):
-    pytest.importorskip("gradio")
     from glmix_vis.cli.vis import main
 
     bad = tmp_path / "random.pth"
@@ -107,7 +85,6 @@ def test_app_on_an_unusable_checkpoint_is_one_line_and_exit_2(tmp_path, capsys):
 
 def test_port_taken_after_the_check_is_still_one_line(nano_checkpoint, monkeypatch):
     """gradio's own "Cannot find empty port ... GRADIO_SERVER_PORT" becomes the --port message."""
-    pytest.importorskip("gradio")
     from glmix_vis.app import ServeError, page, serving
 
     calls = []
@@ -125,210 +102,205 @@ def test_port_taken_after_the_check_is_still_one_line(nano_checkpoint, monkeypat
     assert "GRADIO" not in str(info.value) and len(calls) == 2
 
 
-# ------------------------------------------------------------------------------ what the model knows
-def test_demo_model_says_what_it_knows_and_where_photos_need_another(demo_app):
-    from glmix_vis.app import DEMO_LABEL
-
-    names = demo_app.model(DEMO_LABEL).info.foreground_names
-    notice = demo_app.model_settings(DEMO_LABEL)["notice"]
-    assert "Demo model" in notice and "generated scenes" in notice
-    assert f"{len(names)} shapes: {', '.join(names)}" in notice
-    assert "official" in notice and "--checkpoint" in notice
-    photo = str(Path(__import__("skimage.data").data.__file__).parent / "chelsea.png")
-    status, scores, _, _ = demo_app.class_view(photo, DEMO_LABEL, None, "slot-cam")
-    assert status.startswith("⚠️ **The demo model knows only") and "mean nothing" in status
-    assert "official checkpoint" in status and set(scores) == set(names)
-
-
-def test_other_models_list_their_classes_without_the_demo_warning(backend, nano_checkpoint):
-    label = nano_checkpoint.name
-    notice = backend.model_settings(label)["notice"]
-    assert notice == f"**{label}** (glnet_nano) knows 3 classes: disk, square, star."
-    status = backend.class_view(_photo(), label, None, "slot-cam")[0]
-    assert "demo" not in status.lower() and status.startswith("Evidence method")
-
-
-def test_model_without_a_head_says_slot_maps_only(tmp_path):
-    pytest.importorskip("gradio")
-    from glmix_vis.app import SlotApp
-    from glmix_vis.models.checkpoints import save_safetensors
-    from glmix_vis.models.factory import create_model
-
-    path = tmp_path / "headless.safetensors"
-    save_safetensors(create_model("glnet_nano", num_classes=0).state_dict(), path,
-                     meta={"model": "glnet_nano", "input_size": [128, 128]})
-    assert "slot maps only" in SlotApp(path, device="cpu").model_notice(path.name)
-
-
-def test_page_shows_the_notice_and_updates_it_with_the_model(demo_app):
-    import gradio as gr
-
-    demo = _page(demo_app)
-    note = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "model-notice"]
-    assert len(note) == 1 and isinstance(note[0], gr.Markdown) and "Demo model" in note[0].value
-    on_model = [f for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "on_model"]
-    assert len(on_model) == 1 and on_model[0].outputs[-1] is note[0]
-    assert on_model[0].fn(demo_app.default_label)[-1] == demo_app.model_notice(demo_app.default_label)
-
-
-# ------------------------------------------------------------------------------ one soft-map scale
-def test_soft_map_scale_rule_runs_from_zero_to_the_maps_own_peak():
-    image = np.full((10, 20, 3), 90, np.uint8)
-    weights = np.tile(np.linspace(0.0, 0.3, 20, dtype=np.float32), (10, 1))
-    top = render.heatmap_overlay(image, np.ones((10, 20)), render.SOFT_CMAP, render.SOFT_ALPHA)
-    bottom = render.heatmap_overlay(image, np.zeros((10, 20)), render.SOFT_CMAP, render.SOFT_ALPHA)
-    own = render.soft_map_overlay(image, weights)
-    assert np.array_equal(own[:, -1], top[:, -1]) and np.array_equal(own[:, 0], bottom[:, 0])
-    given = render.soft_map_overlay(image, weights, peak=0.6)
-    assert np.array_equal(given, render.heatmap_overlay(image, weights / 0.6, render.SOFT_CMAP, render.SOFT_ALPHA))
-    assert np.array_equal(render.soft_map_overlay(image, np.zeros((10, 20))), bottom)  # no peak: stays dark
-
-
-def _near_top(picture: np.ndarray, shown: np.ndarray, soft: np.ndarray) -> float:
-    """How far (max channel difference) the map's brightest pixel is from the colormap's top."""
-    y, x = np.unravel_index(int(np.argmax(soft)), soft.shape)
-    top = render.heatmap_overlay(shown, np.ones(soft.shape), render.SOFT_CMAP, render.SOFT_ALPHA)
-    return float(np.abs(picture[y, x].astype(int) - top[y, x].astype(int)).max())
-
-
-def test_app_and_exported_figure_colour_a_slot_on_the_same_scale(backend, nano_checkpoint):
-    from glmix_vis.figures import soft_slot_maps
-    from glmix_vis.io import downscale_to
-
-    label, block = nano_checkpoint.name, 1
-    img = _photo()
-    text, items = backend.soft_maps(img, label, None, block)
-    assert "scaled to its own peak" in text
-    result = backend.analysis(img, label, None)
-    m = result.predictor.maps([block])[0]
-    peaks = m.dispatch[0].flatten(1).amax(1).numpy()
-    assert peaks.max() < 0.8  # a scale fixed at 0-1 would leave these maps dark
-    shown = downscale_to(result.shown, 512)
-    soft = m.upsample(shown.shape[:2])[0].numpy()
-    slot = int(items[-1][1].split()[1])  # the smallest slot: dark on a shared scale
-    assert items[-1][1].endswith(f"peak {peaks[slot]:.2f}")
-    assert _near_top(items[-1][0], shown, soft[slot]) <= 12  # its brightest pixel: the top colour
-
-    fig = soft_slot_maps(result.predictor, blocks=[block], slots=[slot, int(items[0][1].split()[1])], dpi=80)
-    panels = [ax for ax in fig.axes if ax.images]
-    titles = [t.get_text() for ax in panels for t in ax.texts]
-    assert any(f"peak {peaks[slot]:.2f}" in t for t in titles), titles
-    picture = np.asarray(panels[1].images[0].get_array())
-    small = render.resize_image(result.predictor.image, picture.shape[:2])
-    fig_soft = m.upsample(picture.shape[:2])[0, slot].numpy()
-    assert _near_top(picture, small, fig_soft) <= 12  # the same slot looks the same in the figure
-    bars = [ax.get_ylabel() for ax in fig.axes if not ax.images and ax.get_ylabel()]
-    assert len(bars) == 1 and bars[0] in render.SOFT_SCALE_LABELS, bars
-
-
-def test_soft_maps_tab_shows_what_the_colours_mean(backend):
+# ------------------------------------------------------------------------------ the tabs, through TABS
+@pytest.fixture(scope="module")
+def page(backend):
+    """The page on the nano model and its parts by name (``demo.page_parts``)."""
     demo = _page(backend)
+    return demo, demo.page_parts
+
+
+def _empty(value) -> bool:
+    return value is None or (not isinstance(value, np.ndarray) and value in ("", [], {}))
+
+
+def test_every_tab_builds_with_named_outputs_that_exist(page):
+    demo, parts = page
+    assert list(parts.tabs) == [tab.id for tab in TABS]
+    names = [name for view in parts.tabs.values() for name in view.outputs]
+    assert len(names) == len(set(names))  # one name per widget across the tabs
+    figure_parameters = inspect.signature(SlotApp.figure).parameters
+    for tab in TABS:
+        view = parts.tabs[tab.id]
+        widgets = list(view.outputs.values())
+        assert widgets and all(demo.blocks.get(w._id) is w for w in widgets), tab.id
+        for step in view.refresh:
+            assert step.outputs and all(w in widgets for w in step.outputs), tab.id
+        if view.figure_option is not None:
+            name, widget = view.figure_option
+            assert name in figure_parameters and widget in widgets, tab.id
+    galleries = [v.analysis_gallery for v in parts.tabs.values() if v.analysis_gallery is not None]
+    assert galleries == [parts.tabs[TAB_SLOTS].outputs["overlays"]]  # the analysis fills one tab's gallery
+
+
+def test_each_refresh_fills_its_named_outputs_and_only_while_its_tab_is_open(page, nano_checkpoint):
+    _, parts = page
+    c = parts.controls
+    values = {c.image: _photo(), c.model: nano_checkpoint.name, c.size: None, c.blocks: [0, 1]}
+    values.update({w: w.value for view in parts.tabs.values() for w in view.outputs.values()})
+    for tab in TABS:
+        for step in parts.tabs[tab.id].refresh:
+            for current in (tab.id, "another tab"):
+                out = step.fn(*[{**values, c.view: current}[w] for w in step.inputs])
+                assert set(out) == set(step.outputs), (tab.id, step.fn.__name__)
+                if current == tab.id:
+                    assert not all(_empty(v) for v in out.values()), (tab.id, step.fn.__name__)
+                else:
+                    assert all(_empty(v) for v in out.values()), (tab.id, step.fn.__name__)
+
+
+def test_the_analysis_fills_the_slot_groups_and_keeps_the_block_choice(page, nano_checkpoint):
+    _, parts = page
+    c, figure, step = parts.controls, parts.figure, parts.analysis
+    overlays, layer = parts.tabs[TAB_SLOTS].outputs["overlays"], parts.tabs[TAB_SOFT].outputs["layer"]
+    # the order of /analyze's inputs and outputs (gradio_client, eval/*_app.py) is unchanged
+    assert step.inputs == [c.image, c.model, c.size, c.blocks, layer]
+    assert step.outputs == [c.status, overlays, layer, figure.file, figure.status]
+    out = step.fn(_photo(), nano_checkpoint.name, None, [2, 0], 1)
+    assert set(out) == set(step.outputs) and "px image" in out[c.status] and len(out[overlays]) == 2
+    assert out[layer] == 2 and out[figure.file]["visible"] is False and out[figure.status] == ""
+    assert step.fn(_photo(), nano_checkpoint.name, None, [0, 2], 0)[layer] == 0  # still chosen: kept
+
+
+def test_page_shows_the_notice_and_follows_the_model(page, backend, nano_checkpoint):
+    _, parts = page
+    c, label = parts.controls, nano_checkpoint.name
+    assert c.model_note.value == backend.model_notice(label) and c.model_note.elem_id == "model-notice"
+    out = parts.model_change.fn(label)
+    assert set(out) == set(parts.model_change.outputs) and out[c.model_note] == backend.model_notice(label)
+    method = parts.tabs[TAB_CLASSES].outputs["method"]
+    assert out[method]["value"] == "slot-cam" and out[parts.tabs[TAB_SOFT].outputs["layer"]]["value"] == 3
+    assert parts.model_change.fn("no such model") == gr.skip()  # a message, and the page stays as it was
+
+
+def test_a_figure_is_of_the_open_view_and_leaves_with_it(page, nano_checkpoint):
+    _, parts = page
+    c, figure, step = parts.controls, parts.figure, parts.make_figure
+    layer, method = parts.tabs[TAB_SOFT].outputs["layer"], parts.tabs[TAB_CLASSES].outputs["method"]
+    assert step.inputs == [c.image, c.model, c.size, c.blocks, layer, method, c.view, figure.fmt]  # /figure's order
+    out = step.fn(_photo(), nano_checkpoint.name, None, [0, 1], 1, "slot-cam", TAB_SOFT, "PNG")
+    assert out[figure.file]["visible"] is True and out[figure.status] == "Figure ready: glmix_soft_maps_block1.png"
+    for tab in TABS:  # opening any tab takes the figure away
+        opened = parts.open_tab(tab.id).fn()
+        assert opened[c.view] == tab.id and opened[figure.file]["visible"] is False and opened[figure.status] == ""
+    assert [v.figure_option[0] for v in parts.tabs.values() if v.figure_option] == ["block", "method"]
+
+
+def test_a_new_tab_is_one_function_and_one_entry(backend, nano_checkpoint, monkeypatch):
+    from glmix_vis.app import page as page_module
+
+    def picture_tab(c):
+        picture = gr.Image(elem_id="picture")
+
+        def on_open(img, label, input_size, current):
+            return {picture: c.app.analysis(img, label, input_size).shown if current == "picture" else None}
+
+        return page_module.TabView(outputs={"picture": picture},
+                                   refresh=(page_module.Step(on_open, [*c.common, c.view], [picture]),))
+
+    monkeypatch.setattr(page_module, "TABS", (*page_module.TABS,
+                                              page_module.Tab("picture", "Picture", "tab-picture", picture_tab)))
+    demo = _page(backend)
+    parts = demo.page_parts
+    assert list(parts.tabs) == [TAB_SLOTS, TAB_SOFT, TAB_CLASSES, "picture"]
+    assert any(isinstance(b, gr.Tab) and b.elem_id == "tab-picture" for b in demo.blocks.values())
+    picture = parts.tabs["picture"].outputs["picture"]
+    out = parts.tabs["picture"].refresh[0].fn(_photo(), nano_checkpoint.name, None, "picture")
+    assert out[picture].ndim == 3
+    assert parts.analysis.outputs[:2] == [parts.controls.status, parts.tabs[TAB_SLOTS].outputs["overlays"]]
+
+
+def test_soft_maps_tab_shows_what_the_colours_mean(page):
+    demo, _ = page
     html = [b.value for b in demo.blocks.values() if "colorbar-legend" in str(getattr(b, "value", ""))]
     assert any('id="soft-legend"' in h and "the slot's peak weight" in h and "linear-gradient" in h for h in html)
     assert any('id="evidence-legend"' in h for h in html)
 
 
-# ------------------------------------------------------------------------------ figures follow the view
-def test_class_figure_uses_the_chosen_evidence_method(backend, nano_checkpoint, monkeypatch):
-    import glmix_vis.figures as figures
-
-    made = []
-    real = figures.save_figure
-
-    def keep(fig, path, *args, **kwargs):
-        made.append(fig)
-        return real(fig, path, *args, **kwargs)
-
-    monkeypatch.setattr(figures, "save_figure", keep)
-    label = nano_checkpoint.name
-    for method in ("cam", "slot-cam"):
-        path, text = backend.figure(_photo(), label, None, [0], 0, method, "classes", "png")
-        assert path and Path(path).name == f"glmix_classes_{method}.png", text
-        titles = [t.get_text() for ax in made[-1].axes for t in ax.texts if t.get_text()]  # the layouts' titles
-        evidence = [t for t in titles if "evidence" in t]
-        masks = [t for t in titles if "mask" in t or "CRF" in t]
-        assert evidence and all(t.startswith(f"{method} evidence\n") for t in evidence), titles
-        assert len(masks) == 2 and all(t.endswith(f"\n({method})") for t in masks), titles
-    path, text = backend.figure(_photo(), label, None, [0], 0, "token", "classes", "png")
-    assert path is None and "does not apply" in text
+def test_page_pops_up_the_backend_messages(nano_checkpoint):
+    app = SlotApp(nano_checkpoint, max_side=256, device="cpu")
+    demo = webapp.build_app(backend=app)
+    assert demo.slot_app is app and app.notify is gr.Warning
 
 
-def test_switching_tab_block_or_method_takes_the_finished_figure_away(backend):
-    from glmix_vis.app import TAB_CLASSES, TAB_SLOTS, TAB_SOFT
+def test_launched_app_answers_through_gradio_client(nano_checkpoint, tmp_path):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
 
-    demo = _page(backend)
-    by_id = {getattr(b, "elem_id", None): b for b in demo.blocks.values()}
-    figure_file, figure_status = by_id["figure-file"], by_id["figure-status"]
-    for tab, view in (("tab-slots", TAB_SLOTS), ("tab-soft", TAB_SOFT), ("tab-classes", TAB_CLASSES)):
-        select = [f for f in demo.fns.values() if (by_id[tab]._id, "select") in f.targets]
-        assert len(select) == 1 and select[0].outputs[1:] == [figure_file, figure_status], tab
-        state, file_update, status = select[0].fn()
-        assert state == view and file_update["visible"] is False and file_update["value"] is None
-        assert status == ""
-    for widget in (by_id["block-choice"], by_id["evidence-method"]):
-        listeners = [f for f in demo.fns.values() if (widget._id, "input") in f.targets]
-        assert any(f.outputs == [figure_file, figure_status] for f in listeners), widget.label
+    photo = tmp_path / "photo.png"
+    Image.fromarray(_photo(120, 160)).save(photo)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    port = _free_port()
+    too_big = tmp_path / "too_big.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (400, 400, 3), dtype=np.uint8)).save(too_big)
+    demo = webapp.launch(nano_checkpoint, port=port, max_side=256, device="cpu", prevent_thread_lock=True,
+                         quiet=True, max_file_size="200kb")
+    try:
+        assert demo.local_url.startswith("http://127.0.0.1:")
+        client = Client(demo.local_url, verbose=False)
+        status, gallery, *_ = client.predict(handle_file(str(photo)), nano_checkpoint.name, 128, [0, 2], 2,
+                                             api_name="/analyze")
+        assert "120×160 px image" in status and len(gallery) == 2
+        for item in gallery:
+            with Image.open(item["image"]) as im:
+                assert im.size == (256, 192)  # enlarged for display; the status gives the real size
+        status, gallery, *_ = client.predict(handle_file(str(broken)), nano_checkpoint.name, 128, [0], 0,
+                                             api_name="/analyze")
+        assert status.startswith("**Error:** broken.png") and gallery == []
+        with pytest.raises(Exception, match="(?i)file size|too large|exceeds"):  # over max_file_size
+            client.predict(handle_file(str(too_big)), nano_checkpoint.name, 128, [0], 0, api_name="/analyze")
+        with pytest.raises(AppError):  # not in the dropdown: refused before the callback runs
+            client.predict(handle_file(str(photo)), "/etc/passwd", 128, [0], 0, api_name="/analyze")
+        _, soft, _ = client.predict(handle_file(str(photo)), nano_checkpoint.name, 128, 2, api_name="/soft_maps")
+        assert len(soft) == backend_slots(nano_checkpoint)
+        assert "/analyze" in client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+        # a server file named in the request (not uploaded) is refused by gradio before any callback
+        import httpx
 
-
-# ------------------------------------------------------------------------------ masks over photos
-@pytest.mark.parametrize("value", [0, 128, 255])
-def test_grey_class_regions_stay_visible_on_any_photo(value):
-    palette = voc_palette()
-    assert palette[GREY].tolist() == [128, 128, 128]  # the saved masks' palette is not touched
-    mask = np.zeros((60, 80), np.uint8)
-    mask[15:45, 20:60] = GREY
-    photo = np.full((60, 80, 3), value, np.uint8)
-    over = render.mask_overlay(photo, mask, palette)
-    diff = np.abs(over.astype(int) - photo.astype(int)).max(axis=2)
-    edge = find_boundaries(mask, mode="inner") & (mask == GREY)
-    # next to every pixel of the region's edge, the picture differs from the photo by 100+ levels
-    assert maximum_filter(diff, size=3)[edge].min() >= 100
-    assert np.array_equal(over[0, 0], photo[0, 0])  # background untouched
-
-
-def test_low_chroma_colours_are_filled_more_opaquely():
-    alpha = render.mask_alpha(voc_palette())
-    assert alpha[GREY] > alpha[1] and alpha[1] == render.MASK_ALPHA  # grey 'horse' vs red
-    assert alpha[8] > render.MASK_ALPHA  # dark (64, 0, 0)
-
-
-def test_app_masks_have_outlines_and_the_grey_class_more_opacity():
-    from glmix_vis.app.backend import _annotated
-
-    image = np.full((60, 80, 3), 128, np.uint8)
-    mask = np.zeros((60, 80), np.uint8)
-    mask[10:30, 10:30] = 1
-    mask[35:55, 40:70] = GREY
-    names = ["background", "red", "b", "c", "d", "e", "f", "grey"]
-    pred = SimpleNamespace(image=image, info=SimpleNamespace(class_names=names))
-    base, regions = _annotated(pred, mask)
-    assert base.shape == image.shape and not np.array_equal(base, image)
-    assert (base != image).any(axis=2)[find_boundaries(mask == GREY, mode="inner")].all()  # outlined
-    opacity = {name: float(m.max()) for m, name in regions}
-    assert set(opacity) == {"red", "grey"} and opacity["grey"] > opacity["red"] > 0
+        data = [{"path": str(photo), "meta": {"_type": "gradio.FileData"}}, nano_checkpoint.name, 128, [0], 0]
+        event = httpx.post(demo.local_url + "gradio_api/call/analyze", json={"data": data}, timeout=60).json()
+        with httpx.stream("GET", demo.local_url + f"gradio_api/call/analyze/{event['event_id']}", timeout=120) as r:
+            assert "event: error" in "\n".join(r.iter_lines())
+    finally:
+        demo.close()
 
 
-# ------------------------------------------------------------------------------ one name per block
-def test_block_label_is_the_one_block_name():
-    m = SlotMap(stage=2, block=2, grid=(2, 2), logits=torch.zeros(1, 4, 4), slots=torch.zeros(1, 4, 8),
-                input_size=(64, 64))
-    assert block_label(3, m) == "block 3 (stage 3)"
+def backend_slots(checkpoint: Path) -> int:
+    return ModelCache(device="cpu").get(checkpoint).num_slots[2]
 
 
-def test_app_names_every_block_with_block_label(backend, nano_checkpoint):
-    label = nano_checkpoint.name
-    img = _photo()
-    loaded = backend.model(label)
-    result = backend.analysis(img, label, None)
-    maps = result.predictor.maps(list(range(len(loaded.block_names))))
-    names = [block_label(i, m) for i, m in enumerate(maps)]
-    assert loaded.block_labels == names
-    choices = backend.model_settings(label)["block_choices"]
-    assert [c for c, _ in choices] == [f"{n} · {s} slots" for n, s in zip(names, loaded.num_slots)]
-    _, items = backend.slot_overlays(img, label, None, [0, 2])
-    assert [c.split(" · ")[0] for _, c in items] == [names[0], names[2]]
-    text, _ = backend.soft_maps(img, label, None, 2)
-    detail = backend.slot_detail(img, label, None, 2, 0)
-    assert text.startswith(names[2].capitalize()) and f"**{names[2].capitalize()}, slot" in detail
-    everything = " ".join([*(c for c, _ in choices), *(c for _, c in items), text, detail])
-    assert "stages." not in everything  # the module path is for code, not for readers
+def test_a_visitors_session_does_not_grow_with_uploads(backend, nano_checkpoint, tmp_path) -> None:
+    """gradio keeps a copy of every component a callback updates in the visitor's session; an
+    updated copy of a component that is also an input used to be stored again under a new id on
+    every request (one dropdown per upload, eval/soak_app.py). Uploads must leave it as it was."""
+    import socket
+
+    from gradio_client import Client, handle_file
+    from PIL import Image
+
+    from glmix_vis.app import build_app
+    from glmix_vis.app.serving import launch_options, queue_options
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo = build_app(backend=backend)
+    demo.queue(**queue_options())
+    demo.launch(**launch_options(port=port, prevent_thread_lock=True, quiet=True))
+    client = Client(demo.local_url, verbose=False, download_files=False)
+    try:
+        rng = np.random.default_rng(5)
+        sizes = []
+        for i in range(4):
+            path = tmp_path / f"upload_{i}.png"
+            Image.fromarray(rng.integers(0, 256, size=(48, 64, 3), dtype=np.uint8)).save(path)
+            status, gallery, *_ = client.predict(handle_file(str(path)), nano_checkpoint.name, 128, [0, 1], 1,
+                                                 api_name="/analyze")
+            assert len(gallery) == 2, status
+            session = demo.state_holder.session_data[client.session_hash]
+            sizes.append((len(session.blocks_config.blocks), len(session.config_values)))
+        assert sizes[-1] == sizes[1], sizes
+    finally:
+        client.close()
+        demo.close()
