@@ -85,8 +85,7 @@ def model_notice(label: str, info: ModelInfo, has_classifier: bool) -> str:
                 "names one of these shapes. For photos, load an official ImageNet checkpoint: put e.g. "
                 "`glnet_4g.pth` in the checkpoint folder (`$GLMIX_CHECKPOINT_DIR`) and choose it here, "
                 "or start `glmix-vis app --checkpoint glnet_4g`.")
-    unnamed = " (its checkpoint does not name them)" if all(n.startswith("class_") for n in
-                                                             info.foreground_names) else ""
+    unnamed = "" if info.named else " (its checkpoint does not name them)"
     return f"**{label}** ({info.name}) knows {count} classes{unnamed}: {names}."
 
 

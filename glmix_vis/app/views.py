@@ -19,6 +19,7 @@ import numpy as np
 from ..io import downscale_to
 from ..models.slots import BlockIndexError, resolve_blocks
 from ..predictor import SlotPredictor
+from ..wsss.recipe import MaskRecipe
 from . import messages
 from .messages import AppError
 from .model_cache import LoadedModel
@@ -163,12 +164,15 @@ def likely_classes(pred: SlotPredictor, limit: int) -> list[int]:
 
 def evidence(result: Analysis, method: str) -> np.ndarray:
     """The class evidence of ``method`` (:meth:`SlotPredictor.evidence`), computed once."""
-    return result.cached(("evidence", method), lambda: result.predictor.evidence(method))
+    recipe = MaskRecipe(method)
+    return result.cached(("evidence", recipe), lambda: result.predictor.evidence(recipe))
 
 
 def pseudo_mask(result: Analysis, method: str, crf: bool = False) -> np.ndarray:
-    """The pseudo-mask of ``method``, with or without the dense CRF, computed once."""
-    return result.cached(("mask", method, crf), lambda: result.predictor.pseudo_mask(method, crf=crf))
+    """The pseudo-mask of ``method`` (its recipe with the checkpoint's threshold), with or without the
+    dense CRF, computed once."""
+    recipe = MaskRecipe(method, crf=crf)
+    return result.cached(("mask", recipe), lambda: result.predictor.pseudo_mask(recipe))
 
 
 def class_pictures(result: Analysis, method: str, limit: int) -> list[Picture]:

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 import torch
 import torch.nn as nn
 
-from ...models.slots import SlotOutput
-from .base import ClassMap, EvidenceMethod, get_evidence_method, run_slots
+from ...models.slots import SlotOutput, run_slots
+from .base import ClassMap, EvidenceMethod, get_evidence_method
 
 __all__ = ["PROBE_SIDE", "REFUSALS", "check_method", "probe_slots", "usable_methods"]
 
