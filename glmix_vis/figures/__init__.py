@@ -7,6 +7,7 @@
   :func:`class_view`;
 * :mod:`.panels`: the panel engine the layouts share (rows of panels sized in inches, titles
   that fit, colourbars and legends); :mod:`.sources`: the predictor rows a layout draws from;
+  :mod:`.recipes`: the one place a mask recipe becomes the predictor's masks and evidence;
 * :mod:`.render`: pure-numpy overlays, also used by the web app;
 * :mod:`.tracking`: slot colours that follow a group from block to block;
 * :mod:`.palette`: the colour-blind-safe qualitative palette;

@@ -6,10 +6,8 @@
 * :func:`evidence_panel`: its preset of CAM and slot-CAM evidence with their pseudo-masks;
 * :func:`class_view`: one method's view of classes the caller computed (the web app's class tab).
 
-Every mask and every evidence map these layouts draw comes from the predictor through
-:func:`_recipe_mask` and :func:`_recipe_evidence`, and every threshold from
-:func:`_recipe_threshold`: the one place where a :class:`~glmix_vis.wsss.recipe.MaskRecipe`
-becomes the predictor's arguments. Sources and sizes as in :mod:`.slot_layouts`.
+Every mask, evidence map and threshold these layouts draw comes from the predictor through
+:mod:`.recipes`. Sources and sizes as in :mod:`.slot_layouts`.
 """
 
 from __future__ import annotations
@@ -25,6 +23,7 @@ from matplotlib.axes import Axes
 from ..data.palette import voc_palette
 from .layouts import DEFAULT_COMPARISON
 from .panels import CMAP, GAP, Colorbar, Frame, Legend, Panel, Row, aspect, assemble, label_margin, pixels
+from .recipes import Augment, recipe_evidence, recipe_mask, recipe_threshold
 from .render import heatmap_overlay, mask_overlay, resize_image, resize_labels
 from .sources import predictor_rows
 from .style import PaperFigure, column_width, figure_style
@@ -35,42 +34,6 @@ if TYPE_CHECKING:
     from .sources import Source
 
 __all__ = ["class_view", "evidence_panel", "method_comparison"]
-
-
-# ------------------------------------------------------------------------------ recipes -> the predictor
-def _recipe_threshold(predictor: SlotPredictor, recipe: MaskRecipe, bg_threshold: float | None) -> float:
-    """The background threshold of ``recipe``'s mask: ``bg_threshold``, else the checkpoint's tuned
-    value for its method (else IRN's 0.15)."""
-    return predictor.info.bg_threshold(recipe.method) if bg_threshold is None else bg_threshold
-
-
-def _recipe_mask(predictor: SlotPredictor, recipe: MaskRecipe, labels: np.ndarray | None, threshold: float,
-                 tta: _Augment) -> np.ndarray:
-    """``(H, W)`` uint8 mask of ``recipe`` on the predictor's image (``labels``: the allowed classes,
-    ``None``: the head's)."""
-    return predictor.pseudo_mask(recipe.method, labels, bg_threshold=threshold, crf=recipe.crf,
-                                 refinement=recipe.refinement, scales=tta.scales, flip=tta.flip)
-
-
-def _recipe_evidence(predictor: SlotPredictor, recipe: MaskRecipe, labels: np.ndarray | None,
-                     tta: _Augment) -> np.ndarray:
-    """``(K, H, W)`` evidence of ``recipe``'s method, refined by its refinement: what its mask
-    thresholds (a recipe with the CRF has no evidence of its own: the CRF makes a mask)."""
-    scores = predictor.evidence(recipe.method, scales=tta.scales, flip=tta.flip)
-    if recipe.refinement == "none":
-        return scores
-    from ..wsss.refinement import get_refinement
-
-    chosen = predictor.predicted_labels() if labels is None else labels
-    return get_refinement(recipe.refinement)(scores, chosen, image=predictor.image, slots=predictor.output)
-
-
-@dataclass(frozen=True)
-class _Augment:
-    """Test-time augmentation of every column (eval's ``--scales`` / ``--flip``)."""
-
-    scales: tuple[float, ...] = (1.0,)
-    flip: bool = False
 
 
 # ------------------------------------------------------------------------------ checks and labels
@@ -143,7 +106,7 @@ class _Columns:
     evidence: tuple[MaskRecipe, ...]  # one heatmap each, of the row's shown class
     target: str | int | None
     bg_threshold: float | None
-    tta: _Augment
+    tta: Augment
     contours: bool
     cmap: str
     alpha: float
@@ -184,7 +147,7 @@ def method_comparison(source: Source, recipes: Sequence[MaskRecipe | str] = DEFA
     augmentation of every column. ``rows_per_image`` wraps each image's panels onto that many rows.
     """
     cols = _Columns(_parse(recipes), _parse(evidence), target, bg_threshold,
-                    _Augment(tuple(scales), flip), contours, cmap, alpha)
+                    Augment(tuple(scales), flip), contours, cmap, alpha)
     if not cols.recipes:
         raise ValueError("give at least one method, e.g. ['cam', 'slot-cam+crf']")
     if any(e.crf for e in cols.evidence):
@@ -234,15 +197,15 @@ def _comparison_panels(predictor: SlotPredictor, cols: _Columns, gt: np.ndarray 
         tally.present.update(int(v) for v in np.unique(gt_mask) if v > 0)
         panels.append(Panel(mask_overlay(shown, resize_labels(gt_mask, size), voc), ("ground truth", "GT")))
     for recipe in cols.evidence:
-        heat = _recipe_evidence(predictor, recipe, labels, cols.tta)[top]
+        heat = recipe_evidence(predictor, recipe, labels, cols.tta)[top]
         draw = None
         if cols.contours:
-            draw = _threshold_contour(heat, _recipe_threshold(predictor, recipe, cols.bg_threshold), size)
+            draw = _threshold_contour(heat, recipe_threshold(predictor, recipe, cols.bg_threshold), size)
         panels.append(Panel(heatmap_overlay(shown, heat, cols.cmap, cols.alpha),
                             (f"{recipe.title} · {name}", recipe.title), draw))
     for recipe in cols.recipes:
-        threshold = tally.thresholds[recipe.method] = _recipe_threshold(predictor, recipe, cols.bg_threshold)
-        mask = _recipe_mask(predictor, recipe, labels, threshold, cols.tta)
+        threshold = tally.thresholds[recipe.method] = recipe_threshold(predictor, recipe, cols.bg_threshold)
+        mask = recipe_mask(predictor, recipe, labels, threshold, cols.tta)
         tally.present.update(int(v) for v in np.unique(mask) if 0 < v < 255)
         panels.append(Panel(mask_overlay(shown, resize_labels(mask, size), voc), _mask_titles(recipe, cols.evidence)))
     if cols.evidence and predictor.info.head_names:  # an ImageNet head: what it sees, and the class each feeds
@@ -329,7 +292,7 @@ def class_view(predictor: SlotPredictor, method: str, evidence: np.ndarray, mask
     panels += [Panel(mask_overlay(shown, resize_labels(mask, size), voc), (f"{title}\n({method})", title))
                for mask, title in zip(masks, mask_titles)]
     present = sorted({int(v) for m in masks for v in np.unique(m) if 0 < v < len(names)})
-    note = f"background: evidence < {_recipe_threshold(predictor, _parse([method])[0], None):g}"
+    note = f"background: evidence < {recipe_threshold(predictor, _parse([method])[0], None):g}"
     legend = Legend([(voc[c], names[c]) for c in present], Colorbar(f"{method} evidence", cmap, horizontal=True),
                     notes=[note])
     with figure_style():
