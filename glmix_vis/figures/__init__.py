@@ -60,9 +60,8 @@ def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(home, __name__), name)
-    globals()[name] = value  # imported once
-    return value
+    # looked up on every use, not cached here: a name patched in its module (a test's spy) is what callers get
+    return getattr(importlib.import_module(home, __name__), name)
 
 
 def __dir__() -> list[str]:
