@@ -41,6 +41,8 @@ PITCH = LINE * 1.15  # legend line spacing
 # ------------------------------------------------------------------------------ panel geometry
 @dataclass
 class Panel:
+    """One image in a row: a raster (or a renderer of one), title candidates and optional vector marks."""
+
     image: np.ndarray | Callable[[float], np.ndarray]  # or a renderer taking the colour scale's maximum
     titles: tuple[str, ...] = ()  # candidates, most informative first; the first that fits is used
     draw: Callable[[Axes, float], None] | None = None  # extra vector marks (axes, panel width in inches)
@@ -48,6 +50,8 @@ class Panel:
 
 @dataclass
 class Row:
+    """Panels of one height side by side, with an optional rotated label on the left."""
+
     panels: list[Panel]
     widths: list[float]  # inches
     height: float  # inches
@@ -72,6 +76,8 @@ class Frame:
 
 @dataclass
 class Colorbar:
+    """A colour scale from 0 to ``vmax``: beside the rows, or horizontal in a legend."""
+
     label: str | tuple[str, ...]  # candidates, longest first: the first that fits along the bar
     cmap: str = CMAP
     vmax: float = 1.0
@@ -95,6 +101,8 @@ def nice_ceil(x: float) -> float:
 
 @dataclass
 class Legend:
+    """Below the rows: an optional colourbar, colour swatches with names, then grey notes."""
+
     items: list[tuple[np.ndarray, str]] = field(default_factory=list)  # (RGB uint8, name)
     colorbar: Colorbar | None = None
     notes: list[str] = field(default_factory=list)  # grey text entries after the classes
