@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..figures.style import share_percent
 from ..loading import ModelInfo
 
 __all__ = [
@@ -102,11 +103,6 @@ def overlay_caption(block_label: str, used: int, num_slots: int) -> str:
 
 
 # ------------------------------------------------------------------------------ soft maps
-def percent(x: float) -> str:
-    """A share as a whole percentage that never rounds a slot that wins pixels down to "0%"."""
-    return "<1%" if 0 < x < 0.005 else f"{x:.0%}"
-
-
 def soft_status(block_label: str) -> str:
     return (f"{block_label.capitalize()}, largest slot first. Colour: each pixel's "
             f"dispatch weight to the slot, **each map scaled to its own peak** (dark = 0, yellow = the peak "
@@ -115,7 +111,7 @@ def soft_status(block_label: str) -> str:
 
 
 def soft_caption(slot: int, share: float, peak: float) -> str:
-    return f"slot {slot} · {percent(share)} · peak {peak:.2f}"
+    return f"slot {slot} · {share_percent(share)} · peak {peak:.2f}"
 
 
 def slot_detail(block_label: str, slot: int, share: float, weight: float, peak: float) -> str:
