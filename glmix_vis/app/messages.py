@@ -17,7 +17,7 @@ from ..loading import ModelInfo
 __all__ = [
     "AppError", "NO_BLOCK", "NO_HEAD", "NO_IMAGE", "NO_IMAGE_YET", "block_choice", "class_status", "error_markdown",
     "figure_ready", "load_error", "method_refused", "model_notice", "no_slot", "overlay_caption", "overlay_status",
-    "percent", "slot_detail", "soft_caption", "soft_status", "strip_dirs", "unexpected_error", "unknown_figure_format",
+    "slot_detail", "soft_caption", "soft_status", "strip_dirs", "unexpected_error", "unknown_figure_format",
     "unknown_model",
 ]
 
