@@ -33,11 +33,12 @@ from typing import Any
 
 from glmix_vis.data.scenes import DEFAULT_SCENES_DIR, ensure_scenes
 from glmix_vis.wsss.evaluate import EvalConfig, evaluate
+from glmix_vis.wsss.evidence import GRAD_CAM_METHODS
 from glmix_vis.wsss.recipe import METHOD_TITLES, MaskRecipe
+from glmix_vis.wsss.refinement import REFINEMENTS
 
-PEERS = ("gradcam", "gradcam++", "xgradcam", "layercam", "eigencam", "scorecam")
+PEERS = tuple(GRAD_CAM_METHODS)  # pytorch-grad-cam's methods, as the library registers them
 DEFAULT_METHODS = ("cam", "slot-cam", *PEERS)
-REFINEMENTS = ("none", "par", "slot-walk")
 SLOW_METHODS = {"scorecam"}
 TTA = dict(scales=(1.0, 0.5, 1.5), flip=True)
 

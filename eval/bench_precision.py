@@ -32,17 +32,17 @@ import torch
 from skimage import data as skdata
 
 import glmix_vis.models  # noqa: F401  (registers the GLNet family in timm)
-from glmix_vis.devices import cpu_supports_bf16, inference_precision, resolve_precision
+from glmix_vis.devices import PRECISION_DTYPES, cpu_supports_bf16, inference_precision, resolve_precision
 from glmix_vis.models.slots import run_slots
 from glmix_vis.preprocess import image_to_batch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_backbone import load_official, official_twin  # noqa: E402
+from bench_backbone import BASELINES, load_official, official_twin  # noqa: E402
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+DTYPES = {name: PRECISION_DTYPES[name] for name in ("fp32", "bf16")}
 
 
-PEERS = {"convnext_tiny": "convnext_tiny", "swin_tiny": "swin_tiny_patch4_window7_224"}
+PEERS = {name: BASELINES[name] for name in ("convnext_tiny", "swin_tiny")}
 
 
 def _models(names: list[str], official: types.ModuleType | None) -> Iterator[tuple[str, torch.nn.Module]]:

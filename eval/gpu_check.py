@@ -35,14 +35,15 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_backbone import load_official, official_twin  # noqa: E402
+from bench_backbone import BASELINES, load_official, official_twin  # noqa: E402
 from bench_eval_throughput import random_checkpoint, voc_size_scenes  # noqa: E402
 
 from glmix_vis import load_model  # noqa: E402
+from glmix_vis.devices import PRECISION_DTYPES  # noqa: E402
 from glmix_vis.wsss.evaluate import EvalConfig, evaluate  # noqa: E402
 
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-PEERS = {"convnext_tiny": "convnext_tiny", "swin_tiny": "swin_tiny_patch4_window7_224"}
+PRECISIONS = PRECISION_DTYPES
+PEERS = {name: BASELINES[name] for name in ("convnext_tiny", "swin_tiny")}
 
 
 def _forward(model: nn.Module, x: torch.Tensor, dtype: torch.dtype):

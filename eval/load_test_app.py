@@ -35,9 +35,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from served_app import free_port, rss_mb, run_round, wait_for
-
-BLOCK_CHOICES = ([0, 1, 2, 3], [3], [0, 2], [1, 3])
+from served_app import BLOCK_CHOICES, free_port, rss_mb, run_round, wait_for
 
 
 class RssSampler(threading.Thread):

@@ -10,7 +10,11 @@ import time
 import urllib.request
 from collections.abc import Callable, Sequence
 
-__all__ = ["free_port", "rss_mb", "run_round", "wait_for"]
+__all__ = ["BLOCK_CHOICES", "free_port", "rss_mb", "run_round", "wait_for"]
+
+
+#: The block selections the load test and the soak cycle through (a visitor ticking boxes).
+BLOCK_CHOICES = ([0, 1, 2, 3], [3], [0, 2], [1, 3])
 
 
 def rss_mb(pid: int) -> float:

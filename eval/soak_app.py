@@ -43,12 +43,11 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from served_app import free_port, rss_mb, run_round, wait_for
+from served_app import BLOCK_CHOICES, free_port, rss_mb, run_round, wait_for
 
 from glmix_vis.app.settings import DEFAULT_MAX_SESSIONS
 from glmix_vis.io import atomic_write_bytes
 
-BLOCK_CHOICES = ([0, 1, 2, 3], [3], [0, 2], [1, 3])
 REPORT_ENV, TRACE_ENV = "GLMIX_SOAK_REPORT", "GLMIX_SOAK_TRACE"
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["resolve_device", "check_device_name", "autocast_dtype", "PRECISIONS", "DEFAULT_PRECISION",
+__all__ = ["resolve_device", "check_device_name", "autocast_dtype", "PRECISIONS", "PRECISION_DTYPES", "DEFAULT_PRECISION",
            "resolve_precision", "precision_name", "cpu_supports_bf16", "inference_precision",
            "network_precision", "network_autocast", "Distributed", "init_distributed"]
 
@@ -37,7 +37,8 @@ _USABLE = ("cpu", "cuda", "mps", "xpu")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 #: The precision every command and ``load_model`` use unless told otherwise (the one place to change it).
 DEFAULT_PRECISION = "fp32"
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: The dtype each precision name stands for (what outputs record, e.g. ``settings.json``).
+PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: /proc/cpuinfo flags of native bfloat16 matrix instructions (x86).
 _CPU_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
@@ -125,7 +126,7 @@ def resolve_precision(name: str | torch.dtype, device: str | torch.device) -> to
     half precision the device cannot autocast to (bfloat16 on a GPU without it)."""
     device = resolve_device(device)
     if isinstance(name, torch.dtype):
-        if name not in _DTYPES.values():
+        if name not in PRECISION_DTYPES.values():
             raise ValueError(f"precision {name} is not supported; use float32, bfloat16 or float16")
         name = precision_name(name)
     if name not in PRECISIONS:
@@ -136,7 +137,7 @@ def resolve_precision(name: str | torch.dtype, device: str | torch.device) -> to
         if device.type == "cpu" and cpu_supports_bf16():
             return torch.bfloat16
         return torch.float32
-    dtype = _DTYPES[name]
+    dtype = PRECISION_DTYPES[name]
     if dtype == torch.float32:
         return dtype
     if not _autocast_available(device.type):
@@ -148,7 +149,7 @@ def resolve_precision(name: str | torch.dtype, device: str | torch.device) -> to
 
 def precision_name(dtype: torch.dtype) -> str:
     """``torch.bfloat16`` -> ``"bf16"`` (the name ``--precision`` takes and the outputs record)."""
-    for name, known in _DTYPES.items():
+    for name, known in PRECISION_DTYPES.items():
         if known == dtype:
             return name
     raise ValueError(f"precision {dtype} is not supported; use float32, bfloat16 or float16")

@@ -1,9 +1,10 @@
 import os
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from helpers import APP_CLASSES, TINY_CLASSES
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
@@ -34,20 +35,31 @@ def reference_dir() -> Path:
     return d
 
 
+# ------------------------------------------------------------------------------ generated scenes
+@pytest.fixture(scope="session")
+def make_scenes(tmp_path_factory) -> Callable[..., Path]:
+    """``make_scenes(n_train, n_val, size=None, seed=None)``: a generated VOC-layout dataset (``None``:
+    :class:`SceneConfig`'s default), made once per set of arguments in the session and shared by
+    every test that asks for the same one."""
+    from glmix_vis.data.scenes import SceneConfig, generate_scenes
+
+    made: dict[tuple, Path] = {}
+
+    def make(n_train: int = 2, n_val: int = 4, size: int | tuple[int, int] | None = None,
+             seed: int | None = None) -> Path:
+        key = (n_train, n_val, size if size is None or isinstance(size, int) else tuple(size), seed)
+        if key not in made:
+            root = tmp_path_factory.mktemp("scenes")
+            settings = {k: v for k, v in (("size", size), ("seed", seed)) if v is not None}
+            generate_scenes(root, n_train=n_train, n_val=n_val, config=SceneConfig(**settings), workers=1,
+                            progress=False)
+            made[key] = root
+        return made[key]
+
+    return make
+
+
 # ------------------------------------------------------------------------------ the web app's tests
-APP_CLASSES = ["background", "disk", "square", "star"]
-
-
-def gradient_photo(h: int = 96, w: int = 128) -> np.ndarray:
-    """A photo-like RGB test image: colour gradients with a bright rectangle."""
-    y, x = np.mgrid[:h, :w]
-    img = np.zeros((h, w, 3), np.uint8)
-    img[..., 0] = (x * 255 // w).astype(np.uint8)
-    img[..., 1] = (y * 255 // h).astype(np.uint8)
-    img[h // 4: h // 2, w // 4: w // 2] = (250, 250, 40)
-    return img
-
-
 @pytest.fixture()
 def checkpoint_dir(tmp_path, monkeypatch) -> Path:
     """An empty ``$GLMIX_CHECKPOINT_DIR``: the app never scans the user's real checkpoint folder."""
@@ -83,10 +95,6 @@ def backend(nano_checkpoint, tmp_path_factory):
         return SlotApp(nano_checkpoint, max_side=256, device="cpu")
     finally:
         mp.undo()
-
-
-#: The classes of :func:`tiny_predictor`'s random model (the figure tests check structure, not looks).
-TINY_CLASSES = ["background", "disk", "square", "star"]
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from PIL import Image
 
 gr = pytest.importorskip("gradio")
 
-from conftest import gradient_photo as _photo  # noqa: E402  the same test photo in every app test
+from helpers import gradient_photo as _photo  # noqa: E402  the same test photo in every app test
 
 from glmix_vis import app as webapp  # noqa: E402
 from glmix_vis.app import DEMO_LABEL, ModelCache, SlotApp  # noqa: E402

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import gradient_photo as _photo  # the same test photo in every app test
+from helpers import gradient_photo as _photo  # the same test photo in every app test
 from PIL import Image
 
 gr = pytest.importorskip("gradio")

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import gradient_photo as _photo  # the same test photo in every app test
+from helpers import gradient_photo as _photo  # the same test photo in every app test
 from scipy.ndimage import binary_dilation, maximum_filter
 from skimage.segmentation import find_boundaries
 

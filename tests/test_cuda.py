@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import gradient_photo  # noqa: E402  the same test photo as the other tests
+from helpers import gradient_photo  # noqa: E402  the same test photo as the other tests
 
 from glmix_vis.assets import default_checkpoint
 from glmix_vis.cli.wsss import main as wsss_main

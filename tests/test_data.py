@@ -28,10 +28,8 @@ N_TRAIN, N_VAL = 40, 10
 
 
 @pytest.fixture(scope="module")
-def scenes(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("scenes")
-    generate_scenes(out, N_TRAIN, N_VAL, workers=1, progress=False)
-    return out
+def scenes(make_scenes) -> Path:
+    return make_scenes(N_TRAIN, N_VAL)
 
 
 def _voc(out: Path) -> Path:

@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 import timm
+from helpers import random_checkpoint
 from PIL import Image
 
 from glmix_vis.cli.wsss import main as wsss_main
 from glmix_vis.data import open_dataset, voc_palette
-from glmix_vis.data.scenes import SceneConfig, generate_scenes
 from glmix_vis.models.checkpoints import save_safetensors
 from glmix_vis.wsss.masks import DEFAULT_BG_THRESHOLD, checkpoint_bg_threshold
 from glmix_vis.wsss.oracle import slot_oracle_mask
@@ -17,15 +17,9 @@ from glmix_vis.wsss.outdir import SETTINGS_FILE, OutputDir
 
 
 @pytest.fixture(scope="module")
-def scenes_and_checkpoint(tmp_path_factory):
-    root = tmp_path_factory.mktemp("scenes")
-    generate_scenes(root, n_train=4, n_val=4, config=SceneConfig(size=96), workers=1, progress=False)
-    classes = list(open_dataset("voc", root, "val").class_names)
-    model = timm.create_model("glnet_nano", num_classes=len(classes) - 1)
-    ckpt = root / "nano.safetensors"
-    save_safetensors(model.state_dict(), ckpt, meta=dict(model="glnet_nano", classes=classes,
-                                                         input_size=[96, 96]))
-    return root, ckpt
+def scenes_and_checkpoint(make_scenes):
+    root = make_scenes(4, 4, size=96)
+    return root, random_checkpoint(root, input_size=96, name="evaluate_nano.safetensors")
 
 
 def _eval(root, ckpt, out, *extra):
@@ -213,7 +207,7 @@ def test_a_run_failing_at_its_first_image_releases_the_folder(scenes_and_checkpo
     def boom(*args, **kwargs):
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr("glmix_vis.wsss.evaluate._image_mask", boom)
+    monkeypatch.setattr("glmix_vis.wsss.evaluate.pseudo_mask", boom)  # the pipeline, as eval calls it
     with pytest.raises(RuntimeError):
         _run(root, ckpt, out, "--method", "cam", "--no-crf")
     assert not out.exists()

@@ -5,17 +5,14 @@ import json
 
 import numpy as np
 import pytest
-import timm
 import torch
 import torch.nn as nn
+from helpers import random_checkpoint
 from scipy.ndimage import gaussian_filter
 
 from glmix_vis.cli.wsss import main as wsss_main
-from glmix_vis.data import open_dataset
 from glmix_vis.data.labels import LabelSpace
-from glmix_vis.data.scenes import SceneConfig, generate_scenes
 from glmix_vis.loading import ModelInfo
-from glmix_vis.models.checkpoints import save_safetensors
 from glmix_vis.wsss.faithfulness import (
     METRICS,
     FaithfulnessConfig,
@@ -133,14 +130,9 @@ def test_row_store_resumes_and_drops_rows_of_other_settings(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def scenes(tmp_path_factory):
-    root = tmp_path_factory.mktemp("scenes")
-    generate_scenes(root, n_train=4, n_val=4, config=SceneConfig(size=64), workers=1, progress=False)
-    classes = list(open_dataset("voc", root, "val").class_names)
-    ckpt = root / "nano.safetensors"
-    save_safetensors(timm.create_model("glnet_nano", num_classes=len(classes) - 1).state_dict(), ckpt,
-                     meta=dict(model="glnet_nano", classes=classes, input_size=[64, 64]))
-    return root, ckpt
+def scenes(make_scenes):
+    root = make_scenes(4, 4, size=64)
+    return root, random_checkpoint(root, input_size=64, name="faithfulness_nano.safetensors")
 
 
 def _eval(root, ckpt, out, *extra):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib
 import numpy as np
 import pytest
-from conftest import TINY_CLASSES as CLASSES  # noqa: E402  the classes of the tiny_predictor fixture
+from helpers import TINY_CLASSES as CLASSES  # noqa: E402  the classes of the tiny_predictor fixture
 from PIL import Image
 
 from glmix_vis.data.labels import LabelSpace

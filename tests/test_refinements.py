@@ -18,7 +18,6 @@ from PIL import Image
 from glmix_vis.assets import default_checkpoint
 from glmix_vis.cli.wsss import main as wsss_main
 from glmix_vis.data import open_dataset
-from glmix_vis.data.scenes import SceneConfig, generate_scenes
 from glmix_vis.io import load_image
 from glmix_vis.models.slots import BlockIndexError, SlotMap, SlotOutput
 from glmix_vis.predictor import SlotPredictor
@@ -174,10 +173,8 @@ def test_refinement_options_are_validated() -> None:
 
 # ------------------------------------------------------------------ eval and the predictor
 @pytest.fixture(scope="module")
-def scenes(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("scenes")
-    generate_scenes(root, n_train=2, n_val=4, config=SceneConfig(size=SIZE, seed=5), workers=1, progress=False)
-    return root
+def scenes(make_scenes) -> Path:
+    return make_scenes(2, 4, size=SIZE, seed=5)
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,12 @@ import time
 
 import numpy as np
 import pytest
-import timm
 import torch
+from helpers import random_checkpoint
 
 from glmix_vis.cli.wsss import main as wsss_main
 from glmix_vis.data import load_palette_png, open_dataset
-from glmix_vis.data.scenes import SceneConfig, generate_scenes
 from glmix_vis.loading import load_model
-from glmix_vis.models.checkpoints import save_safetensors
 from glmix_vis.models.slots import run_slots
 from glmix_vis.preprocess import image_to_batch
 from glmix_vis.wsss.crf import crf_refine
@@ -27,16 +25,10 @@ N = 5
 
 
 @pytest.fixture(scope="module")
-def scenes(tmp_path_factory):
+def scenes(make_scenes):
     """Non-square generated scenes (all one size: batches form) and a random nano checkpoint for them."""
-    root = tmp_path_factory.mktemp("scenes")
-    generate_scenes(root, n_train=1, n_val=N, config=SceneConfig(size=(64, 96)), workers=1, progress=False)
-    classes = list(open_dataset("voc", root, "val").class_names)
-    torch.manual_seed(0)
-    model = timm.create_model("glnet_nano", num_classes=len(classes) - 1)
-    ckpt = root / "nano.safetensors"
-    save_safetensors(model.state_dict(), ckpt, meta=dict(model="glnet_nano", classes=classes))
-    return root, ckpt
+    root = make_scenes(1, N, size=(64, 96))
+    return root, random_checkpoint(root, seed=0, name="scheduling_nano.safetensors")
 
 
 def _eval(root, ckpt, out, *extra):
@@ -107,15 +99,15 @@ def test_an_interrupted_run_resumes_where_it_stopped(scenes, reference, tmp_path
     import glmix_vis.wsss.evaluate as evaluate_module
 
     root, ckpt = scenes
-    real, calls = evaluate_module._image_mask, []
+    real, calls = evaluate_module.pseudo_mask, []
 
-    def fail_at_the_fourth(*args, **kwargs):
-        calls.append(args[1])
+    def fail_at_the_fourth(*args, **kwargs):  # the pipeline, as eval calls it once per image
+        calls.append(args[2])
         if len(calls) == 4:
             raise RuntimeError("killed at the fourth image")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(evaluate_module, "_image_mask", fail_at_the_fourth)
+    monkeypatch.setattr(evaluate_module, "pseudo_mask", fail_at_the_fourth)
     with pytest.raises(RuntimeError, match="fourth"):
         _eval(root, ckpt, tmp_path / "run", "--workers", "1")
     monkeypatch.undo()
