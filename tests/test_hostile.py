@@ -78,7 +78,7 @@ def test_coco_annotations_without_images_are_refused_up_front(tmp_path):
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_non_finite_weights_are_refused_on_load(tmp_path, nano_sd, bad):
     sd = dict(nano_sd)
-    key = next(k for k, v in sd.items() if v.is_floating_point() and k.startswith("stages."))
+    key = next(k for k, v in sd.items() if v.is_floating_point() and v.numel() > 8 and k.startswith("stages."))
     sd[key] = sd[key].clone()
     sd[key].view(-1)[3] = bad
     path = tmp_path / "bad.safetensors"
@@ -103,7 +103,7 @@ def test_inspect_prints_non_finite_weights(tmp_path, nano_sd, capsys):
     assert vis_main(["checkpoint", "inspect", str(path)]) == 0
     assert "head.bias holds non-finite values" in capsys.readouterr().out
     assert vis_main(["checkpoint", "convert", str(path), str(tmp_path / "out.safetensors")]) == 2
-    assert "head.bias holds 3 non-finite values" in capsys.readouterr().err
+    assert "head.bias holds 3 non-finite value(s)" in capsys.readouterr().err
     assert not (tmp_path / "out.safetensors").exists()
 
 
