@@ -87,8 +87,8 @@ def test_non_finite_weights_are_refused_on_load(tmp_path, nano_sd, bad):
         load_checkpoint(timm.create_model("glnet_nano", num_classes=3), path)
     with pytest.raises(CheckpointError, match=rf"{key} holds 1 non-finite value"):  # timm's pretrained=True
         timm.create_model("glnet_nano", pretrained=True, num_classes=3, pretrained_cfg_overlay=dict(file=str(path)))
-    from glmix_vis.models.convert import describe_checkpoint
     from glmix_vis.cli.checkpoint_cmd import format_description
+    from glmix_vis.models.convert import describe_checkpoint
 
     info = describe_checkpoint(path)
     assert info["non_finite"] == key
