@@ -394,6 +394,8 @@ def test_make_data_workers_end_with_a_killed_parent(tmp_path, sig):
         _wait(lambda: not any(_alive(w) for w in workers), 5, f"workers {workers} to end")
         proc.stderr.read()  # EOF: no process holds the caller's stderr any more
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # its own session: whatever of it is left
+        except ProcessLookupError:
+            pass
         proc.communicate()
