@@ -399,3 +399,69 @@ def test_make_data_workers_end_with_a_killed_parent(tmp_path, sig):
         except ProcessLookupError:
             pass
         proc.communicate()
+
+
+# -- 2: visitors' files do not outlive the server ----------------------------------------------------
+
+
+def test_stale_scratch_folders_of_dead_servers_are_removed(tmp_path):
+    from glmix_vis.app.serving import SCRATCH_PREFIX, remove_stale_scratch
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"{SCRATCH_PREFIX}{dead.pid}-x1"
+    (stale / "gradio").mkdir(parents=True)
+    (stale / "gradio" / "upload.png").write_bytes(b"visitor's image")
+    alive = tmp_path / f"{SCRATCH_PREFIX}{os.getpid()}-x2"
+    alive.mkdir()
+    other = tmp_path / "unrelated"
+    other.mkdir()
+    assert remove_stale_scratch(tmp_path) == [stale]
+    assert not stale.exists() and alive.exists() and other.exists()
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+@linux_only
+@pytest.mark.parametrize("sig", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)],
+                         ids=["SIGTERM", "SIGINT"])
+def test_a_stopped_server_leaves_no_visitor_file(tmp_path, sig):
+    pytest.importorskip("gradio")
+    from gradio_client import Client, handle_file
+
+    sys.path.insert(0, str(REPO / "eval"))
+    try:
+        from served_app import free_port, wait_for
+    finally:
+        sys.path.remove(str(REPO / "eval"))
+    from glmix_vis.app.settings import DEMO_LABEL
+
+    base = tmp_path / "tmp"
+    base.mkdir()
+    image = tmp_path / "visitor.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(image)
+    port = free_port()
+    env = dict(_env(), TMPDIR=str(base), GRADIO_TEMP_DIR=str(base), GRADIO_ANALYTICS_ENABLED="False",
+               GLMIX_CHECKPOINT_DIR=str(tmp_path / "none"))
+    proc = subprocess.Popen([sys.executable, "-m", "glmix_vis.cli.vis", "app", "--port", str(port), "--device", "cpu"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        wait_for(url, proc, timeout=240)
+        status, gallery, *_ = Client(url, verbose=False).predict(handle_file(str(image)), DEMO_LABEL, 128, [0], 0,
+                                                                  api_name="/analyze")
+        assert gallery, status
+        written = _files(base)
+        assert any(p.name == "visitor.png" for p in written), written  # gradio's copy of the upload
+        assert any(p.suffix == ".jpg" for p in written), written  # the gallery pictures
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == (128 + sig if sig == signal.SIGTERM else 0), err
+        assert b"Traceback" not in err, err.decode()
+        assert _files(base) == [] and not list(base.iterdir())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
