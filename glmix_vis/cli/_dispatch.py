@@ -72,10 +72,12 @@ def main(prog: str, description: str, commands: dict[str, str], argv: Sequence[s
 
 
 def write_error(exc: OSError) -> str:
-    """A full, read-only or forbidden disk as one line naming the file; what was written stays."""
+    """A full or read-only disk (only writes meet those), or a forbidden file, as one line naming it."""
+    reason = exc.strerror or os.strerror(exc.errno or 0)
+    if exc.errno in (errno.EACCES, errno.EPERM):  # reading or writing: say which file, nothing more
+        return f"{exc.filename}: {reason}" if exc.filename else reason
     where = f" {exc.filename}" if exc.filename else ""
-    return (f"cannot write{where}: {exc.strerror or os.strerror(exc.errno or 0)} (what was written is kept; "
-            "run the same command again once this is fixed)")
+    return f"cannot write{where}: {reason} (what was written is kept; run the same command again once there is room)"
 
 
 def _reader_gone() -> int:
