@@ -467,3 +467,17 @@ def test_a_stopped_server_leaves_no_visitor_file(tmp_path, sig):
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_the_scratch_folder_is_undone_after_use(tmp_path, monkeypatch):
+    import tempfile
+
+    from glmix_vis.app.serving import ServerScratch
+
+    monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
+    before = (tempfile.tempdir, signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT))
+    with ServerScratch(tmp_path) as scratch:
+        assert os.environ["GRADIO_TEMP_DIR"].startswith(str(scratch.root))
+        assert Path(tempfile.mkdtemp()).parent == scratch.root
+    assert "GRADIO_TEMP_DIR" not in os.environ and not scratch.root.exists()
+    assert (tempfile.tempdir, signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before

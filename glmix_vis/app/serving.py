@@ -182,17 +182,38 @@ class ServerScratch:
         self.removed_stale = remove_stale_scratch(self.base)
         self.root = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=self.base))
         self.signalled: int | None = None  # the signal that stopped the server, if one did
+        self._saved: tuple[str | None, str | None, dict[int, Any]] = (None, None, {})
 
     def activate(self) -> ServerScratch:
         """Send every temporary file of this process here, and remove the folder when it ends.
-        Call before gradio is imported (it reads ``GRADIO_TEMP_DIR`` then), from the main thread."""
+        Call before gradio is imported (it reads ``GRADIO_TEMP_DIR`` then), from the main thread.
+        :meth:`deactivate` (or leaving the ``with`` block) restores what was there before."""
+        self._saved = (os.environ.get("GRADIO_TEMP_DIR"), tempfile.tempdir, {})
         os.environ["GRADIO_TEMP_DIR"] = str(self.root / "gradio")
         tempfile.tempdir = str(self.root)
         atexit.register(self.remove)
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, self._on_signal)
+                self._saved[2][sig] = signal.signal(sig, self._on_signal)
         return self
+
+    def deactivate(self) -> None:
+        """Undo :meth:`activate`: the environment, ``tempfile``'s folder and the signal handlers as before."""
+        gradio_dir, temp_dir, handlers = self._saved
+        if gradio_dir is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = gradio_dir
+        tempfile.tempdir = temp_dir
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+    def __enter__(self) -> ServerScratch:
+        return self.activate()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.deactivate()
+        self.remove()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         """Remove the visitors' files at once, then stop as Ctrl-C does (gradio closes the server,

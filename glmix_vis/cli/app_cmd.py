@@ -65,14 +65,13 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(problem)
     from ..app.serving import ServerScratch
 
-    scratch = ServerScratch().activate()  # before gradio is imported: it reads GRADIO_TEMP_DIR then
-    from ..app import ServeError, launch
+    with ServerScratch() as scratch:  # before gradio is imported: it reads GRADIO_TEMP_DIR then
+        from ..app import ServeError, launch
 
-    try:
-        launch(args.checkpoint, host=args.host, port=args.port, max_file_size=args.max_file_size,
-               concurrency=args.concurrency, max_side=args.max_side, device=args.device, precision=args.precision)
-    except ServeError as exc:  # the port is taken, the checkpoint unusable, ...: one line, exit status 2
-        raise UserError(str(exc)) from None
-    finally:
-        scratch.remove()
+        try:
+            launch(args.checkpoint, host=args.host, port=args.port, max_file_size=args.max_file_size,
+                   concurrency=args.concurrency, max_side=args.max_side, device=args.device,
+                   precision=args.precision)
+        except ServeError as exc:  # the port is taken, the checkpoint unusable, ...: one line, exit status 2
+            raise UserError(str(exc)) from None
     return 128 + scratch.signalled if scratch.signalled == signal.SIGTERM else 0
