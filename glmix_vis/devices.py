@@ -63,9 +63,24 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     check_device_name(name)
     device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available on this machine")
+    if device.type != "cpu":
+        _check_available(name, device)
     return device
+
+
+#: How each accelerator type is named in messages, and how torch tells whether this machine has one.
+_ACCELERATORS = {"cuda": "CUDA", "mps": "MPS (Apple GPU)", "xpu": "XPU (Intel GPU)"}
+
+
+def _check_available(name: str, device: torch.device) -> None:
+    """One clear ``ValueError`` for an accelerator this machine lacks, instead of torch's error at first use."""
+    backend = getattr(torch.backends, device.type, None) if device.type == "mps" else getattr(torch, device.type, None)
+    available = bool(backend is not None and backend.is_available())
+    if not available:
+        raise ValueError(f"device {name!r} requested but {_ACCELERATORS[device.type]} is not available on this machine")
+    count = getattr(backend, "device_count", None)
+    if device.index is not None and callable(count) and device.index >= count():
+        raise ValueError(f"device {name!r} requested but this machine has {count()} {device.type} device(s)")
 
 
 def _cuda_bf16(device: torch.device) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import secrets
 import stat
 import warnings
@@ -62,7 +63,16 @@ def _source_name(src: ImageSource) -> str:
     return str(getattr(src, "name", "") or "<stream>")
 
 
-def _open(src: ImageSource, name: str) -> Image.Image:
+def _bomb_message(name: str, exc: Image.DecompressionBombError, max_pixels: int | None) -> str:
+    """Pillow refused the header itself (beyond twice its own threshold): say so with *our* limit,
+    the one the caller chose, and the pixel count Pillow read."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f"{found.group(1)} pixels" if found else "its declared size"
+    limit = max_pixels if max_pixels is not None else 2 * (Image.MAX_IMAGE_PIXELS or 0)
+    return f"{name}: refused, {size} exceeds the limit of {limit} (possible decompression bomb)"
+
+
+def _open(src: ImageSource, name: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
     if isinstance(src, Image.Image):
         return src
     if isinstance(src, bytes | bytearray | memoryview):
@@ -79,7 +89,7 @@ def _open(src: ImageSource, name: str) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             return Image.open(src)
     except Image.DecompressionBombError as exc:
-        raise ImageLoadError(f"{name}: refused, declared size is too large ({exc})") from exc
+        raise ImageLoadError(_bomb_message(name, exc, max_pixels)) from None
     except UnidentifiedImageError as exc:
         raise ImageLoadError(f"{name}: not a recognised image file") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -131,7 +141,7 @@ def _to_rgb_array(img: Image.Image) -> np.ndarray:
 def _open_checked(src: ImageSource, max_pixels: int | None) -> tuple[Image.Image, str]:
     """Open ``src`` lazily (header only) and refuse empty or oversized images before decoding."""
     name = _source_name(src)
-    img = _open(src, name)
+    img = _open(src, name, max_pixels)
     width, height = img.size
     problem = None
     if width <= 0 or height <= 0:

@@ -19,6 +19,7 @@ import timm
 from PIL import Image
 
 import glmix_vis.wsss.evaluate as evaluate_module
+from glmix_vis import workers as workers_module
 from glmix_vis.cli.wsss import main as wsss_main
 from glmix_vis.data import VOC_CLASSES, DatasetError, VOCDataset, open_dataset, save_palette_png
 from glmix_vis.data.base import MAX_LISTED_PROBLEMS
@@ -342,7 +343,7 @@ def _watcher_owner() -> None:
     def grandchild() -> None:
         parent = os.getppid()
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # tells the test that the watch is on
-        crf_module._exit_when_orphaned(parent, 0.1)
+        workers_module.exit_when_orphaned(parent, 0.1)
 
     multiprocessing.get_context("fork").Process(target=grandchild).start()
     time.sleep(60)

@@ -34,7 +34,8 @@ from .settings import *  # noqa: F403  the gradio-free defaults, the only names 
 _LAZY = {
     "SlotApp": "backend", "AppError": "messages", "Analysis": "views",
     **dict.fromkeys(("LoadedModel", "ModelCache", "describe_model"), "model_cache"),
-    **dict.fromkeys(("ARENA_MAX", "MMAP_THRESHOLD", "PictureFiles", "ServeError", "address_problem",
+    **dict.fromkeys(("ARENA_MAX", "MMAP_THRESHOLD", "SCRATCH_PREFIX", "PictureFiles", "ServeError", "ServerScratch",
+                     "address_problem",
                      "discover_checkpoints", "encode_jpeg", "example_files", "launch_options",
                      "limit_heap_fragmentation", "queue_options"), "serving"),
     **dict.fromkeys(("INTRO", "UploadImage", "build_app", "class_colors", "colorbar_html", "launch"), "page"),

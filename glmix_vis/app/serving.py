@@ -3,7 +3,9 @@ the server, the glibc heap settings, and the options the page passes to gradio's
 
 Serving rules: the server binds 127.0.0.1 unless told otherwise; uploads are size-limited and
 downscaled before anything else; requests go through a queue with a concurrency limit; a visitor
-can only pick the checkpoints found here (:func:`discover_checkpoints`).
+can only pick the checkpoints found here (:func:`discover_checkpoints`); every file written for a
+visitor lives in one folder of this server process (:class:`ServerScratch`), removed when it stops,
+by SIGTERM and Ctrl-C too.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ import hashlib
 import io
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -39,8 +44,9 @@ from .settings import (
     JPEG_QUALITY,
 )
 
-__all__ = ["ARENA_MAX", "MMAP_THRESHOLD", "PictureFiles", "ServeError", "address_problem", "discover_checkpoints",
-           "encode_jpeg", "example_files", "launch_options", "limit_heap_fragmentation", "queue_options"]
+__all__ = ["ARENA_MAX", "MMAP_THRESHOLD", "SCRATCH_PREFIX", "PictureFiles", "ServeError", "ServerScratch",
+           "address_problem", "discover_checkpoints", "encode_jpeg", "example_files", "launch_options",
+           "limit_heap_fragmentation", "queue_options"]
 
 #: Heap blocks this large or larger get their own mapping (see limit_heap_fragmentation).
 MMAP_THRESHOLD = 128 * 1024
@@ -150,6 +156,99 @@ class PictureFiles:
                     path.unlink()
             except FileNotFoundError:
                 pass
+
+
+# ------------------------------------------------------------------------------ visitors' files
+#: The scratch folder of server process PID is ``<temp>/glmix-vis-server-<PID>-<random>``.
+SCRATCH_PREFIX = "glmix-vis-server-"
+
+
+class ServerScratch:
+    """One folder holding every file the server writes for its visitors: gradio's copies of their
+    uploads (``GRADIO_TEMP_DIR``), the gallery pictures and the figures (``tempfile``'s folder).
+
+    :meth:`activate` points both there and removes the folder when the process ends: at exit, and on
+    SIGTERM (what service managers send) and SIGINT (Ctrl-C) before the server is closed as Ctrl-C
+    closes it. Only SIGKILL leaves it behind; the next server removes the folders of servers that no
+    longer run. The folder is created in the operator's ``GRADIO_TEMP_DIR`` if set, else the system's
+    temporary folder.
+    """
+
+    def __init__(self, base: str | os.PathLike[str] | None = None) -> None:
+        base = base or os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir()
+        self.base = Path(base)
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.removed_stale = remove_stale_scratch(self.base)
+        self.root = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=self.base))
+        self.signalled: int | None = None  # the signal that stopped the server, if one did
+        self._saved: tuple[str | None, str | None, dict[int, Any]] = (None, None, {})
+
+    def activate(self) -> ServerScratch:
+        """Send every temporary file of this process here, and remove the folder when it ends.
+        Call before gradio is imported (it reads ``GRADIO_TEMP_DIR`` then), from the main thread.
+        :meth:`deactivate` (or leaving the ``with`` block) restores what was there before."""
+        self._saved = (os.environ.get("GRADIO_TEMP_DIR"), tempfile.tempdir, {})
+        os.environ["GRADIO_TEMP_DIR"] = str(self.root / "gradio")
+        tempfile.tempdir = str(self.root)
+        atexit.register(self.remove)
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._saved[2][sig] = signal.signal(sig, self._on_signal)
+        return self
+
+    def deactivate(self) -> None:
+        """Undo :meth:`activate`: the environment, ``tempfile``'s folder and the signal handlers as before."""
+        gradio_dir, temp_dir, handlers = self._saved
+        if gradio_dir is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = gradio_dir
+        tempfile.tempdir = temp_dir
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+    def __enter__(self) -> ServerScratch:
+        return self.activate()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.deactivate()
+        self.remove()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        """Remove the visitors' files at once, then stop as Ctrl-C does (gradio closes the server,
+        and the folder is removed again at exit, with anything a request wrote meanwhile)."""
+        self.signalled = signum
+        self.remove()
+        raise KeyboardInterrupt
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def remove_stale_scratch(base: str | os.PathLike[str]) -> list[Path]:
+    """Remove the scratch folders in ``base`` of server processes that no longer run (killed by
+    SIGKILL, which leaves no time to clean up); returns them."""
+    removed = []
+    for folder in Path(base).glob(f"{SCRATCH_PREFIX}*"):
+        pid = folder.name.removeprefix(SCRATCH_PREFIX).partition("-")[0]
+        try:
+            if not pid.isdigit() or folder.stat().st_uid != os.getuid() or _running(int(pid)):
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 # ------------------------------------------------------------------------------ the process

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
+
+#: Errors of a disk that cannot take what a command writes: one line, not a traceback.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM})
+#: The exit status of a command whose reader went away (``| head``): what a process killed by SIGPIPE reports.
+EXIT_BROKEN_PIPE = 128 + 13
 
 
 class UserError(Exception):
@@ -46,10 +53,40 @@ def main(prog: str, description: str, commands: dict[str, str], argv: Sequence[s
     parser = build_parser(prog, description, commands)
     args = parser.parse_args(argv)
     try:
-        return int(args._run(args) or 0)
+        status = int(args._run(args) or 0)
+        sys.stdout.flush()  # a reader that went away shows here, not in Python's shutdown
+        return status
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _reader_gone()
     except (UserError, FileNotFoundError, ValueError) as exc:
         print(f"{prog} {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRNOS:
+            raise
+        print(f"{prog} {args.command}: error: {write_error(exc)}", file=sys.stderr)
+        return 2
+
+
+def write_error(exc: OSError) -> str:
+    """A full or read-only disk (only writes meet those), or a forbidden file, as one line naming it."""
+    reason = exc.strerror or os.strerror(exc.errno or 0)
+    if exc.errno in (errno.EACCES, errno.EPERM):  # reading or writing: say which file, nothing more
+        return f"{exc.filename}: {reason}" if exc.filename else reason
+    where = f" {exc.filename}" if exc.filename else ""
+    return f"cannot write{where}: {reason} (what was written is kept; run the same command again once there is room)"
+
+
+def _reader_gone() -> int:
+    """``cmd | head``: the reader closed the pipe. End quietly, as Unix tools do: no traceback, and no
+    second error when Python flushes stdout at exit (it is pointed at /dev/null)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout without a file descriptor (captured): nothing to redirect
+        pass
+    return EXIT_BROKEN_PIPE

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 
 from ..app.settings import (
     DEFAULT_CONCURRENCY,
@@ -62,11 +63,15 @@ def run(args: argparse.Namespace) -> int:
     problem = address_problem(args.host, args.port)  # before gradio and the model load: seconds sooner
     if problem:
         raise UserError(problem)
-    from ..app import ServeError, launch
+    from ..app.serving import ServerScratch
 
-    try:
-        launch(args.checkpoint, host=args.host, port=args.port, max_file_size=args.max_file_size,
-               concurrency=args.concurrency, max_side=args.max_side, device=args.device, precision=args.precision)
-    except ServeError as exc:  # the port is taken, the checkpoint unusable, ...: one line, exit status 2
-        raise UserError(str(exc)) from None
-    return 0
+    with ServerScratch() as scratch:  # before gradio is imported: it reads GRADIO_TEMP_DIR then
+        from ..app import ServeError, launch
+
+        try:
+            launch(args.checkpoint, host=args.host, port=args.port, max_file_size=args.max_file_size,
+                   concurrency=args.concurrency, max_side=args.max_side, device=args.device,
+                   precision=args.precision)
+        except ServeError as exc:  # the port is taken, the checkpoint unusable, ...: one line, exit status 2
+            raise UserError(str(exc)) from None
+    return 128 + scratch.signalled if scratch.signalled == signal.SIGTERM else 0

@@ -51,7 +51,11 @@ def format_description(info: dict[str, Any]) -> str:
     size = info["size_bytes"]
     lines = [f"file        {info['file']} ({_size(size)}, {info['format']})",
              "entries     " + ", ".join(f"{k} ({v})" for k, v in info["entries"].items())]
-    if info["fits"]:
+    bad = info.get("non_finite")
+    if info["fits"] and bad:
+        lines.append(f"variant     {info['variant']} (keys and shapes fit, but {bad} holds non-finite values "
+                     "(NaN or Inf): every command refuses these weights)")
+    elif info["fits"]:
         lines.append(f"variant     {info['variant']} (exact fit)")
     else:
         lines.append(f"variant     {info['variant'] or 'unknown'}: the weights fit no registered variant; closest is "
@@ -108,6 +112,8 @@ def _convert(args: argparse.Namespace) -> int:
 
     if args.input_size and len(args.input_size) > 2:
         raise UserError("--input-size takes H or H W")
+    if args.input_size and min(args.input_size) < 1:
+        raise UserError(f"--input-size must be positive, got {' '.join(map(str, args.input_size))}")
     classes = read_class_names(args.classes) if args.classes else None
     size = (args.input_size[0], args.input_size[-1]) if args.input_size else None
     result = convert_checkpoint(args.file, args.out, model=args.model, ema=args.ema, classes=classes,

@@ -50,6 +50,20 @@ def _available_splits(root: Path, year: int) -> list[str]:
     return sorted(p.name.removeprefix("instances_").removesuffix(suffix) for p in files)
 
 
+def _refuse_shared_stems(annotation_file: Path, names: list[str], stems: list[str]) -> None:
+    """One line naming the files whose names share a stem: the image id, so they would share one
+    mask file (and one another's results) in an eval output folder."""
+    groups: dict[str, list[str]] = {}
+    for name, stem in zip(names, stems):
+        groups.setdefault(stem, []).append(name)
+    shared = [files for files in groups.values() if len(files) > 1]
+    if shared:
+        more = f" (and {len(shared) - 1} more such group(s))" if len(shared) > 1 else ""
+        raise DatasetError(f"{annotation_file}: images {', '.join(shared[0])} share the name "
+                           f"{Path(shared[0][0]).stem!r}, so they would share one mask file{more}; "
+                           "give every image a distinct file name")
+
+
 class COCODataset(SegmentationDataset):
     """COCO ``split`` ("train" or "val") of ``year`` as 81-class semantic segmentation."""
 
@@ -95,7 +109,11 @@ class COCODataset(SegmentationDataset):
                 )
         self.palette = voc_palette()
         self._coco_ids = sorted(self.coco.imgs)
-        self.image_ids = [Path(self.coco.imgs[i]["file_name"]).stem for i in self._coco_ids]
+        if not self._coco_ids:
+            raise DatasetError(f"{self.annotation_file}: no images (its 'images' list is empty)")
+        names = [str(self.coco.imgs[i].get("file_name", "")) for i in self._coco_ids]
+        self.image_ids = [Path(name).stem for name in names]
+        _refuse_shared_stems(self.annotation_file, names, self.image_ids)
 
     def image_path(self, i: int) -> Path:
         return self.image_dir / self.coco.imgs[self._coco_ids[self._index(i)]]["file_name"]

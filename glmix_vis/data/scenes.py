@@ -17,6 +17,7 @@ import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from multiprocessing import get_all_start_methods, get_context
@@ -28,6 +29,7 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from ..io import atomic_write_bytes
+from ..workers import init_worker
 from .palette import save_palette_png, voc_palette
 from .voc import METADATA_FILE
 
@@ -476,8 +478,12 @@ def _run_tasks(tasks: list[tuple[str, str, int, SceneConfig]], workers: int) -> 
         return
     _sources()  # load textures before forking so workers inherit them
     method = "fork" if "fork" in get_all_start_methods() else None
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context(method)) as pool:
+    # workers die with this process, even killed (init_worker); Ctrl-C drops the queued chunks
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context(method), initializer=init_worker)
+    try:
         yield from pool.map(_write_one, tasks, chunksize=16)
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 def generate_scenes(
@@ -509,10 +515,9 @@ def generate_scenes(
     counts = {"train": n_train, "val": n_val}
     tasks = [(str(voc_dir), split, i, config) for split in SPLITS for i in range(counts[split])]
     workers = workers if workers is not None else min(8, os.cpu_count() or 1)
-    for _ in tqdm(
-        _run_tasks(tasks, workers), total=len(tasks), desc="make-data", unit="img", disable=not progress
-    ):
-        pass
+    with closing(_run_tasks(tasks, workers)) as written:  # closed (pool shut down) on Ctrl-C too
+        for _ in tqdm(written, total=len(tasks), desc="make-data", unit="img", disable=not progress):
+            pass
     for split in SPLITS:
         ids = "".join(f"{scene_image_id(split, i)}\n" for i in range(counts[split]))
         atomic_write_bytes(sets / f"{split}.txt", ids.encode())

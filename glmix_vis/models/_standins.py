@@ -92,6 +92,14 @@ class _TypeRef:
     def __repr__(self) -> str:
         return f"<type {self.name}>"
 
+    def __call__(self, *args: Any) -> Any:
+        """``bytes()``, ``dict()``, ...: how pickle protocol 2 writes an empty value of a builtin type
+        (``b''`` is ``builtins.bytes()``); the empty value, and nothing else, is built."""
+        empty = _EMPTY_VALUES.get(self.name)
+        if args or empty is None:
+            raise TypeError(f"{self.name} is referenced as a type, not called with arguments")
+        return empty()
+
 
 # ------------------------------------------------------------------------------------ numpy
 _STRUCT_CODES = {("b", 1): "?", ("i", 1): "b", ("i", 2): "h", ("i", 4): "i", ("i", 8): "q",
@@ -216,6 +224,8 @@ _ENUMS = ("omegaconf.base.SCMode", "omegaconf._utils.ValueKind")
 _TYPE_REFS = ("typing.Any", "builtins.dict", "builtins.list", "builtins.tuple", "builtins.int",
               "builtins.float", "builtins.str", "builtins.bool", "builtins.bytes", "builtins.object",
               "numpy.ndarray")
+_EMPTY_VALUES: dict[str, Callable[[], Any]] = {
+    f"builtins.{t.__name__}": t for t in (dict, list, tuple, int, float, str, bool, bytes)}
 _PATHS: dict[str, Callable[..., str]] = {}
 for _mod in ("pathlib", "pathlib._local"):
     for _cls in ("Path", "PosixPath", "PurePath", "PurePosixPath"):

@@ -34,8 +34,8 @@ from ._standins import SAFE_GLOBALS, STANDIN_NAMES, resolve_interpolations, to_p
 __all__ = [
     "CheckpointError", "Checkpoint", "LoadReport", "Detection", "read_checkpoint", "read_checkpoint_meta",
     "load_checkpoint", "find_checkpoint", "resolve_checkpoint", "checkpoint_dirs", "save_safetensors",
-    "compare_signature", "shape_of", "strip_prefixes", "load_state_dict_into", "load_pretrained_weights", "head_size", "locate_pretrained", "EMA_PREFERRED",
-    "HEAD_KEYS", "CHECKPOINT_SUFFIXES",
+    "compare_signature", "shape_of", "strip_prefixes", "load_state_dict_into", "load_pretrained_weights", "head_size",
+    "locate_pretrained", "EMA_PREFERRED", "HEAD_KEYS", "CHECKPOINT_SUFFIXES", "first_non_finite", "check_finite",
 ]
 
 #: Variants whose EMA weights the authors recommend (README: "use model_ema for glnet_16g").
@@ -120,6 +120,8 @@ def locate_pretrained(variant: str, *, user_file: str | os.PathLike[str] | None 
         p = Path(user_file).expanduser()
         if p.is_file():
             return p
+        if p.is_dir():
+            raise CheckpointError(f"{p} is a folder, not a checkpoint file (from pretrained_cfg_overlay['file'])")
         raise FileNotFoundError(f"no such checkpoint file: {p} (from pretrained_cfg_overlay['file'])")
     try:
         return find_checkpoint(variant)
@@ -299,12 +301,35 @@ def _read_safetensors(path: Path, map_location: Any) -> Checkpoint:
             meta[key] = json.loads(value)
         except (TypeError, ValueError):
             meta[key] = value
+        except RecursionError:  # a hostile header: [[[[...]]]] 200,000 deep
+            raise CheckpointError(f"{path}: metadata {key!r} is nested too deeply to be read "
+                                  "(not a checkpoint this package wrote)") from None
     meta.pop("format", None)
     weights = {TOP_LEVEL: strip_prefixes(tensors)} if tensors else {}
     if not weights:
         raise CheckpointError(f"{path} holds no tensors")
     entries = {TOP_LEVEL: f"state dict, {len(tensors)} tensors"}
     return Checkpoint(path, "safetensors", entries, weights, meta=meta, epoch=meta.get("epoch"))
+
+
+def first_non_finite(state_dict: Mapping[str, torch.Tensor]) -> tuple[str, int] | None:
+    """The first floating-point tensor holding NaN or Inf, with its count of such values (None: all finite)."""
+    for key, value in state_dict.items():
+        if isinstance(value, torch.Tensor) and (value.is_floating_point() or value.is_complex()):
+            bad = int((~torch.isfinite(value)).sum())
+            if bad:
+                return key, bad
+    return None
+
+
+def check_finite(state_dict: Mapping[str, torch.Tensor], where: str) -> None:
+    """Refuse weights holding NaN or Inf (every output would be NaN, and results silently wrong):
+    a :class:`CheckpointError` naming ``where`` and the first bad tensor."""
+    found = first_non_finite(state_dict)
+    if found is not None:
+        key, count = found
+        raise CheckpointError(f"{where}: {key} holds {count} non-finite value(s) (NaN or Inf); "
+                              "refusing weights that would turn every output into NaN")
 
 
 def _is_state_dict(obj: Any) -> bool:
@@ -576,6 +601,7 @@ def load_state_dict_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor
     report.mismatched_keys = [k for k, _, _ in det.mismatched]
     bad = set(det.unexpected) | set(report.mismatched_keys)
     usable = {k: v for k, v in given.items() if k not in bad}
+    check_finite(usable, f"{report.path} [{report.entry}]")
     assign = any(t.is_meta for t in target.values())
     if assign:
         usable = {k: _like(v, target[k]) for k, v in usable.items()}

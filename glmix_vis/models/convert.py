@@ -10,7 +10,9 @@ from typing import Any
 
 from .checkpoints import (
     CheckpointError,
+    check_finite,
     compare_signature,
+    first_non_finite,
     head_size,
     read_checkpoint,
     resolve_checkpoint,
@@ -38,10 +40,12 @@ def describe_checkpoint(file: str | os.PathLike[str]) -> dict[str, Any]:
     params = sum(v.numel() for k, v in sd.items() if k not in buffers and v.is_floating_point()
                  and not k.endswith(("running_mean", "running_var")))
     num_classes = head_size(sd)
+    non_finite = first_non_finite(sd)
     return dict(
         file=str(path), size_bytes=path.stat().st_size, format=ckpt.format, entries=ckpt.entries,
         variant=variant, fits=fit.exact, closest=None if fit.exact else det.name, match=round(det.score, 4),
         differences=None if fit.exact else fit.describe_differences(),
+        non_finite=None if non_finite is None else non_finite[0],
         weights=entry, parameters=params, num_classes=num_classes,
         classes=CheckpointMeta.from_mapping(ckpt.meta).head_class_names(num_classes), epoch=ckpt.epoch,
         ema=ckpt.has_ema, ema_entry=ckpt.ema_entry,
@@ -50,10 +54,18 @@ def describe_checkpoint(file: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def read_class_names(file: str | os.PathLike[str]) -> list[str]:
-    """Class names from a text file (one per line) or a JSON list."""
-    text = Path(file).read_text(encoding="utf-8")
+    """Class names from a text file (one per line) or a JSON list; any failure names the file."""
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{file}: not a text file (expected class names, one per line, or a JSON list)") from None
+    except OSError as exc:
+        raise ValueError(f"{file}: cannot read class names ({exc.strerror or exc})") from None
     if text.lstrip().startswith("["):
-        names = json.loads(text)
+        try:
+            names = json.loads(text)
+        except (ValueError, RecursionError):
+            names = None
         if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
             raise ValueError(f"{file}: expected a JSON list of class names")
         return names
@@ -88,6 +100,10 @@ def convert_checkpoint(src: str | os.PathLike[str], out: str | os.PathLike[str],
         raise ValueError("the output would overwrite the input")
     if out.exists() and not force:
         raise ValueError(f"{out} exists (use --force to overwrite)")
+    if not out.parent.is_dir():
+        raise ValueError(f"{out}: the folder {out.parent} does not exist; create it first")
+    if input_size is not None and min(int(v) for v in input_size) < 1:
+        raise ValueError(f"input_size must be positive, got {tuple(input_size)}")
     if model and model not in MODEL_CONFIGS:
         raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODEL_CONFIGS)}")
 
@@ -97,6 +113,7 @@ def convert_checkpoint(src: str | os.PathLike[str], out: str | os.PathLike[str],
     det = compare_signature({k: tuple(v.shape) for k, v in sd.items()}, variant_signature(name), name)
     if not det.exact:
         raise CheckpointError(f"{path} [{entry}] does not fit {name}: {det.describe_differences()}")
+    check_finite(sd, f"{path} [{entry}]")
     num_classes = det.num_classes or 0
     default_cfg = timm.models.get_pretrained_cfg(name)
 

@@ -18,12 +18,7 @@ while the caller computes the next (the eval loop's network beside its CRF).
 
 from __future__ import annotations
 
-import ctypes
 import math
-import os
-import signal
-import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
@@ -33,13 +28,11 @@ from typing import TypeVar
 
 import numpy as np
 
-__all__ = ["CRFParams", "crf_pool", "crf_refine", "crf_labels", "crf_refine_batch", "crf_stream", "watch_parent"]
+from ..workers import init_worker
+
+__all__ = ["CRFParams", "crf_pool", "crf_refine", "crf_labels", "crf_refine_batch", "crf_stream"]
 
 Key = TypeVar("Key", bound=Hashable)
-
-#: Seconds between a worker's checks that its parent is alive (the non-prctl fallback).
-ORPHAN_POLL_S = 0.5
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass(frozen=True)
@@ -138,53 +131,15 @@ def crf_labels(image: np.ndarray, probs: np.ndarray, params: CRFParams | None = 
     return crf_refine(image, probs, params).argmax(axis=0).astype(np.int64)
 
 
-def _exit_when_orphaned(parent: int, interval: float) -> None:
-    while True:
-        time.sleep(interval)
-        if os.getppid() != parent:  # re-parented: the parent is gone
-            os._exit(1)
-
-
-def watch_parent(interval: float = ORPHAN_POLL_S) -> None:
-    """End this process soon after its parent dies, even by SIGKILL (which no cleanup code sees).
-
-    On Linux the kernel does it at once (``prctl(PR_SET_PDEATHSIG, SIGKILL)``; note it fires when
-    the parent *thread* that started this process exits). Everywhere, a daemon thread also polls
-    ``os.getppid()`` every ``interval`` seconds and exits when this process is re-parented.
-    A parent that died before this call (between fork and pool initializer) goes unnoticed.
-    """
-    parent = os.getppid()
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        except (OSError, AttributeError):  # no usable libc: the thread below still works
-            pass
-    if os.getppid() != parent:  # died before the signal was armed
-        os._exit(1)
-    threading.Thread(target=_exit_when_orphaned, args=(parent, interval), daemon=True,
-                     name="exit-when-orphaned").start()
-
-
-def _init_worker() -> None:
-    """Pool initializer: die with the parent, and leave Ctrl-C to it.
-
-    SIGINT reaches the whole foreground process group; the parent turns it into an orderly
-    ``shutdown`` of the pool, so a worker must neither die mid-job nor print a traceback.
-    """
-    watch_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def crf_pool(max_workers: int | None = None) -> ProcessPoolExecutor:
     """A process pool for CRF jobs whose workers end with their parent, even if it is killed.
 
-    Workers start in the thread that submits and, on Linux, die with that thread (see
-    :func:`watch_parent`): submit from one that outlives the pool, as the main thread does. They ignore
-    Ctrl-C: shut it down with ``shutdown(cancel_futures=True)`` in a ``finally``, which lets
+    Workers start in the thread that submits and, on Linux, die with that thread
+    (:func:`glmix_vis.workers.init_worker`): submit from one that outlives the pool, as the main thread
+    does. They ignore Ctrl-C: shut it down with ``shutdown(cancel_futures=True)`` in a ``finally``, which lets
     the running jobs finish and drops the queued ones.
     """
-    return ProcessPoolExecutor(max_workers=max_workers, initializer=_init_worker)
+    return ProcessPoolExecutor(max_workers=max_workers, initializer=init_worker)
 
 
 def _refine_one(args: tuple[np.ndarray, np.ndarray, CRFParams | None, str]) -> np.ndarray:

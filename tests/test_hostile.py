@@ -1,0 +1,483 @@
+"""Hostile inputs and bad days (issue 25): each case is refused up front with one clear line, or
+handled quietly, instead of a silently wrong result, a traceback or a leftover process/file.
+
+eval/RESULTS.md ("Hostile cases") lists every case here with its outcome before and after.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+from PIL import Image
+
+from glmix_vis.cli.vis import main as vis_main
+from glmix_vis.cli.wsss import main as wsss_main
+from glmix_vis.data import DatasetError, open_dataset
+from glmix_vis.models.checkpoints import CheckpointError, load_checkpoint, read_checkpoint, save_safetensors
+
+REPO = Path(__file__).resolve().parents[1]
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(REPO))
+
+
+@pytest.fixture(scope="module")
+def nano_sd() -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    return timm.create_model("glnet_nano", num_classes=3).state_dict()
+
+
+# -- 4a / 6: COCO annotation files -----------------------------------------------------------------
+
+
+def _coco(root: Path, file_names: list[str]) -> Path:
+    (root / "annotations").mkdir(parents=True)
+    (root / "val2014").mkdir()
+    images = [{"id": k + 1, "file_name": name, "height": 20, "width": 30} for k, name in enumerate(file_names)]
+    for info in images:
+        path = root / "val2014" / info["file_name"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (30, 20), (90, 120, 30)).save(path)
+    data = {"images": images, "annotations": [], "categories": [{"id": 1, "name": "person"}]}
+    (root / "annotations" / "instances_val2014.json").write_text(json.dumps(data))
+    return root
+
+
+def test_coco_images_sharing_a_stem_are_refused_up_front(tmp_path):
+    root = _coco(tmp_path / "coco", ["a.jpg", "b.jpg", "a.png", "sub/b.jpg"])
+    with pytest.raises(DatasetError) as info:
+        open_dataset("coco", root, "val")
+    message = str(info.value)
+    assert len(message.splitlines()) == 1
+    assert "instances_val2014.json" in message and "a.jpg" in message and "a.png" in message
+    assert "one mask file" in message and "1 more" in message  # b.jpg and sub/b.jpg: counted
+
+
+def test_coco_annotations_without_images_are_refused_up_front(tmp_path):
+    root = _coco(tmp_path / "coco", [])
+    with pytest.raises(DatasetError, match=r"instances_val2014\.json: no images"):
+        open_dataset("coco", root, "val")
+
+
+# -- 4b: non-finite weights ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_on_load(tmp_path, nano_sd, bad):
+    sd = dict(nano_sd)
+    key = next(k for k, v in sd.items() if v.is_floating_point() and v.numel() > 8 and k.startswith("stages."))
+    sd[key] = sd[key].clone()
+    sd[key].view(-1)[3] = bad
+    path = tmp_path / "bad.safetensors"
+    save_safetensors(sd, path, meta={"model": "glnet_nano"})
+    with pytest.raises(CheckpointError, match=rf"bad\.safetensors .*{key} holds 1 non-finite value"):
+        load_checkpoint(timm.create_model("glnet_nano", num_classes=3), path)
+    with pytest.raises(CheckpointError, match=rf"{key} holds 1 non-finite value"):  # timm's pretrained=True
+        timm.create_model("glnet_nano", pretrained=True, num_classes=3, pretrained_cfg_overlay=dict(file=str(path)))
+    from glmix_vis.cli.checkpoint_cmd import format_description
+    from glmix_vis.models.convert import describe_checkpoint
+
+    info = describe_checkpoint(path)
+    assert info["non_finite"] == key
+    text = format_description(info)
+    assert "exact fit" not in text and f"{key} holds non-finite values" in text
+
+
+def test_inspect_prints_non_finite_weights(tmp_path, nano_sd, capsys):
+    sd = {k: (v.clone().fill_(float("nan")) if k == "head.bias" else v) for k, v in nano_sd.items()}
+    path = tmp_path / "nan.pth"
+    torch.save({"model": sd}, path)
+    assert vis_main(["checkpoint", "inspect", str(path)]) == 0
+    assert "head.bias holds non-finite values" in capsys.readouterr().out
+    assert vis_main(["checkpoint", "convert", str(path), str(tmp_path / "out.safetensors")]) == 2
+    assert "head.bias holds 3 non-finite value(s)" in capsys.readouterr().err
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+# -- 6 / 7: checkpoint files that are intact, or hostile ------------------------------------------
+
+
+def test_a_config_holding_empty_bytes_is_not_called_corrupt(tmp_path, nano_sd):
+    path = tmp_path / "bytes.pth"
+    torch.save({"model": nano_sd, "config": b"", "args": {"note": b""}}, path)
+    ckpt = read_checkpoint(path)
+    assert set(ckpt.weights) == {"model"}
+
+
+def _with_metadata(src: Path, dst: Path, key: str, value: str) -> Path:
+    """``src`` (a safetensors file) with one more metadata string in its header."""
+    raw = src.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    header.setdefault("__metadata__", {})[key] = value
+    encoded = json.dumps(header).encode()
+    dst.write_bytes(len(encoded).to_bytes(8, "little") + encoded + raw[8 + n:])
+    return dst
+
+
+def test_a_deeply_nested_safetensors_header_is_one_line(tmp_path, nano_sd, capsys):
+    good = save_safetensors(nano_sd, tmp_path / "good.safetensors", meta={"model": "glnet_nano"})
+    deep = _with_metadata(good, tmp_path / "deep.safetensors", "classes", "[" * 200_000 + "]" * 200_000)
+    with pytest.raises(CheckpointError, match=r"deep\.safetensors: metadata 'classes' is nested too deeply"):
+        read_checkpoint(deep)
+    with pytest.raises(CheckpointError, match="nested too deeply"):
+        timm.create_model("glnet_nano", pretrained=True, num_classes=3, pretrained_cfg_overlay=dict(file=str(deep)))
+    for command in (["checkpoint", "inspect", str(deep)], ["slots", "--checkpoint", str(deep), "--device", "cpu"]):
+        assert vis_main(command) == 2
+        err = capsys.readouterr().err
+        assert "nested too deeply" in err and len(err.strip().splitlines()) == 1
+
+
+def test_convert_into_a_missing_folder_is_one_line(tmp_path, nano_sd, capsys):
+    src = save_safetensors(nano_sd, tmp_path / "src.safetensors", meta={"model": "glnet_nano"})
+    assert vis_main(["checkpoint", "convert", str(src), str(tmp_path / "missing" / "out.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "missing" in err and "folder" in err
+
+
+def test_convert_refuses_an_input_size_below_one(tmp_path, nano_sd, capsys):
+    src = save_safetensors(nano_sd, tmp_path / "src.safetensors", meta={"model": "glnet_nano"})
+    out = tmp_path / "out.safetensors"
+    assert vis_main(["checkpoint", "convert", str(src), str(out), "--input-size", "0"]) == 2
+    assert "--input-size" in capsys.readouterr().err and not out.exists()
+    from glmix_vis.models.convert import convert_checkpoint
+
+    with pytest.raises(ValueError, match="input_size"):
+        convert_checkpoint(src, out, input_size=(224, -3))
+
+
+def test_a_binary_classes_file_is_named(tmp_path, nano_sd, capsys):
+    src = save_safetensors(nano_sd, tmp_path / "src.safetensors", meta={"model": "glnet_nano"})
+    classes = tmp_path / "classes.bin"
+    classes.write_bytes(b"\xff\xfe\x00\x81binary")
+    assert vis_main(["checkpoint", "convert", str(src), str(tmp_path / "o.safetensors"), "--classes",
+                     str(classes)]) == 2
+    err = capsys.readouterr().err
+    assert "classes.bin" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_folder_as_pretrained_file_is_called_a_folder(tmp_path):
+    with pytest.raises(CheckpointError, match=rf"{tmp_path.name} is a folder, not a checkpoint file"):
+        timm.create_model("glnet_nano", pretrained=True, pretrained_cfg_overlay=dict(file=str(tmp_path)))
+
+
+def test_an_unavailable_device_is_one_clear_line():
+    from glmix_vis.devices import resolve_device
+
+    if not (torch.backends.mps.is_available()):
+        with pytest.raises(ValueError, match=r"device 'mps' requested but .* not available on this machine"):
+            resolve_device("mps")
+    if not (hasattr(torch, "xpu") and torch.xpu.is_available()):
+        with pytest.raises(ValueError, match=r"device 'xpu' requested but .* not available on this machine"):
+            resolve_device("xpu")
+
+
+# -- 7: the decompression-bomb message quotes our limit -------------------------------------------
+
+
+def test_the_bomb_message_quotes_our_limit_not_pillows(tmp_path):
+    import struct
+    import zlib
+
+    from glmix_vis.io import DEFAULT_MAX_PIXELS, ImageLoadError, load_image
+
+    data = bytearray(Path(_png(tmp_path)).read_bytes())
+    ihdr = struct.pack(">II", 40_000, 40_000) + bytes(data[24:29])
+    data[16:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr) & 0xFFFFFFFF)
+    with pytest.raises(ImageLoadError) as info:
+        load_image(bytes(data))
+    assert f"limit of {DEFAULT_MAX_PIXELS}" in str(info.value) and "1600000000 pixels" in str(info.value)
+    assert str(2 * Image.MAX_IMAGE_PIXELS) not in str(info.value)
+    with pytest.raises(ImageLoadError, match="limit of 1000000 "):
+        load_image(bytes(data), max_pixels=1_000_000)
+
+
+def _png(tmp_path: Path) -> Path:
+    path = tmp_path / "one.png"
+    Image.new("L", (1, 1)).save(path)
+    return path
+
+
+# -- 1 (the bound of the network input) and 6 (the sliver) ----------------------------------------
+
+
+def test_the_network_input_is_bounded_in_aspect_ratio_and_pixels():
+    from glmix_vis.preprocess import MAX_ASPECT_RATIO, MAX_INPUT_PIXELS, model_input_size
+
+    with pytest.raises(ValueError, match=r"1x1024 .* aspect ratio .*at most 1:16|aspect ratio"):
+        model_input_size(1, 1024, 224)
+    with pytest.raises(ValueError, match="aspect ratio"):
+        model_input_size(1024, 1, None)
+    assert model_input_size(100, 100 * MAX_ASPECT_RATIO, 64) == (64, 64 * MAX_ASPECT_RATIO)
+    with pytest.raises(ValueError, match=r"30000.*pixels.*--input-size"):
+        model_input_size(480, 640, 30000)
+    with pytest.raises(ValueError, match="pixels"):
+        model_input_size(4000, 3000, None)  # an eval at the image's own size
+    h, w = model_input_size(2000, 2000, None if 2000 * 2000 <= MAX_INPUT_PIXELS else 1024)
+    assert h * w <= MAX_INPUT_PIXELS
+
+
+def test_a_large_image_is_downscaled_before_it_becomes_float32(monkeypatch):
+    import glmix_vis.preprocess as preprocess
+
+    seen = []
+    real = preprocess.to_tensor
+    monkeypatch.setattr(preprocess, "to_tensor", lambda image: seen.append(image.shape) or real(image))
+    big = np.random.default_rng(0).integers(0, 255, (3000, 2400, 3), dtype=np.uint8)
+    batch = preprocess.image_to_batch(big, (0.5,) * 3, (0.25,) * 3, short_side=224)
+    assert tuple(batch.shape) == (1, 3, 288, 224)
+    assert seen and seen[0][0] * seen[0][1] <= preprocess.MAX_INPUT_PIXELS
+    small = big[:200, :160]
+    seen.clear()
+    preprocess.image_to_batch(small, (0.5,) * 3, (0.25,) * 3, short_side=224)
+    assert seen == [(200, 160, 3)]  # an ordinary image takes the unchanged path
+
+
+def test_figure_on_a_sliver_is_one_line(tmp_path, capsys):
+    sliver = tmp_path / "sliver.png"
+    Image.new("RGB", (1024, 1), (200, 30, 30)).save(sliver)
+    assert vis_main(["figure", str(sliver), "--out", str(tmp_path / "fig.png"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "aspect ratio of 1024:1" in errors[0] and "Traceback" not in err
+    assert vis_main(["slots", str(sliver), "--device", "cpu", "--input-size", "64"]) == 2
+    assert "aspect ratio" in capsys.readouterr().err
+
+
+def test_the_app_answers_a_sliver_at_once_and_a_normal_image_beside_it(backend, nano_checkpoint):
+    """The 91-byte 1x1024 PNG that held the server for 320 s: refused in a message, in well under a second."""
+    import io
+
+    buf = io.BytesIO()
+    Image.new("RGB", (1, 1024), (200, 30, 30)).save(buf, "PNG")
+    label = nano_checkpoint.name
+    for size in (None, 640):  # the model's own input size, and the slider's maximum
+        start = time.perf_counter()
+        status, items = backend.slot_overlays(buf.getvalue(), label, size, [0])
+        assert time.perf_counter() - start < 5 and items == []
+        assert "aspect ratio of" in status and "16:1 allowed" in status, status
+    status, items = backend.slot_overlays(np.full((96, 128, 3), 120, np.uint8), label, None, [0])
+    assert items and "Error" not in status
+
+
+# -- 6: a broken pipe, a full disk ------------------------------------------------------------------
+
+
+def test_a_closed_pipe_ends_the_command_quietly(tmp_path):
+    image = tmp_path / "img.png"
+    Image.new("RGB", (64, 48), (10, 200, 30)).save(image)
+    code = ("import sys; from glmix_vis.cli.vis import main; "
+            "rc = main(['slots', sys.argv[1], '--device', 'cpu']); print('x' * 100000); sys.exit(rc)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(image)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=_env(), cwd=tmp_path)
+    proc.stdout.close()  # what `| head` does once it has its lines
+    _, err = proc.communicate(timeout=300)
+    text = err.decode()
+    assert "Traceback" not in text and "BrokenPipe" not in text and "Exception ignored" not in text, text
+    assert proc.returncode == 141  # as a C tool killed by SIGPIPE reports
+
+
+def _voc(base: Path, ids: list[str]) -> Path:
+    from glmix_vis.data import save_palette_png
+
+    voc = base / "VOCdevkit" / "VOC2012"
+    for sub in ("JPEGImages", "SegmentationClass", "Annotations", "ImageSets/Segmentation"):
+        (voc / sub).mkdir(parents=True, exist_ok=True)
+    mask = np.zeros((40, 56), np.uint8)
+    mask[:20, :28] = 15
+    for image_id in ids:
+        Image.fromarray(np.full((40, 56, 3), 90, np.uint8)).save(voc / "JPEGImages" / f"{image_id}.jpg")
+        save_palette_png(voc / "SegmentationClass" / f"{image_id}.png", mask)
+        (voc / "Annotations" / f"{image_id}.xml").write_text(
+            "<annotation><object><name>person</name></object></annotation>")
+    (voc / "ImageSets/Segmentation" / "train.txt").write_text("\n".join(ids) + "\n")
+    return base
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EACCES])
+def test_a_full_or_read_only_output_disk_is_one_line_and_loses_nothing(tmp_path, monkeypatch, capsys, code):
+    import glmix_vis.wsss.outdir as outdir
+    from glmix_vis.data import VOC_CLASSES
+
+    ckpt = tmp_path / "voc_nano.safetensors"
+    save_safetensors(timm.create_model("glnet_nano", num_classes=len(VOC_CLASSES) - 1).state_dict(), ckpt,
+                     meta=dict(model="glnet_nano", classes=VOC_CLASSES, input_size=[40, 56]))
+    ids = [f"2008_{k:06d}" for k in range(5)]
+    root, out = _voc(tmp_path, ids), tmp_path / "out"
+    args = ["eval", "--root", str(root), "--split", "train", "--checkpoint", str(ckpt), "--out", str(out),
+            "--method", "cam", "--no-crf", "--workers", "0", "--device", "cpu"]
+    real, written = outdir.save_palette_png, []
+
+    def disk_fills_up(path, mask, palette=None):
+        if len(written) == 2:
+            raise OSError(code, os.strerror(code), str(path))
+        written.append(path)
+        return real(path, mask, palette) if palette is not None else real(path, mask)
+
+    monkeypatch.setattr(outdir, "save_palette_png", disk_fills_up)
+    assert wsss_main(args) == 2
+    text = capsys.readouterr().err
+    assert "Traceback" not in text, text
+    err = text.strip().splitlines()[-1]
+    assert [line for line in text.splitlines() if "error" in line] == [err]
+    assert err.startswith("glmix-wsss eval: error: ") and os.strerror(code) in err, err
+    assert str(out / "masks") in err
+    assert (code == errno.EACCES) != ("cannot write" in err and "run the same command again" in err)
+    monkeypatch.setattr(outdir, "save_palette_png", real)
+    assert sorted(p.name for p in (out / "masks").glob("*.png")) == [f"{i}.png" for i in ids[:2]]
+    assert wsss_main(args) == 0  # the same command resumes after the disk is fixed
+    assert len(list((out / "masks").glob("*.png"))) == len(ids)
+
+
+# -- 5: make-data's workers end with it -------------------------------------------------------------
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] not in ("Z", "X") and int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
+@linux_only
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_make_data_workers_end_with_a_killed_parent(tmp_path, sig):
+    cmd = [sys.executable, "-m", "glmix_vis.cli.wsss", "make-data", "--out", str(tmp_path / "data"),
+           "--train", "20000", "--val", "0", "--workers", "2", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(),
+                            start_new_session=True)
+    try:
+        def two_working() -> set[int]:
+            if proc.poll() is not None:
+                pytest.fail(f"make-data ended early ({proc.returncode}): {proc.stderr.read()[-2000:]!r}")
+            workers = _children(proc.pid)
+            return workers if len(workers) >= 2 and any((tmp_path / "data").rglob("*.jpg")) else set()
+
+        workers = _wait(two_working, 120, "make-data's workers")
+        os.kill(proc.pid, sig)
+        proc.wait(10)
+        _wait(lambda: not any(_alive(w) for w in workers), 5, f"workers {workers} to end")
+        proc.stderr.read()  # EOF: no process holds the caller's stderr any more
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # its own session: whatever of it is left
+        except ProcessLookupError:
+            pass
+        proc.communicate()
+
+
+# -- 2: visitors' files do not outlive the server ----------------------------------------------------
+
+
+def test_stale_scratch_folders_of_dead_servers_are_removed(tmp_path):
+    from glmix_vis.app.serving import SCRATCH_PREFIX, remove_stale_scratch
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"{SCRATCH_PREFIX}{dead.pid}-x1"
+    (stale / "gradio").mkdir(parents=True)
+    (stale / "gradio" / "upload.png").write_bytes(b"visitor's image")
+    alive = tmp_path / f"{SCRATCH_PREFIX}{os.getpid()}-x2"
+    alive.mkdir()
+    other = tmp_path / "unrelated"
+    other.mkdir()
+    assert remove_stale_scratch(tmp_path) == [stale]
+    assert not stale.exists() and alive.exists() and other.exists()
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+@linux_only
+@pytest.mark.parametrize("sig", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)],
+                         ids=["SIGTERM", "SIGINT"])
+def test_a_stopped_server_leaves_no_visitor_file(tmp_path, sig):
+    pytest.importorskip("gradio")
+    from gradio_client import Client, handle_file
+
+    sys.path.insert(0, str(REPO / "eval"))
+    try:
+        from served_app import free_port, wait_for
+    finally:
+        sys.path.remove(str(REPO / "eval"))
+    from glmix_vis.app.settings import DEMO_LABEL
+
+    base = tmp_path / "tmp"
+    base.mkdir()
+    image = tmp_path / "visitor.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(image)
+    port = free_port()
+    env = dict(_env(), TMPDIR=str(base), GRADIO_TEMP_DIR=str(base), GRADIO_ANALYTICS_ENABLED="False",
+               GLMIX_CHECKPOINT_DIR=str(tmp_path / "none"))
+    proc = subprocess.Popen([sys.executable, "-m", "glmix_vis.cli.vis", "app", "--port", str(port), "--device", "cpu"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        wait_for(url, proc, timeout=240)
+        status, gallery, *_ = Client(url, verbose=False).predict(handle_file(str(image)), DEMO_LABEL, 128, [0], 0,
+                                                                  api_name="/analyze")
+        assert gallery, status
+        written = _files(base)
+        assert any(p.name == "visitor.png" for p in written), written  # gradio's copy of the upload
+        assert any(p.suffix == ".jpg" for p in written), written  # the gallery pictures
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == (128 + sig if sig == signal.SIGTERM else 0), err
+        assert b"Traceback" not in err, err.decode()
+        assert _files(base) == [] and not list(base.iterdir())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_the_scratch_folder_is_undone_after_use(tmp_path, monkeypatch):
+    import tempfile
+
+    from glmix_vis.app.serving import ServerScratch
+
+    monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
+    before = (tempfile.tempdir, signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT))
+    with ServerScratch(tmp_path) as scratch:
+        assert os.environ["GRADIO_TEMP_DIR"].startswith(str(scratch.root))
+        assert Path(tempfile.mkdtemp()).parent == scratch.root
+    assert "GRADIO_TEMP_DIR" not in os.environ and not scratch.root.exists()
+    assert (tempfile.tempdir, signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
