@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
+import pytest
+
+T = TypeVar("T")
 
 #: The classes of the app tests' random checkpoint (conftest's ``nano_checkpoint``).
 APP_CLASSES = ["background", "disk", "square", "star"]
@@ -42,3 +48,15 @@ def random_checkpoint(root: Path, *, input_size: int | None = None, seed: int | 
     path = root / name
     save_safetensors(model.state_dict(), path, meta=meta)
     return path
+
+
+def wait_until(predicate: Callable[[], T], timeout: float, what: str) -> T:
+    """Poll ``predicate`` every 50 ms until it returns something true (returned), or fail the test
+    after ``timeout`` seconds naming ``what`` it waited for."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}")

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import timm
+from helpers import wait_until
 from PIL import Image
 
 import glmix_vis.wsss.evaluate as evaluate_module
@@ -302,23 +303,13 @@ def _ignores_sigint(pid: int) -> bool:
     return bool(ignored & (1 << (signal.SIGINT - 1)))
 
 
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}")
-
-
 @linux_only
 def test_crf_pool_workers_leave_ctrl_c_to_the_parent_and_end_with_the_pool():
     before = _children(os.getpid())
     pool = crf_module.crf_pool(2)
     try:
         assert sorted(pool.map(abs, [-1, -2])) == [1, 2]  # started, now idle in the job queue
-        workers = _wait_for(lambda: {c for c in _children(os.getpid()) - before if _ignores_sigint(c)}, 20,
+        workers = wait_until(lambda: {c for c in _children(os.getpid()) - before if _ignores_sigint(c)}, 20,
                             "the workers to start")
         for w in workers:
             os.kill(w, signal.SIGINT)  # Ctrl-C reaches every process of the terminal's group
@@ -361,10 +352,10 @@ def test_workers_die_with_a_killed_parent(owner):
             workers = {c for c in _children(parent.pid) if _ignores_sigint(c)}
             return workers if len(workers) >= expected else set()
 
-        workers = _wait_for(ready, 20, "the workers to start")
+        workers = wait_until(ready, 20, "the workers to start")
         os.kill(parent.pid, signal.SIGKILL)
         parent.join(5)
-        _wait_for(lambda: all(_stat(w) is None for w in workers), 3, f"workers {workers} to end")
+        wait_until(lambda: all(_stat(w) is None for w in workers), 3, f"workers {workers} to end")
     finally:
         if parent.is_alive():
             parent.kill()
@@ -389,7 +380,7 @@ def _wait_for_workers(proc: subprocess.Popen) -> set[int]:
         workers = {c for c in _children(proc.pid) if _ignores_sigint(c)}
         return workers if len(workers) >= 2 else set()
 
-    return _wait_for(two_ready, 120, "eval's CRF workers")
+    return wait_until(two_ready, 120, "eval's CRF workers")
 
 
 @linux_only
@@ -400,7 +391,7 @@ def test_eval_crf_workers_die_when_eval_is_killed(tmp_path, voc_checkpoint):
         workers = _wait_for_workers(proc)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
-        _wait_for(lambda: all(_stat(w) is None for w in workers), 3, f"workers {workers} to end")
+        wait_until(lambda: all(_stat(w) is None for w in workers), 3, f"workers {workers} to end")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

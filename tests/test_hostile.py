@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import timm
 import torch
+from helpers import wait_until
 from PIL import Image
 
 from glmix_vis.cli.vis import main as vis_main
@@ -366,16 +367,6 @@ def _alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}")
-
-
 @linux_only
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_make_data_workers_end_with_a_killed_parent(tmp_path, sig):
@@ -390,10 +381,10 @@ def test_make_data_workers_end_with_a_killed_parent(tmp_path, sig):
             workers = _children(proc.pid)
             return workers if len(workers) >= 2 and any((tmp_path / "data").rglob("*.jpg")) else set()
 
-        workers = _wait(two_working, 120, "make-data's workers")
+        workers = wait_until(two_working, 120, "make-data's workers")
         os.kill(proc.pid, sig)
         proc.wait(10)
-        _wait(lambda: not any(_alive(w) for w in workers), 5, f"workers {workers} to end")
+        wait_until(lambda: not any(_alive(w) for w in workers), 5, f"workers {workers} to end")
         proc.stderr.read()  # EOF: no process holds the caller's stderr any more
     finally:
         try:
