@@ -125,7 +125,7 @@ def class_status(method: str, seen: Sequence[str], head_top: Sequence[object] | 
                  demo_names: Sequence[str] | None) -> str:
     """The classes tab's status: the method, the classes seen, an ImageNet head's own top classes
     (``head_top``) and, for the demo model (``demo_names``: its shapes), a warning first."""
-    found = ", ".join(seen) or "nothing"
+    found = ", ".join(seen) or "none (no class reaches the head's threshold, so both masks are all background)"
     head = "" if head_top is None else " ImageNet head's top classes: " + ", ".join(str(p) for p in head_top) + "."
     warning = ""
     if demo_names is not None:

@@ -282,7 +282,9 @@ def classes_tab(c: Controls) -> TabView:
         if current != TAB_CLASSES:  # computed when its tab is opened
             return {class_status: "", scores: {}, evidence: [], mask: None, mask_crf: None}
         text, scores_, items, annotated = app.class_view(img, label, input_size, meth, warn=False)
-        return {class_status: text, scores: scores_, evidence: files.gallery(items), mask: annotated,
+        # the heading names the top class only when the model sees one (its evidence is then shown)
+        return {class_status: text, scores: gr.update(value=scores_, show_heading=bool(items)),
+                evidence: files.gallery(items), mask: annotated,
                 mask_crf: None}
 
     def on_crf(img: Any, label: str, input_size: float, meth: str, current: str) -> dict[Any, Any]:
