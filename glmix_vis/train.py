@@ -204,7 +204,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
     try:
         return _train(config, out)
     except BaseException:
-        if created and out.is_dir() and not any(out.iterdir()):
+        if created and out.is_dir() and {p.name for p in out.iterdir()} <= {"settings.json"}:
+            (out / "settings.json").unlink(missing_ok=True)  # only the settings it recorded: nothing to resume
             out.rmdir()
         raise
 
