@@ -145,7 +145,7 @@ def test_the_label_rule_is_at_least_the_threshold_and_nothing_below_it() -> None
     assert image_labels(np.zeros(0), 0.5).shape == (0,)
     # a softmax head read through a class map: the groups' mass against 0.1; no group reaches it: no class
     head = SimpleNamespace(multilabel=False, class_scores=lambda logits: logits.softmax(-1).numpy()[[0, 1]])
-    logits = torch.log(torch.tensor([0.1, 0.05, 0.85]))
+    logits = torch.log(torch.tensor([0.12, 0.05, 0.83]))
     np.testing.assert_array_equal(predicted_labels(head, logits), [1, 0])
     np.testing.assert_array_equal(predicted_labels(head, torch.log(torch.tensor([0.02, 0.05, 0.93]))), [0, 0])
 
