@@ -27,16 +27,14 @@ from pathlib import Path
 
 import torch
 
+from .precisions import DEFAULT_PRECISION, PRECISIONS
+
 __all__ = ["resolve_device", "check_device_name", "autocast_dtype", "PRECISIONS", "PRECISION_DTYPES", "DEFAULT_PRECISION",
            "resolve_precision", "precision_name", "cpu_supports_bf16", "inference_precision",
            "network_precision", "network_autocast", "Distributed", "init_distributed"]
 
 _USABLE = ("cpu", "cuda", "mps", "xpu")
 
-#: The names ``--precision`` takes.
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-#: The precision every command and ``load_model`` use unless told otherwise (the one place to change it).
-DEFAULT_PRECISION = "fp32"
 #: The dtype each precision name stands for (what outputs record, e.g. ``settings.json``).
 PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: /proc/cpuinfo flags of native bfloat16 matrix instructions (x86).

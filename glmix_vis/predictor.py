@@ -115,7 +115,7 @@ class SlotPredictor:
     def predicted_labels(self, threshold: float | None = None) -> np.ndarray:
         """Multi-hot ``(K,)`` of the classes the model sees, by the pipeline's one label rule
         (:func:`glmix_vis.wsss.pipeline.predicted_labels`: score ``>=`` the head's threshold, 0.5
-        for a sigmoid head and 0.1 for a softmax one, and at least the best class)."""
+        for a sigmoid head and 0.1 for a softmax one; none when no class reaches it)."""
         return predicted_labels(self.info, self._require().logits[0], threshold)
 
     # ------------------------------------------------------------------ WSSS

@@ -33,8 +33,9 @@ from .models.checkpoints import save_safetensors
 from .models.glnet import GLNET_MEAN, GLNET_STD
 from .models.meta import HEAD_FOREGROUND, CheckpointMeta
 from .preprocess import normalize, to_tensor
+from .wsss.outdir import tie_settings
 
-__all__ = ["TrainConfig", "train", "multilabel_average_precision"]
+__all__ = ["TrainConfig", "train", "training_settings", "multilabel_average_precision"]
 
 CHECKPOINT_LAST = "checkpoint-last.pth"
 FINAL_CHECKPOINT = "final.safetensors"
@@ -73,6 +74,34 @@ class TrainConfig:
     mean: tuple[float, float, float] = GLNET_MEAN
     std: tuple[float, float, float] = GLNET_STD
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+#: Fields that never change what a run computes (where it writes, how it reads, what it keeps).
+RUN_ONLY_FIELDS = ("out", "workers", "device", "keep_epochs")
+
+
+def training_settings(config: TrainConfig) -> dict[str, Any]:
+    """What decides a run's checkpoints, as ``OUT/settings.json`` records it: every
+    :class:`TrainConfig` field but :data:`RUN_ONLY_FIELDS`, the data folder resolved."""
+    record = json.loads(json.dumps(asdict(config)))
+    for name in RUN_ONLY_FIELDS:
+        record.pop(name, None)
+    record["root"] = str(Path(config.root).expanduser().resolve())
+    return record
+
+
+def _claim(config: TrainConfig, out: Path, write: bool) -> None:
+    """Eval's resume rule (:func:`glmix_vis.wsss.outdir.tie_settings`) for a training folder: the
+    same settings resume, others are refused in one line naming the differences (a folder from
+    before ``settings.json`` is compared through its last checkpoint's config)."""
+    recorded = None
+    last = out / CHECKPOINT_LAST
+    if not (out / "settings.json").exists() and last.exists():
+        state = torch.load(last, map_location="cpu", weights_only=True)
+        if isinstance(state.get("config"), dict):
+            known = {k: v for k, v in state["config"].items() if k in TrainConfig.__dataclass_fields__}
+            recorded = training_settings(TrainConfig(**known))
+    tie_settings(out, training_settings(config), holds="checkpoints", write=write, recorded=recorded)
 
 
 # ------------------------------------------------------------------------------------ data
@@ -170,10 +199,13 @@ def train(config: TrainConfig) -> dict[str, Any]:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder; choose a folder")
     created = not out.exists()
+    if not created:
+        _claim(config, out, write=False)  # before any data or model is touched
     try:
         return _train(config, out)
     except BaseException:
-        if created and out.is_dir() and not any(out.iterdir()):
+        if created and out.is_dir() and {p.name for p in out.iterdir()} <= {"settings.json"}:
+            (out / "settings.json").unlink(missing_ok=True)  # only the settings it recorded: nothing to resume
             out.rmdir()
         raise
 
@@ -202,6 +234,7 @@ def _train(config: TrainConfig, out: Path) -> dict[str, Any]:
     d = init_distributed(config.device)
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
+        _claim(config, out, write=True)
     torch.manual_seed(config.seed + d.rank)
     run = _prepare(config, out, d)
     _resume(run)

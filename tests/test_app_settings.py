@@ -24,7 +24,7 @@ def test_settings_and_the_cli_parser_do_not_import_gradio():
         from glmix_vis.cli._dispatch import build_parser
         from glmix_vis.cli.vis import COMMANDS
 
-        args = build_parser("glmix-vis", "", COMMANDS).parse_args(["app"])
+        args = build_parser("glmix-vis", "", COMMANDS, only="app").parse_args(["app"])
         assert args.port == glmix_vis.app.settings.DEFAULT_PORT, args
         print(sorted(m for m in sys.modules if m == "gradio" or m.startswith("gradio.")))
     """)
@@ -48,7 +48,7 @@ def test_cli_defaults_come_from_the_settings_and_bind_loopback():
     from glmix_vis.cli._dispatch import build_parser
     from glmix_vis.cli.vis import COMMANDS
 
-    args = build_parser("glmix-vis", "", COMMANDS).parse_args(["app"])
+    args = build_parser("glmix-vis", "", COMMANDS, only="app").parse_args(["app"])
     assert args.host == "127.0.0.1" == settings.DEFAULT_HOST and args.checkpoint is None
     assert (args.port, args.max_file_size, args.max_side, args.concurrency, args.device) == (
         settings.DEFAULT_PORT, settings.DEFAULT_MAX_FILE_SIZE, settings.DEFAULT_MAX_SIDE,

@@ -45,7 +45,7 @@ def test_a_registered_method_is_everywhere(uniform_method, tiny_predictor) -> No
     with pytest.raises(ValueError, match="takes no option"):
         MaskRecipe(NAME, method_options={"blocks": "0"})
     # eval's flags: a --method choice, and its options through --method-option
-    parser = build_parser("glmix-wsss", "", {"eval": "glmix_vis.cli.eval_cmd"})
+    parser = build_parser("glmix-wsss", "", {"eval": "glmix_vis.cli.eval_cmd"}, only="eval")
     args = parser.parse_args(["eval", "--method", NAME, "--method-option", "level=0.25", "--no-crf"])
     assert recipe_from_args(args) == MaskRecipe(NAME, method_options={"level": 0.25})
     # the predictor and the pipeline: a constant map normalises to 1, so every allowed pixel is foreground

@@ -154,3 +154,47 @@ def test_every_entry_point_says_what_the_model_knows(airliner_checkpoint, photo,
     assert "bundled demo model" in capsys.readouterr().out
     assert vis_main(["slots", str(photo), "--checkpoint", str(airliner_checkpoint), "--json"]) == 0
     assert "PASCAL VOC" in json.loads(capsys.readouterr().out)["model_note"]
+
+
+# ------------------------------------------------------------------ a photo with no VOC object (issue 24, item 1)
+COFFEE_MUG = 504  # ImageNet-1k index; no VOC class takes it
+
+
+@pytest.fixture(scope="module")
+def mug_checkpoint(tmp_path_factory) -> Path:
+    return _official_checkpoint(tmp_path_factory.mktemp("mug") / "glnet_nano_mug.pth", COFFEE_MUG)
+
+
+def test_a_photo_with_no_voc_object_names_no_class_and_masks_nothing(mug_checkpoint, photo):
+    predictor = SlotPredictor.from_checkpoint(mug_checkpoint, device="cpu")
+    predictor.set_image(photo)
+    assert predictor.class_scores().max() < 0.01
+    assert not predictor.predicted_labels().any()
+    assert predictor.top_predictions(1)[0].name == "coffee mug" and predictor.top_predictions(1)[0].feeds is None
+    for recipe in ("cam", "slot-cam+crf", "gradcam"):
+        assert not predictor.pseudo_mask(recipe, bg_threshold=0.0).any(), recipe
+
+
+def test_the_evidence_figure_names_no_class_for_a_coffee_mug(mug_checkpoint, photo):
+    from glmix_vis.figures import evidence_panel
+
+    predictor = SlotPredictor.from_checkpoint(mug_checkpoint, device="cpu")
+    fig = evidence_panel((predictor, [photo]), crf=False, dpi=60)
+    texts = [t.get_text() for t in fig.texts] + [t.get_text() for a in fig.axes for t in a.texts]
+    assert any("no class" in t for t in texts) and any("coffee mug" in t for t in texts)
+    assert not any("(0.00)" in t for t in texts)
+    names = set(VOC_CLASSES[1:])
+    assert not any(word in names for t in texts for word in t.replace("·", " ").split()), texts
+
+
+def test_app_says_the_model_sees_no_class_for_a_coffee_mug(mug_checkpoint, tmp_path, monkeypatch):
+    pytest.importorskip("gradio")
+    from glmix_vis.app import SlotApp
+
+    monkeypatch.setenv("GLMIX_CHECKPOINT_DIR", str(tmp_path))
+    app = SlotApp(mug_checkpoint, max_side=128, device="cpu")
+    rgb = np.random.default_rng(1).integers(0, 255, (H, W, 3), dtype=np.uint8)
+    text, _, gallery, (base, regions) = app.class_view(rgb, mug_checkpoint.name, None, "cam")
+    assert "classes the model sees: none" in text and "coffee mug" in text
+    assert gallery == [] and regions == []
+    assert app.crf_mask(rgb, mug_checkpoint.name, None, "cam")[1] == []

@@ -137,17 +137,17 @@ def test_pseudo_mask_options(predictor: SlotPredictor, image: np.ndarray) -> Non
 
 
 # ------------------------------------------------------------------ the label rule
-def test_the_label_rule_is_at_least_the_threshold_and_at_least_the_best_class() -> None:
+def test_the_label_rule_is_at_least_the_threshold_and_nothing_below_it() -> None:
     assert label_threshold(multilabel=True) == SIGMOID_LABEL_THRESHOLD == 0.5
     assert label_threshold(multilabel=False) == SOFTMAX_LABEL_THRESHOLD == 0.1
     np.testing.assert_array_equal(image_labels(np.array([0.5, 0.49, 0.9]), 0.5), [1, 0, 1])  # >=, not >
-    np.testing.assert_array_equal(image_labels(np.array([0.2, 0.3, 0.1]), 0.5), [0, 1, 0])  # the best one
+    np.testing.assert_array_equal(image_labels(np.array([0.2, 0.3, 0.1]), 0.5), [0, 0, 0])  # no best-class fiction
     assert image_labels(np.zeros(0), 0.5).shape == (0,)
-    # a softmax head read through a class map: the groups' mass against 0.1; the fallback is its best class
+    # a softmax head read through a class map: the groups' mass against 0.1; no group reaches it: no class
     head = SimpleNamespace(multilabel=False, class_scores=lambda logits: logits.softmax(-1).numpy()[[0, 1]])
-    logits = torch.log(torch.tensor([0.1, 0.05, 0.85]))
+    logits = torch.log(torch.tensor([0.12, 0.05, 0.83]))
     np.testing.assert_array_equal(predicted_labels(head, logits), [1, 0])
-    np.testing.assert_array_equal(predicted_labels(head, torch.log(torch.tensor([0.02, 0.05, 0.93]))), [0, 1])
+    np.testing.assert_array_equal(predicted_labels(head, torch.log(torch.tensor([0.02, 0.05, 0.93]))), [0, 0])
 
 
 def test_predictor_and_eval_share_the_label_rule(predictor: SlotPredictor, image: np.ndarray) -> None:
@@ -155,7 +155,8 @@ def test_predictor_and_eval_share_the_label_rule(predictor: SlotPredictor, image
     scores = predictor.class_scores()
     np.testing.assert_array_equal(predictor.predicted_labels(), image_labels(scores, 0.5))
     np.testing.assert_array_equal(predictor.predicted_labels(threshold=1.1), image_labels(scores, 1.1))
-    assert predictor.predicted_labels(threshold=1.1).sum() == 1
+    assert predictor.predicted_labels(threshold=1.1).sum() == 0
+    assert not predictor.pseudo_mask("cam", labels=predictor.predicted_labels(threshold=1.1)).any()
 
 
 # ------------------------------------------------------------------ the acceptance test

@@ -145,7 +145,7 @@ def test_generic_options_and_named_aliases_make_one_recipe() -> None:
     from glmix_vis.cli._dispatch import build_parser
     from glmix_vis.cli.eval_cmd import recipe_from_args
 
-    parser = build_parser("glmix-wsss", "", {"eval": "glmix_vis.cli.eval_cmd"})
+    parser = build_parser("glmix-wsss", "", {"eval": "glmix_vis.cli.eval_cmd"}, only="eval")
 
     def recipe(*argv: str) -> MaskRecipe:
         return recipe_from_args(parser.parse_args(["eval", *argv]))

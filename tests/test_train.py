@@ -37,24 +37,62 @@ def test_average_precision_by_hand():
     assert np.isnan(multilabel_average_precision(scores, np.zeros_like(targets))).all()
 
 
-def test_train_writes_checkpoints_and_resumes(tiny_scenes, tmp_path):
-    config = TrainConfig(root=str(tiny_scenes), out=str(tmp_path / "run"), model="glnet_nano", epochs=1,
+def test_train_writes_checkpoints_and_resumes(tiny_scenes, tmp_path, monkeypatch):
+    import glmix_vis.train as training
+
+    config = TrainConfig(root=str(tiny_scenes), out=str(tmp_path / "run"), model="glnet_nano", epochs=2,
                          batch_size=4, input_size=64, workers=0, device="cpu")
-    first = train(config)
+    real_epoch, calls = training._train_epoch, []
+
+    def interrupted(*args, **kwargs):  # the run is stopped during its second epoch
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(training, "_train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(config)
+    monkeypatch.setattr(training, "_train_epoch", real_epoch)
+    saved = torch.load(tmp_path / "run" / CHECKPOINT_LAST, weights_only=True)
+    assert saved["epoch"] == 1
+    first = dict(history=saved["history"])
     assert len(first["history"]) == 1
+    second = train(config)  # the same settings: resumes after epoch 1 instead of starting over
     meta = read_checkpoint_meta(tmp_path / "run" / FINAL_CHECKPOINT)
     assert meta["model"] == "glnet_nano"
     assert meta["classes"][0] == "background" and meta["num_classes"] == len(meta["classes"]) - 1
     assert meta["input_size"] == [64, 64] and len(meta["mean"]) == 3
-    saved = torch.load(tmp_path / "run" / CHECKPOINT_LAST, weights_only=True)
-    assert saved["epoch"] == 1
-
-    config.epochs = 2  # resuming continues after epoch 1 instead of starting over
-    second = train(config)
     assert [r["epoch"] for r in second["history"]] == [1, 2]
     assert second["history"][0] == first["history"][0]
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert all(0.0 <= r["val_map"] <= 1.0 for r in history)
+
+
+def test_train_refuses_to_resume_into_other_settings_in_one_line(tiny_scenes, tmp_path, capsys):
+    from glmix_vis.cli.wsss import main as wsss_main
+    from glmix_vis.wsss.outdir import SettingsMismatch
+
+    out = tmp_path / "run"
+    argv = ["train", "--root", str(tiny_scenes), "--out", str(out), "--epochs", "1", "--batch-size", "4",
+            "--input-size", "64", "--workers", "0", "--device", "cpu", "--max-train-images", "4"]
+    assert wsss_main(argv) == 0
+    recorded = json.loads((out / "settings.json").read_text())
+    assert recorded["model"] == "glnet_nano" and "out" not in recorded and "workers" not in recorded
+    capsys.readouterr()
+    assert wsss_main([*argv, "--model", "glnet_micro"]) == 2  # was a 177-line size-mismatch traceback
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "model: 'glnet_nano' -> 'glnet_micro'" in err and "Traceback" not in err
+    mixed = [*argv, "--lr", "0.5", "--batch-size", "8", "--input-size", "96"]  # was silently mixed
+    assert wsss_main(mixed) == 2
+    err = capsys.readouterr().err
+    assert all(f"{k}:" in err for k in ("lr", "batch_size", "input_size"))
+    assert wsss_main([*argv, "--workers", "1"]) == 0  # how it runs is not what it computes: resumes
+    (out / "settings.json").unlink()  # a folder from before settings.json: its checkpoint's config decides
+    config = TrainConfig(root=str(tiny_scenes), out=str(out), epochs=1, batch_size=4, input_size=64, workers=0,
+                         device="cpu", max_train_images=4, lr=0.5)
+    with pytest.raises(SettingsMismatch, match="lr: 0.002 -> 0.5"):
+        train(config)
 
 
 def test_train_from_checkpoint_resets_head(tiny_scenes, tmp_path):

@@ -21,7 +21,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,8 @@ from ..loading import ModelInfo
 from ..models.checkpoints import CheckpointError, checkpoint_dirs
 from ..models.slots import resolve_blocks
 from ..predictor import SlotPredictor
+from ..wsss.evidence.base import evidence_class
+from ..wsss.evidence.budget import OutOfTime, TimeBudget, time_budget
 from . import messages, views
 from .messages import AppError
 from .model_cache import LRU, LoadedModel, ModelCache
@@ -43,6 +46,7 @@ from .settings import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_MAX_SIDE,
     DEFAULT_METHOD,
+    DEFAULT_TIME_BUDGET,
     FIGURE_CLASSES,
     INPUT_SIZES,
     MAX_EVIDENCE_PANELS,
@@ -73,7 +77,8 @@ class SlotApp:
     def __init__(self, checkpoint: str | os.PathLike[str] | None = None, *, max_side: int = DEFAULT_MAX_SIDE,
                  max_pixels: int = DEFAULT_MAX_PIXELS, device: str | torch.device = DEFAULT_DEVICE,
                  model_cache_size: int = MODEL_CACHE_SIZE, result_cache_size: int = RESULT_CACHE_SIZE,
-                 notify: Callable[[str], Any] | None = None, precision: str | None = None) -> None:
+                 notify: Callable[[str], Any] | None = None, precision: str | None = None,
+                 time_budget: float | None = DEFAULT_TIME_BUDGET) -> None:
         self.checkpoints = discover_checkpoints(checkpoint)
         if not self.checkpoints:
             dirs = ", ".join(str(d) for d in checkpoint_dirs())
@@ -89,6 +94,36 @@ class SlotApp:
         self._figures: list[Path] = []
         self._figures_lock = threading.Lock()
         atexit.register(shutil.rmtree, self.figure_dir, True)
+        self.time_budget = time_budget
+        self._running: dict[str, TimeBudget] = {}
+        self._running_lock = threading.Lock()
+
+    # -------------------------------------------------------------- time budget and cancellation
+    @contextmanager
+    def budgeted(self, session: str | None = None) -> Iterator[TimeBudget]:
+        """Run a request under the server's time budget; a new request of the same visitor
+        (``session``) cancels the one still running, so no visitor holds two workers."""
+        budget = TimeBudget(self.time_budget)
+        if session is not None:
+            with self._running_lock:
+                previous, self._running[session] = self._running.get(session), budget
+            if previous is not None:
+                previous.cancel()
+        try:
+            with time_budget(budget):
+                yield budget
+        finally:
+            if session is not None:
+                with self._running_lock:
+                    if self._running.get(session) is budget:
+                        del self._running[session]
+
+    def cancel(self, session: str | None) -> None:
+        """Stop what ``session`` is computing at its next check (the visitor left or uploaded anew)."""
+        with self._running_lock:
+            budget = self._running.pop(session, None) if session is not None else None
+        if budget is not None:
+            budget.cancel()
 
     # -------------------------------------------------------------- plumbing
     def model(self, label: str) -> LoadedModel:
@@ -150,7 +185,8 @@ class SlotApp:
         return dict(input_size=loaded.info.input_size, block_choices=choices,
                     blocks=resolve_blocks(len(loaded.block_names), None, default="spread"),
                     has_classifier=loaded.has_classifier, class_names=list(loaded.info.class_names),
-                    evidence_methods=methods,
+                    evidence_methods=methods, method_choices=[(messages.method_choice(m, evidence_class(m).cost_note), m)
+                                                      for m in methods],
                     method=DEFAULT_METHOD if DEFAULT_METHOD in methods else (methods or [None])[0],
                     notice=self.model_notice(label))
 
@@ -167,15 +203,18 @@ class SlotApp:
 
     # -------------------------------------------------------------- slot groups
     def slot_overlays(self, image: Any, label: str, input_size: int | None,
-                      blocks: Sequence[int] | None) -> tuple[str, Gallery]:
-        """Status line and one hard-slot overlay per selected block (colours tracked across blocks)."""
+                      blocks: Sequence[int] | None, session: str | None = None) -> tuple[str, Gallery]:
+        """Status line and one hard-slot overlay per selected block (colours tracked across blocks);
+        a visitor's new analysis (``session``) cancels what their earlier request still computes."""
         if image is None:
+            self.cancel(session)
             return "", []
         start = time.perf_counter()
         try:
-            result = self.analysis(image, label, input_size)
-            chosen = views.chosen_blocks(blocks, len(result.loaded.block_names))
-            overlays = views.overlay_pictures(result, chosen)
+            with self.budgeted(session):
+                result = self.analysis(image, label, input_size)
+                chosen = views.chosen_blocks(blocks, len(result.loaded.block_names))
+                overlays = views.overlay_pictures(result, chosen)
         except Exception as exc:  # AppError: a message; anything else: logged, then a message
             return self.report(exc), []
         pred = result.predictor
@@ -228,17 +267,19 @@ class SlotApp:
 
     # -------------------------------------------------------------- classes
     def class_view(self, image: Any, label: str, input_size: int | None, method: str, warn: bool = True,
-                   ) -> tuple[str, dict[str, float], Gallery, tuple | None]:
-        """Status, class scores, evidence maps of the likely classes and the pseudo-mask (no CRF)."""
+                   session: str | None = None) -> tuple[str, dict[str, float], Gallery, tuple | None]:
+        """Status, class scores, evidence maps of the likely classes and the pseudo-mask (no CRF),
+        within the time budget (``session``: the visitor, whose earlier request this cancels)."""
         if image is None:
             return "", {}, [], None
         try:
-            result = self.analysis(image, label, input_size)
-            views.check_method(result.loaded, method)
-            pred = result.predictor
-            scores = pred.class_scores()
-            views.evidence(result, method)
-            mask = views.pseudo_mask(result, method)
+            with self.budgeted(session):
+                result = self.analysis(image, label, input_size)
+                views.check_method(result.loaded, method)
+                pred = result.predictor
+                scores = pred.class_scores()
+                views.evidence(result, method)
+                mask = views.pseudo_mask(result, method)
         except Exception as exc:  # AppError: a message; anything else: logged, then a message
             return self.report(exc, warn), {}, [], None
         names = pred.info.foreground_names
@@ -248,16 +289,18 @@ class SlotApp:
         status = messages.class_status(method, seen, head_top, names if pred.info.is_demo else None)
         return status, {n: float(s) for n, s in zip(names, scores)}, gallery, views.annotated(pred, mask)
 
-    def crf_mask(self, image: Any, label: str, input_size: int | None, method: str) -> tuple | None:
+    def crf_mask(self, image: Any, label: str, input_size: int | None, method: str,
+                 session: str | None = None) -> tuple | None:
         """The pseudo-mask refined by a dense CRF (the slow part, asked for separately)."""
         if image is None:
             return None
         try:
-            result = self.analysis(image, label, input_size)
-            if method not in result.loaded.evidence_methods:
-                return None
-            mask = views.pseudo_mask(result, method, crf=True)
-        except AppError:
+            with self.budgeted(session):
+                result = self.analysis(image, label, input_size)
+                if method not in result.loaded.evidence_methods:
+                    return None
+                mask = views.pseudo_mask(result, method, crf=True)
+        except (AppError, OutOfTime):
             return None  # class_view, which runs first, has said what is wrong
         except Exception as exc:
             self.report(exc)
@@ -267,7 +310,7 @@ class SlotApp:
     # -------------------------------------------------------------- figure download
     def figure(self, image: Any, label: str, input_size: int | None, blocks: Sequence[int] | None,
                block: int | None = None, method: str = DEFAULT_METHOD, view: str = TAB_SLOTS,
-               fmt: str = "png") -> tuple[str | None, str]:
+               fmt: str = "png", session: str | None = None) -> tuple[str | None, str]:
         """The open view (``view``: a tab's id) as a figure file (made by glmix_vis.figures) and a
         status line; ``block`` is the soft-map tab's block, ``method`` the classes tab's."""
         from .. import figures
@@ -278,8 +321,9 @@ class SlotApp:
         if image is None:
             return None, self.report(AppError(messages.NO_IMAGE_YET))
         try:
-            result = self.analysis(image, label, input_size)
-            fig, name = views.view_figure(result, view, blocks, block, method, FIGURE_CLASSES)
+            with self.budgeted(session):
+                result = self.analysis(image, label, input_size)
+                fig, name = views.view_figure(result, view, blocks, block, method, FIGURE_CLASSES)
             out = self._new_figure_path(f"glmix_{name}.{fmt}")
             figures.save_figure(fig, out)
         except Exception as exc:  # AppError: a message; anything else: logged, then a message
@@ -306,6 +350,9 @@ class SlotApp:
         the page only says that something failed."""
         if isinstance(exc, AppError):
             message = str(exc)
+        elif isinstance(exc, OutOfTime):  # a cancelled request has nobody left to tell
+            message = "cancelled" if exc.cancelled else messages.out_of_time(self.time_budget)
+            warn = warn and not exc.cancelled
         elif isinstance(exc, KeyError | ValueError):  # e.g. an evidence method refusing a model
             message = messages.strip_dirs(str(exc).strip("'\""))
         else:

@@ -15,7 +15,7 @@ from ..figures.style import share_percent
 from ..loading import ModelInfo
 
 __all__ = [
-    "AppError", "NO_BLOCK", "NO_HEAD", "NO_IMAGE", "NO_IMAGE_YET", "block_choice", "class_status", "error_markdown",
+    "AppError", "NO_BLOCK", "NO_HEAD", "NO_IMAGE", "NO_IMAGE_YET", "block_choice", "class_status", "method_choice", "out_of_time", "error_markdown",
     "figure_ready", "load_error", "method_refused", "model_notice", "no_slot", "overlay_caption", "overlay_status",
     "slot_detail", "soft_caption", "soft_status", "strip_dirs", "unexpected_error", "unknown_figure_format",
     "unknown_model",
@@ -63,6 +63,17 @@ def unexpected_error(exc: Exception) -> str:
 
 
 # ------------------------------------------------------------------------------ the model
+def method_choice(method: str, cost_note: str | None) -> str:
+    """A method in the method list: its name and, for a costly one, what it costs."""
+    return method if cost_note is None else f"{method} ({cost_note})"
+
+
+def out_of_time(seconds: float | None) -> str:
+    """A request that passed the server's time budget."""
+    return (f"stopped after {seconds:g} s, this server's time budget per request: choose a faster evidence "
+            "method (slot-cam, cam, gradcam), a smaller input resolution, or run `glmix-wsss eval` offline")
+
+
 def block_choice(block_label: str, num_slots: int) -> str:
     """A block in the block lists: its name and slot count."""
     return f"{block_label} · {num_slots} slots"
@@ -125,7 +136,7 @@ def class_status(method: str, seen: Sequence[str], head_top: Sequence[object] | 
                  demo_names: Sequence[str] | None) -> str:
     """The classes tab's status: the method, the classes seen, an ImageNet head's own top classes
     (``head_top``) and, for the demo model (``demo_names``: its shapes), a warning first."""
-    found = ", ".join(seen) or "nothing"
+    found = ", ".join(seen) or "none (no class reaches the head's threshold, so both masks are all background)"
     head = "" if head_top is None else " ImageNet head's top classes: " + ", ".join(str(p) for p in head_top) + "."
     warning = ""
     if demo_names is not None:

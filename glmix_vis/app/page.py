@@ -51,7 +51,7 @@ from .settings import (
 )
 
 __all__ = ["INTRO", "TABS", "Controls", "FigureRow", "ModelUpdate", "Page", "Step", "Tab", "TabView", "UploadImage",
-           "build_app", "class_colors", "classes_tab", "colorbar_html", "launch", "slot_groups_tab", "soft_maps_tab"]
+           "build_app", "class_colors", "classes_tab", "colorbar_html", "launch", "session_of", "slot_groups_tab", "soft_maps_tab"]
 
 
 class UploadImage(gr.Image):
@@ -267,8 +267,8 @@ def classes_tab(c: Controls) -> TabView:
     without the dense CRF (the slow part, computed last)."""
     app, files = c.app, c.files
     colors = class_colors(c.first["class_names"])
-    method = gr.Dropdown(c.first["evidence_methods"], value=c.first["method"], label="Evidence method",
-                         elem_id="evidence-method")
+    method = gr.Dropdown(c.first["method_choices"], value=c.first["method"], label="Evidence method",
+                         elem_id="evidence-method", info=f"each request stops after {c.app.time_budget:g} s")
     class_status = gr.Markdown(elem_id="class-status")
     scores = gr.Label(label="Class scores", num_top_classes=5)
     evidence = gr.Gallery(label="Class evidence of the classes the model sees", columns=3, height="fit-content",
@@ -281,17 +281,22 @@ def classes_tab(c: Controls) -> TabView:
     def on_classes(img: Any, label: str, input_size: float, meth: str, current: str) -> dict[Any, Any]:
         if current != TAB_CLASSES:  # computed when its tab is opened
             return {class_status: "", scores: {}, evidence: [], mask: None, mask_crf: None}
-        text, scores_, items, annotated = app.class_view(img, label, input_size, meth, warn=False)
-        return {class_status: text, scores: scores_, evidence: files.gallery(items), mask: annotated,
+        text, scores_, items, annotated = app.class_view(img, label, input_size, meth, warn=False,
+                                                         session=session_of())
+        # the heading names the top class only when the model sees one (its evidence is then shown)
+        return {class_status: text, scores: gr.update(value=scores_, show_heading=bool(items)),
+                evidence: files.gallery(items), mask: annotated,
                 mask_crf: None}
 
     def on_crf(img: Any, label: str, input_size: float, meth: str, current: str) -> dict[Any, Any]:
-        return {mask_crf: app.crf_mask(img, label, input_size, meth) if current == TAB_CLASSES else None}
+        if current != TAB_CLASSES:
+            return {mask_crf: None}
+        return {mask_crf: app.crf_mask(img, label, input_size, meth, session=session_of())}
 
     def on_model(s: dict[str, Any]) -> dict[Any, Any]:
         cmap = class_colors(s["class_names"])
         return {mask: gr.update(color_map=cmap, value=None), mask_crf: gr.update(color_map=cmap, value=None),
-                method: gr.update(choices=s["evidence_methods"], value=s["method"])}
+                method: gr.update(choices=s["method_choices"], value=s["method"])}
 
     views = Step(on_classes, [*c.common, method, c.view], [class_status, scores, evidence, mask, mask_crf])
     crf = Step(on_crf, [*c.common, method, c.view], [mask_crf])
@@ -396,7 +401,26 @@ def _wire(c: Controls, figure: FigureRow, tabs: list[tuple[Tab, gr.Tab, TabView]
         if v.figure_option is not None:  # a figure belongs to the view it was made of
             v.figure_option[1].input(figure.cleared, None, figure.outputs, api_name=False, queue=False)
     page.make_figure.on(figure.make.click, api_name="figure")
+    _cancel_when_gone(c)
     return page
+
+
+def session_of() -> str | None:
+    """The visitor whose request the calling callback serves (gradio sets it for the callback's
+    thread; ``None`` outside a served page, e.g. a test calling a step)."""
+    from gradio.context import LocalContext
+
+    request = LocalContext.request.get(None)
+    return getattr(request, "session_hash", None)
+
+
+def _cancel_when_gone(c: Controls) -> None:
+    """No request outlives its visitor: a closed or reloaded page stops what the visitor's request
+    is still computing (at its next check; see :mod:`glmix_vis.wsss.evidence.budget`). A new image
+    does so too: its analysis is a new request of the same visitor (:meth:`SlotApp.budgeted`)."""
+    demo = gr.context.Context.root_block
+    if demo is not None:
+        demo.unload(lambda: c.app.cancel(session_of()))
 
 
 def _analysis_step(c: Controls, figure: FigureRow, views: list[TabView]) -> Step:
@@ -406,7 +430,7 @@ def _analysis_step(c: Controls, figure: FigureRow, views: list[TabView]) -> Step
     follow = [v.follows_blocks for v in views if v.follows_blocks is not None]
 
     def on_analysis(img: Any, label: str, input_size: float, chosen: list[int], *current: int | None) -> dict:
-        text, items = c.app.slot_overlays(img, label, input_size, chosen)
+        text, items = c.app.slot_overlays(img, label, input_size, chosen, session=session_of())
         chosen = sorted(chosen or [])
         # each kept choice as a plain value, not gr.update(value=...): gradio stores an updated copy
         # of a component that is also an input under a new id in the visitor's session on every
@@ -447,7 +471,8 @@ def _figure_step(c: Controls, figure: FigureRow, views: list[TabView]) -> Step:
     def on_figure(img: Any, label: str, input_size: float, chosen: list[int], *rest: Any) -> dict:
         *values, current, kind = rest
         named = {name: value for (name, _), value in zip(options, values)}
-        path, text = c.app.figure(img, label, input_size, chosen, view=current, fmt=kind, **named)
+        path, text = c.app.figure(img, label, input_size, chosen, view=current, fmt=kind, session=session_of(),
+                                  **named)
         return {figure.file: gr.update(value=path, visible=path is not None), figure.status: text}
 
     inputs = [*c.common, c.blocks, *(w for _, w in options), c.view, figure.fmt]

@@ -11,7 +11,7 @@ from ..io import DEFAULT_MAX_PIXELS
 __all__ = [
     "DEFAULT_CONCURRENCY", "DEFAULT_DEVICE", "DEFAULT_HOST", "DEFAULT_MAX_FILE_SIZE",
     "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_SESSIONS", "DEFAULT_MAX_SIDE", "DEFAULT_METHOD", "DEFAULT_PORT",
-    "DEFAULT_QUEUE_SIZE", "DEMO_LABEL", "EXAMPLE_PHOTOS", "FIGURE_CLASSES", "INPUT_SIZES", "JPEG_QUALITY",
+    "DEFAULT_QUEUE_SIZE", "DEFAULT_TIME_BUDGET", "DEMO_LABEL", "EXAMPLE_PHOTOS", "FIGURE_CLASSES", "INPUT_SIZES", "JPEG_QUALITY",
     "MAX_EVIDENCE_PANELS", "MAX_FIGURES", "MIN_DISPLAY_SIDE", "MODEL_CACHE_SIZE", "RESULT_CACHE_SIZE", "SOFT_SIDE",
     "TAB_CLASSES", "TAB_SLOTS", "TAB_SOFT",
 ]
@@ -30,6 +30,9 @@ DEFAULT_CONCURRENCY = 2
 DEFAULT_DEVICE = "auto"
 #: Waiting requests beyond this are turned away ("queue full") instead of piling up.
 DEFAULT_QUEUE_SIZE = 64
+#: Seconds one request may compute before it stops with a message (Score-CAM on glnet_stl would
+#: otherwise hold a worker for half an hour); checked between the batches of the costly methods.
+DEFAULT_TIME_BUDGET = 60.0
 #: Visitors whose page state gradio keeps (least recently used dropped first).
 DEFAULT_MAX_SESSIONS = 256
 # DEFAULT_MAX_PIXELS (glmix_vis.io): larger uploads are refused as decompression bombs.

@@ -71,7 +71,7 @@ def add_device_argument(p: argparse.ArgumentParser) -> None:
 
 def add_precision_argument(p: argparse.ArgumentParser) -> None:
     """``--precision``: the dtype of the network's forward passes (resolved by ``devices.resolve_precision``)."""
-    from ..devices import DEFAULT_PRECISION, PRECISIONS
+    from ..precisions import DEFAULT_PRECISION, PRECISIONS
 
     p.add_argument("--precision", default=DEFAULT_PRECISION, choices=PRECISIONS,
                    help="dtype of the network's forward passes under autocast (weights stay fp32; maps, evidence "

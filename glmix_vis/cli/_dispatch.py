@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import errno
 import importlib
+import importlib.util
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn
 
 #: Errors of a disk that cannot take what a command writes: one line, not a traceback.
@@ -28,15 +31,50 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser(prog: str, description: str, commands: dict[str, str]) -> argparse.ArgumentParser:
+def command_summary(module_name: str) -> str:
+    """A subcommand's one-line help, read from its module's docstring without importing it (its
+    imports are torch's, seconds long): the first line, less a leading "``glmix-x cmd``:"."""
+    spec = importlib.util.find_spec(module_name)
+    try:
+        source = Path(spec.origin).read_text(encoding="utf-8") if spec and spec.origin else ""
+        doc = ast.get_docstring(ast.parse(source)) or ""
+    except (OSError, SyntaxError, ValueError):
+        return ""
+    first = doc.strip().splitlines()[0] if doc.strip() else ""
+    return first.split(": ", 1)[1] if first.startswith("``") and ": " in first else first
+
+
+def _chosen_command(argv: Sequence[str], commands: dict[str, str]) -> str | None:
+    """The subcommand ``argv`` names (its first word that is not an option), if it is one of ours."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in commands else None
+    return None
+
+
+def build_parser(prog: str, description: str, commands: dict[str, str],
+                 only: str | None = None) -> argparse.ArgumentParser:
+    """The script's parser. Parsing comes first and imports only what it needs: every subcommand
+    is listed from its docstring, and only ``only`` (the chosen one; ``None``: none) is imported
+    to build its full parser."""
     parser = OneLineParser(prog=prog, description=description)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, module_name in commands.items():
-        module = importlib.import_module(module_name)
-        p = module.add_parser(sub, name)
-        p.set_defaults(_run=module.run)
+        if name == only:
+            module = importlib.import_module(module_name)
+            p = module.add_parser(sub, name)
+            p.set_defaults(_run=module.run)
+        else:
+            sub.add_parser(name, help=command_summary(module_name), add_help=False)
     return parser
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
 
 
 def console_script(prog: str, description: str, commands: dict[str, str]) -> Callable[..., int]:
@@ -50,8 +88,9 @@ def console_script(prog: str, description: str, commands: dict[str, str]) -> Cal
 
 
 def main(prog: str, description: str, commands: dict[str, str], argv: Sequence[str] | None = None) -> int:
-    parser = build_parser(prog, description, commands)
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(prog, description, commands, only=_chosen_command(words, commands))
+    args = parser.parse_args(words)
     try:
         status = int(args._run(args) or 0)
         sys.stdout.flush()  # a reader that went away shows here, not in Python's shutdown

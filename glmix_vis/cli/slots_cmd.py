@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from ..assets import example_images
-from ..models.slots import block_label, resolve_blocks
-from ..predictor import SlotPredictor
 from ._args import add_device_argument, add_precision_argument, block_list, positive_int
 from ._dispatch import UserError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
@@ -37,6 +36,12 @@ def _ascii_map(hard: np.ndarray, width: int = 32) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np  # the network's imports (torch) come once the arguments are parsed
+
+    from ..assets import example_images
+    from ..models.slots import block_label, resolve_blocks
+    from ..predictor import SlotPredictor
+
     image = args.image
     if image is None:
         examples = example_images()

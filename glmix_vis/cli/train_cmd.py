@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from ..models.glnet import MODEL_CONFIGS
-from ..train import TrainConfig, train
 from ._args import add_device_argument, dataset_root, non_negative_int, positive_float, positive_int
+
+
+def _model_name(text: str) -> str:
+    """A GLNet variant name (the model table, torch's import, is read only when ``--model`` is given)."""
+    from ..models.glnet import MODEL_CONFIGS
+
+    if text not in MODEL_CONFIGS:
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(MODEL_CONFIGS)})")
+    return text
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
@@ -21,8 +28,8 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     p.add_argument("--root", help="dataset root (default: generate the default scenes)")
     p.add_argument("--train-split", default="train")
     p.add_argument("--val-split", default="val")
-    p.add_argument("--model", default="glnet_nano", choices=list(MODEL_CONFIGS), metavar="MODEL",
-                   help=f"GLNet variant: {', '.join(MODEL_CONFIGS)} (default: glnet_nano)")
+    p.add_argument("--model", default="glnet_nano", metavar="MODEL", type=_model_name,
+                   help="GLNet variant: glnet_nano, glnet_micro, glnet_stl, glnet_4g, ... (default: glnet_nano)")
     p.add_argument("--init", help="start from this checkpoint (head reset to the dataset's classes)")
     p.add_argument("--out", default="runs/train", help="output folder (checkpoints, history.json)")
     p.add_argument("--epochs", type=positive_int, default=30)
@@ -43,6 +50,8 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..train import TrainConfig, train  # torch and timm: imported once the arguments are parsed
+
     root = dataset_root(args.root, args.dataset)
     config = TrainConfig(
         root=root, out=args.out, dataset=args.dataset, train_split=args.train_split, val_split=args.val_split,

@@ -83,11 +83,11 @@ def _comparison_labels(predictor: SlotPredictor, gt: np.ndarray | None, target: 
     return None
 
 
-def _shown_class(scores: np.ndarray, labels: np.ndarray | None) -> int:
-    """The class whose evidence a row shows: the most probable of the allowed classes (all of them
-    when the head chooses)."""
-    if labels is None or not labels.any():
-        return int(np.argmax(scores))
+def _shown_class(scores: np.ndarray, labels: np.ndarray) -> int | None:
+    """The class whose evidence a row shows: the most probable of the allowed classes; ``None`` when
+    none is allowed (a photo with no object of the model's classes: nothing is named or drawn)."""
+    if not labels.any():
+        return None
     return int(np.argmax(np.where(labels > 0, scores, -np.inf)))
 
 
@@ -187,16 +187,16 @@ def _comparison_panels(predictor: SlotPredictor, cols: _Columns, gt: np.ndarray 
     panels = [Panel(shown, ("input",))]
     if cols.evidence:
         scores = predictor.class_scores()
-        top = _shown_class(scores, labels)
-        name, score = names[top + 1], f"({scores[top]:.2f})"
+        top = _shown_class(scores, predictor.predicted_labels() if labels is None else labels)
+        name, score = ("no class", "") if top is None else (names[top + 1], f" ({scores[top]:.2f})")
         how = "predicted " if labels is None else ""
-        panels = [Panel(shown, (f"input · {how}{name} {score}", f"input · {name} {score}", f"{name} {score}", name))]
+        panels = [Panel(shown, (f"input · {how}{name}{score}", f"input · {name}{score}", f"{name}{score}", name))]
     if gt is not None:
         gt_mask = np.where(gt == 255, 0, gt).astype(np.uint8)
         tally.present.update(int(v) for v in np.unique(gt_mask) if v > 0)
         panels.append(Panel(mask_overlay(shown, resize_labels(gt_mask, size), voc), ("ground truth", "GT")))
     for recipe in cols.evidence:
-        heat = recipe_evidence(predictor, recipe, labels)[top]
+        heat = np.zeros(predictor.image_size, np.float32) if top is None else recipe_evidence(predictor, recipe, labels)[top]
         draw = None
         if cols.contours:
             draw = _threshold_contour(heat, recipe_threshold(predictor, recipe, cols.bg_threshold), size)
@@ -284,7 +284,8 @@ def class_view(predictor: SlotPredictor, method: str, evidence: np.ndarray, mask
     widths, height = frame.panel_widths([aspect(image)] * (1 + len(classes) + len(masks)))
     size = pixels(widths[0], aspect(image), dpi)
     shown = resize_image(image, size)
-    panels = [Panel(shown, (f"input\n{predictor.info.name}", "input"))]
+    seen = "" if classes else " · no class seen"  # nothing above the head's threshold: no evidence column
+    panels = [Panel(shown, (f"input{seen}\n{predictor.info.name}", f"input{seen}", "input"))]
     panels += [Panel(heatmap_overlay(shown, evidence[k], cmap, alpha),
                      (f"{method} evidence\n{names[k + 1]} (p={scores[k]:.2f})", f"{names[k + 1]}\np={scores[k]:.2f}"))
                for k in classes]

@@ -23,7 +23,7 @@ import numpy as np
 from ..data import load_palette_png, save_palette_png
 from ..io import atomic_path, atomic_write_bytes
 
-__all__ = ["SETTINGS_FILE", "OutputDir", "MaskWriter", "write_json"]
+__all__ = ["SETTINGS_FILE", "OutputDir", "MaskWriter", "SettingsMismatch", "tie_settings", "write_json"]
 
 #: Written into OUT on the first run: the settings its masks were made with.
 SETTINGS_FILE = "settings.json"
@@ -43,6 +43,36 @@ class MaskWriter:
 
     def __call__(self, image_id: str, mask: np.ndarray) -> None:
         save_palette_png(Path(self.folder) / f"{image_id}.png", np.asarray(mask).astype(np.uint8), self.palette)
+
+
+class SettingsMismatch(ValueError):
+    """A folder's recorded ``settings.json`` differs from the settings of the run that would resume it."""
+
+
+def tie_settings(folder: Path, settings: dict[str, Any], *, holds: str, write: bool = True,
+                 recorded: dict[str, Any] | None = None) -> bool:
+    """The one resume rule of every output folder (eval's masks, train's checkpoints): a folder
+    whose ``settings.json`` (else ``recorded``, what older runs kept elsewhere) differs from
+    ``settings`` is refused with :class:`SettingsMismatch`, one line naming every difference, so a
+    resumed run never mixes two settings; with nothing recorded, ``write`` records them (returns
+    whether it did). ``holds`` names what the folder holds, for the message."""
+    path = folder / SETTINGS_FILE
+    before = recorded
+    if path.exists():
+        try:
+            before = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path} is unreadable ({exc}); remove it, or choose another --out") from None
+    if before is not None:
+        changed = sorted(k for k in settings.keys() | before.keys() if settings.get(k) != before.get(k))
+        if changed:
+            detail = "; ".join(f"{k}: {before.get(k)!r} -> {settings.get(k)!r}" for k in changed)
+            raise SettingsMismatch(f"{folder} holds {holds} made with other settings ({detail}). Resuming would "
+                                   "mix them; choose another --out, or delete that folder to start over")
+    if path.exists() or not write:
+        return False
+    write_json(path, settings)
+    return True
 
 
 class OutputDir:
@@ -65,20 +95,8 @@ class OutputDir:
         if not self.root.exists():
             self._created.append(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
-        path = self.root / SETTINGS_FILE
-        if path.exists():
-            try:
-                before = json.loads(path.read_text())
-            except (OSError, ValueError) as exc:
-                raise ValueError(f"{path} is unreadable ({exc}); remove it, or choose another --out") from None
-            changed = sorted(k for k in settings.keys() | before.keys() if settings.get(k) != before.get(k))
-            if changed:
-                detail = "; ".join(f"{k}: {before.get(k)!r} -> {settings.get(k)!r}" for k in changed)
-                raise ValueError(f"{self.root} holds masks made with other settings ({detail}). Resuming would "
-                                 "mix them; choose another --out, or delete that folder to start over")
-        elif write:
-            write_json(path, settings)
-            self._created.append(path)
+        if tie_settings(self.root, settings, holds="masks", write=write):
+            self._created.append(self.root / SETTINGS_FILE)
         for d in (self.raw_dir, self.mask_dir):
             if not d.exists():
                 self._created.append(d)

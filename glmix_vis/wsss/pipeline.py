@@ -10,9 +10,10 @@ pass the same batch and settings get the same mask, bit for bit; ``glmix-wsss ev
 are both made here.
 
 **The label rule** (:func:`image_labels`, :func:`predicted_labels`): a class is in the image when
-the head's score for it is *at least* the head's threshold, and an image holds at least its best
-class (a WSSS image shows at least one object, and a mask restricted to no class at all would be
-pure background). The score is what :meth:`ModelInfo.class_scores` reads off the head: a
+the head's score for it is *at least* the head's threshold, and only then: an image whose classes
+all score below it holds none (a photo of a coffee cup read through the VOC classes shows no VOC
+object, so its mask is all background and no class is named or drawn; a "best class" at p=0.00
+would be a fiction). Eval's ``--labels gt`` never reaches this rule. The score is what :meth:`ModelInfo.class_scores` reads off the head: a
 sigmoid per class for a multi-label head, threshold :data:`SIGMOID_LABEL_THRESHOLD` (0.5: the
 head finds the class more likely present than not); the softmax mass of each class's group for
 an ImageNet head read through a ``class_map`` (or a plain softmax head), threshold
@@ -65,14 +66,11 @@ def label_threshold(multilabel: bool) -> float:
 
 
 def image_labels(scores: np.ndarray, threshold: float) -> np.ndarray:
-    """Multi-hot ``(K,)`` float32: ``scores >= threshold``, and at least the best class."""
+    """Multi-hot ``(K,)`` float32: ``scores >= threshold`` (all zeros when no class reaches it)."""
     scores = np.asarray(scores, dtype=np.float32)
     if scores.ndim != 1:
         raise ValueError(f"class scores must be (K,), got shape {scores.shape}")
-    labels = (scores >= threshold).astype(np.float32)
-    if not labels.any() and scores.size:
-        labels[int(scores.argmax())] = 1.0
-    return labels
+    return (scores >= threshold).astype(np.float32)
 
 
 def predicted_labels(info: HeadInfo, logits: torch.Tensor, threshold: float | None = None) -> np.ndarray:

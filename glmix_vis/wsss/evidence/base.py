@@ -109,6 +109,9 @@ class EvidenceMethod(ABC):
     #: True for a method that runs the model itself (gradients, masked copies): it takes the
     #: image batch, never a :class:`SlotOutput` already computed.
     needs_images: ClassVar[bool] = False
+    #: What a person choosing the method should know of its cost (the app's method list shows it);
+    #: ``None``: about one forward pass.
+    cost_note: ClassVar[str | None] = None
 
     def __init__(self, class_map: ClassMap | None = None, class_reduce: str = "max") -> None:
         if class_reduce not in CLASS_REDUCTIONS:

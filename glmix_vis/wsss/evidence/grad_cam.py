@@ -51,6 +51,7 @@ from ...devices import network_autocast
 from ...models.glnet import MHSABlock
 from ...models.slots import SlotOutput
 from .base import ClassMap, EvidenceInput, EvidenceMethod, linear_head, register_evidence, resize_maps
+from .budget import check_budget
 
 __all__ = [
     "GRAD_CAM_METHODS", "DEFAULT_TARGET_LAYERS", "ClassTarget", "PytorchGradCAMEvidence",
@@ -295,6 +296,7 @@ class PytorchGradCAMEvidence(EvidenceMethod):
                 acts_np = [_to_numpy(a) for a in acts]
                 per_class = []
                 for k, target in enumerate(targets):
+                    check_budget()  # a caller's deadline or cancel stops here, between classes
                     if self.class_agnostic and per_class:
                         per_class.append(per_class[0])
                         continue
@@ -345,6 +347,21 @@ class EigenCAMEvidence(PytorchGradCAMEvidence):
     class_agnostic = True
 
 
+class _BudgetedModel:
+    """The model as Score-CAM's per-channel loop calls it: :func:`check_budget` before each batch of
+    masked copies, so that a deadline or a cancel stops it within one batch."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        check_budget()
+        return self.model(x)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+
 @register_evidence("scorecam")
 class ScoreCAMEvidence(PytorchGradCAMEvidence):
     """Score-CAM: each channel, upsampled and min-max scaled, masks the image; the softmax of the
@@ -355,6 +372,8 @@ class ScoreCAMEvidence(PytorchGradCAMEvidence):
         batch_size: masked copies per forward pass (pytorch-grad-cam's ``batch_size``).
     """
 
+    cost_note: ClassVar[str | None] = "slow: one network pass per channel and class"
+
     def __init__(self, class_map: ClassMap | None = None, class_reduce: str = "max",
                  target_layers: str | Sequence[str] | None = None, batch_size: int = 32) -> None:
         super().__init__(class_map, class_reduce, target_layers)
@@ -364,6 +383,7 @@ class ScoreCAMEvidence(PytorchGradCAMEvidence):
 
     def prepare(self, cam: Any) -> None:
         cam.batch_size = self.batch_size
+        cam.model = _BudgetedModel(cam.model)  # the caller's time budget is checked before every batch
 
     def weigh(self, cam: Any, x: torch.Tensor, layer: nn.Module, targets: list[ClassTarget],
               activations: np.ndarray, grads: np.ndarray | None) -> np.ndarray:
