@@ -10,7 +10,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from glmix_vis.cli.vis import main as vis_main
-from glmix_vis.data.scenes import generate_scenes
+from glmix_vis.data.scenes import SceneConfig, generate_scenes
 from glmix_vis.discovery.merge import merge_slots
 from glmix_vis.discovery.metrics import (
     best_overlaps,
@@ -126,7 +126,8 @@ def test_partition_scores_take_void_from_both_masks():
 
 @pytest.fixture(scope="module")
 def scenes_root(tmp_path_factory):
-    return generate_scenes(tmp_path_factory.mktemp("scenes"), 4, 3, workers=1, progress=False)
+    return generate_scenes(tmp_path_factory.mktemp("scenes"), 4, 3, SceneConfig(size=64), workers=1,
+                           progress=False)
 
 
 def test_slot_quality_averages_per_image_then_over_images(tiny_predictor, scenes_root):

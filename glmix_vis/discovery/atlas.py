@@ -36,9 +36,13 @@ from .craft import CraftConcepts
 from .fidelity import ImportanceSum, concept_curves, single_concept_drops
 from .quality import GroundTruthImage
 
-__all__ = ["FEATURE_KINDS", "AtlasConfig", "build_atlas", "purity", "slot_rows", "stage_features"]
+__all__ = ["FEATURE_KINDS", "AtlasConfig", "build_atlas", "purity", "layer_features", "slot_class_counts", "slot_rows",
+           "stage_features"]
 
-FEATURE_KINDS = ("region", "slot", "both")
+#: A slot's row: ``region`` = the block stage's pixel features pooled over the slot's region; ``deep``
+#: = the final features (what the classifier reads) pooled over it; ``slot`` = the block's slot vector;
+#: ``both`` = region and slot concatenated. CRAFT runs on the layer the rows pool (``deep``: the final one).
+FEATURE_KINDS = ("deep", "region", "slot", "both")
 ImageSource = Callable[[], Iterable[GroundTruthImage]]
 
 
@@ -78,29 +82,41 @@ def stage_features(predictor: SlotPredictor, block: int) -> torch.Tensor:
     return feats[0].float()
 
 
+def layer_features(predictor: SlotPredictor, block: int, kind: str) -> torch.Tensor:
+    """``(C, h, w)``: the pixel features a ``kind`` of row pools, and CRAFT factorises."""
+    if kind == "deep":
+        return predictor.output.features[0].float().cpu()
+    return stage_features(predictor, block).cpu()
+
+
 def _region_weights(hard: np.ndarray, used: np.ndarray, grid: tuple[int, int]) -> torch.Tensor:
     """``(n, h*w)``: the share of each grid cell each used slot's image-size region covers."""
     onehot = torch.from_numpy(hard)[None] == torch.from_numpy(used)[:, None, None]
     return F.adaptive_avg_pool2d(onehot.float()[None], grid)[0].flatten(1)
 
 
+def _pooled(hard: np.ndarray, used: np.ndarray, feats: torch.Tensor) -> torch.Tensor:
+    """``(n, C)``: ``feats`` averaged over each used slot's region (area-weighted on their grid)."""
+    w = _region_weights(hard, used, tuple(feats.shape[1:]))
+    return (w @ feats.flatten(1).T) / w.sum(1, keepdim=True).clamp_min(1e-12)
+
+
 def slot_rows(predictor: SlotPredictor, block: int, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray,
                                                                          torch.Tensor]:
-    """``(used slot ids, (n, D) L2-normalised features, (H, W) hard slots, stage features)``."""
+    """``(used slot ids, (n, D) L2-normalised rows, (H, W) hard slots, the layer's pixel features)``."""
     hard = predictor.hard_slots(block)
     used = np.unique(hard)
-    feats = stage_features(predictor, block)
+    feats = layer_features(predictor, block, kind)
     parts = []
-    if kind in ("region", "both"):
-        w = _region_weights(hard, used, tuple(feats.shape[1:]))
-        parts.append((w @ feats.flatten(1).T) / w.sum(1, keepdim=True).clamp_min(1e-12))
+    if kind in ("region", "both", "deep"):
+        parts.append(_pooled(hard, used, feats))
     if kind in ("slot", "both"):
         parts.append(predictor.maps([block])[0].slots[0, torch.from_numpy(used)].float().cpu())
     rows = torch.cat([F.normalize(p, dim=1) for p in parts], dim=1)
     return used, F.normalize(rows, dim=1).numpy(), hard, feats
 
 
-def _class_counts(hard: np.ndarray, used: np.ndarray, mask: np.ndarray | None, num_classes: int) -> np.ndarray:
+def slot_class_counts(hard: np.ndarray, used: np.ndarray, mask: np.ndarray | None, num_classes: int) -> np.ndarray:
     """``(n, num_classes)`` pixels of each class (void excluded) in each used slot's region."""
     if mask is None:
         return np.zeros((len(used), num_classes), np.int64)
@@ -209,7 +225,7 @@ def _collect(predictor: SlotPredictor, images: ImageSource, config: AtlasConfig,
         n = len(used)
         slots.add(features=rows.astype(np.float32), image=np.full(n, len(ids)), slot=used,
                   pixels=np.bincount(np.searchsorted(used, hard.ravel()), minlength=n),
-                  counts=_class_counts(hard, used, truth.mask, num_classes))
+                  counts=slot_class_counts(hard, used, truth.mask, num_classes))
         if config.craft:
             flat = feats.flatten(1).T.numpy()
             take = rng.choice(len(flat), size=min(config.craft_pixels, len(flat)), replace=False)
@@ -305,7 +321,7 @@ def _score_image(predictor: SlotPredictor, truth: GroundTruthImage, index: int, 
     table[list(lut)] = list(lut.values())
     maps = {"slot_atlas": table[hard]}
     if craft is not None:
-        maps["craft"] = craft.concept_map(stage_features(predictor, config.block), hard.shape)
+        maps["craft"] = craft.concept_map(layer_features(predictor, config.block, config.features), hard.shape)
         if truth.mask is not None:
             valid = truth.mask != IGNORE_INDEX
             np.add.at(state.hist, (maps["craft"][valid], truth.mask[valid].astype(np.int64)), 1)
