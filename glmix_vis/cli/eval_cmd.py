@@ -98,37 +98,8 @@ def recipe_from_args(args: argparse.Namespace) -> MaskRecipe:
                       flip=args.flip, bg_threshold=args.bg_threshold)
 
 
-def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
-    methods = mask_methods()
-    p = subparsers.add_parser(
-        name, help="score WSSS pseudo-masks (mIoU)",
-        description="Class evidence -> pseudo-masks restricted to the image's ground-truth classes -> dense "
-                    "CRF -> palette PNGs in OUT/masks and OUT/metrics.json (+ metrics.md). The split's ground "
-                    "truth is checked first; every problem is listed and nothing is computed. Re-running with "
-                    "the same OUT resumes. With no --root: the generated scenes' val split with the bundled "
-                    "checkpoint. Sharded: torchrun --nproc_per_node N -m glmix_vis.cli.wsss eval ...")
-    p.add_argument("--dataset", default="voc", choices=["voc", "coco"])
-    p.add_argument("--root", help="dataset root (default: the generated scenes, created if missing)")
-    p.add_argument("--split", help="split (default: train with --root, val for the generated scenes); "
-                                   "mmseg's 'aug' is train_aug")
-    p.add_argument("--checkpoint", help="checkpoint file or name (default: the bundled demo model)")
-    p.add_argument("--method", default="slot-cam", choices=methods,
-                   help=f"class evidence; {ORACLE_METHOD} labels each slot with its majority ground-truth class")
-    p.add_argument("--slot-blocks", help="slot-cam: GLMix blocks to use, e.g. '-1' or '0,1,2' or 'all'")
-    p.add_argument("--slot-combine", choices=["mean", "product", "max"], help="slot-cam: how blocks combine")
-    p.add_argument("--target-layers", metavar="NAMES",
-                   help=f"{'/'.join(GRAD_CAM_METHODS)}: comma-separated target modules as in "
-                        "model.named_modules(), e.g. 'norm' or 'stages.2,stages.3' (default: the measured one)")
-    p.add_argument("--oracle-block", type=int, help=f"{ORACLE_METHOD}: which GLMix block (default -1, the last)")
-    p.add_argument("--method-option", action="append", metavar="NAME=VALUE",
-                   help="an option of --method, repeatable, e.g. combine=product or cam_weight=0.3 for slot-cam "
-                        "(the fields of SlotCAMConfig; target_layers=... for the grad-cam family); "
-                        "--slot-blocks, --slot-combine, --target-layers and --oracle-block are short forms")
-    p.add_argument("--out", default="runs/eval", help="output folder")
-    p.add_argument("--bg-threshold", type=probability, default=None,
-                   help="background when no allowed class scores above this (default: the value the "
-                        f"checkpoint records for the method, tuned on its training split; else {DEFAULT_BG_THRESHOLD})")
-    p.add_argument("--sweep", action="store_true", help="also sweep the background threshold (reports the best)")
+def _add_crf_and_refinement_arguments(p: argparse.ArgumentParser) -> None:
+    """The recipe's CRF and refinement flags (each a field of :class:`CRFParams` or a refinement option)."""
     p.add_argument("--crf", dest="crf", action="store_true", default=True, help="dense CRF refinement (default)")
     p.add_argument("--no-crf", dest="crf", action="store_false")
     p.add_argument("--crf-iterations", type=positive_int, default=_DEFAULT_CRF.iterations,
@@ -162,6 +133,40 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     p.add_argument("--par-iterations", type=non_negative_int, help=f"par: iterations (default {_DEFAULT_PAR.iterations})")
     p.add_argument("--par-downscale", type=positive_int,
                    help=f"par: run at 1/N of the image size (default {_DEFAULT_PAR.downscale}, as AFA)")
+
+
+def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
+    methods = mask_methods()
+    p = subparsers.add_parser(
+        name, help="score WSSS pseudo-masks (mIoU)",
+        description="Class evidence -> pseudo-masks restricted to the image's ground-truth classes -> dense "
+                    "CRF -> palette PNGs in OUT/masks and OUT/metrics.json (+ metrics.md). The split's ground "
+                    "truth is checked first; every problem is listed and nothing is computed. Re-running with "
+                    "the same OUT resumes. With no --root: the generated scenes' val split with the bundled "
+                    "checkpoint. Sharded: torchrun --nproc_per_node N -m glmix_vis.cli.wsss eval ...")
+    p.add_argument("--dataset", default="voc", choices=["voc", "coco"])
+    p.add_argument("--root", help="dataset root (default: the generated scenes, created if missing)")
+    p.add_argument("--split", help="split (default: train with --root, val for the generated scenes); "
+                                   "mmseg's 'aug' is train_aug")
+    p.add_argument("--checkpoint", help="checkpoint file or name (default: the bundled demo model)")
+    p.add_argument("--method", default="slot-cam", choices=methods,
+                   help=f"class evidence; {ORACLE_METHOD} labels each slot with its majority ground-truth class")
+    p.add_argument("--slot-blocks", help="slot-cam: GLMix blocks to use, e.g. '-1' or '0,1,2' or 'all'")
+    p.add_argument("--slot-combine", choices=["mean", "product", "max"], help="slot-cam: how blocks combine")
+    p.add_argument("--target-layers", metavar="NAMES",
+                   help=f"{'/'.join(GRAD_CAM_METHODS)}: comma-separated target modules as in "
+                        "model.named_modules(), e.g. 'norm' or 'stages.2,stages.3' (default: the measured one)")
+    p.add_argument("--oracle-block", type=int, help=f"{ORACLE_METHOD}: which GLMix block (default -1, the last)")
+    p.add_argument("--method-option", action="append", metavar="NAME=VALUE",
+                   help="an option of --method, repeatable, e.g. combine=product or cam_weight=0.3 for slot-cam "
+                        "(the fields of SlotCAMConfig; target_layers=... for the grad-cam family); "
+                        "--slot-blocks, --slot-combine, --target-layers and --oracle-block are short forms")
+    p.add_argument("--out", default="runs/eval", help="output folder")
+    p.add_argument("--bg-threshold", type=probability, default=None,
+                   help="background when no allowed class scores above this (default: the value the "
+                        f"checkpoint records for the method, tuned on its training split; else {DEFAULT_BG_THRESHOLD})")
+    p.add_argument("--sweep", action="store_true", help="also sweep the background threshold (reports the best)")
+    _add_crf_and_refinement_arguments(p)
     p.add_argument("--scales", type=positive_number_list, default=[1.0], help="test-time scales, e.g. 1.0,0.5,1.5")
     p.add_argument("--flip", action="store_true", help="add horizontally flipped inputs")
     p.add_argument("--input-size", type=positive_int, help="short side the network sees (default: the image's own size)")
