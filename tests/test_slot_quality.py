@@ -156,7 +156,9 @@ def test_slot_quality_averages_per_image_then_over_images(tiny_predictor, scenes
 def test_write_slot_quality_outputs(tiny_predictor, tmp_path):
     photo = GroundTruthImage("photo", np.random.default_rng(0).integers(0, 255, (64, 80, 3), dtype=np.uint8))
     report = slot_quality(tiny_predictor, [photo], merge=3, progress=False, meta={"model": "tiny"})
-    written = write_slot_quality(report, tmp_path)
+    from glmix_vis.figures.discovery import save_slot_quality_figure
+
+    written = write_slot_quality(report, tmp_path) + save_slot_quality_figure(report.to_dict(), tmp_path)
     assert {p.name for p in written} == {"slot_quality.json", "slot_quality.md", "slot_quality.png",
                                          "slot_quality.pdf"}
     data = json.loads((tmp_path / "slot_quality.json").read_text())

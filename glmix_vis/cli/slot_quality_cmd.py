@@ -110,7 +110,11 @@ def run(args: argparse.Namespace) -> int:
                               progress=not args.quiet, meta=meta)
     except IndexError as exc:
         raise UserError(str(exc)) from exc
-    written = write_slot_quality(report, args.out, figure=not args.no_figure)
+    written = write_slot_quality(report, args.out)
+    if not args.no_figure:
+        from ..figures.discovery import save_slot_quality_figure
+
+        written += save_slot_quality_figure(report.to_dict(), args.out)
     print(report.to_markdown())
     print("wrote " + ", ".join(str(p) for p in written))
     return 0

@@ -178,6 +178,7 @@ class _Concepts:
     hist: np.ndarray | None = None
     heaps: list[list[tuple[float, int, int]]] = field(default_factory=list)
     per_image: dict[int, dict[int, int]] = field(default_factory=dict)  # image -> slot -> concept
+    centroids: np.ndarray | None = None  # (k, D): where a new image's slots are assigned
 
     def __post_init__(self) -> None:
         self.members = [[] for _ in range(self.k)]
@@ -266,6 +267,7 @@ def _group(slots: _Spill, config: AtlasConfig, num_classes: int, num_slots: int)
     index_purity = purity(by_index)[0]
     ceiling = per_slot_best / per_slot_total if per_slot_total else float("nan")
     gap = ceiling - index_purity
+    concepts.centroids = kmeans.cluster_centers_.astype(np.float32)
     return concepts, dict(atlas=atlas_purity, by_index=index_purity, per_slot=ceiling,
                           gap_closed=(atlas_purity - index_purity) / gap if gap > 0 else None)
 
@@ -283,20 +285,24 @@ def _image_labels(predictor: SlotPredictor, truth: GroundTruthImage, same_classe
 
 
 def _crop(rgb: np.ndarray, region: np.ndarray, side: int = 128) -> np.ndarray:
-    """The slot's bounding box with a margin, its region outlined, the longer side ``side`` pixels."""
-    from ..figures.render import enlarge_to, outline_regions, resize_image
+    """The slot's bounding box with a margin, its outline drawn (dark inside a white line, readable
+    on any picture), scaled so the longer side is ``side`` pixels."""
+    from PIL import Image
+    from scipy.ndimage import binary_dilation, binary_erosion
 
     rows, cols = np.nonzero(region)
     h, w = region.shape
     pad = max(4, int(0.15 * max(np.ptp(rows) + 1, np.ptp(cols) + 1)))
     r0, r1 = max(0, rows.min() - pad), min(h, rows.max() + pad + 1)
     c0, c1 = max(0, cols.min() - pad), min(w, cols.max() + pad + 1)
-    crop = outline_regions(rgb[r0:r1, c0:c1], region[r0:r1, c0:c1].astype(np.int64), background=0,
-                           width=max(1, round(max(r1 - r0, c1 - c0) / 64)))
-    scale = side / max(crop.shape[:2])
-    if scale < 1:
-        return resize_image(crop, (max(1, round(crop.shape[0] * scale)), max(1, round(crop.shape[1] * scale))))
-    return enlarge_to(crop, side)
+    scale = side / max(r1 - r0, c1 - c0)
+    size = (max(1, round((c1 - c0) * scale)), max(1, round((r1 - r0) * scale)))
+    crop = np.asarray(Image.fromarray(rgb[r0:r1, c0:c1]).resize(size, Image.Resampling.LANCZOS)).copy()
+    inside = np.asarray(Image.fromarray(region[r0:r1, c0:c1].astype(np.uint8) * 255).resize(size)) > 127
+    edge = inside & ~binary_erosion(inside, iterations=2)
+    crop[binary_dilation(edge, iterations=1) & ~edge] = 255
+    crop[edge] = (20, 20, 20)
+    return crop
 
 
 @dataclass
@@ -426,4 +432,5 @@ def _assemble(config: AtlasConfig, ids: list[str], names: list[str], concepts: _
             "images": len(ids), "slots": int(sum(r["size"] for r in rows)), "config": asdict(config),
             "classes": names, "purity": purities if has_truth else None,
             "craft": {"purity": craft_purity} if with_craft else None, "fidelity": fidelity,
-            "peak_rss_mb": round(_peak_rss_mb(), 1), "concepts": rows}
+            "peak_rss_mb": round(_peak_rss_mb(), 1), "concepts": rows,
+            "centroids": np.round(concepts.centroids, 5).tolist()}

@@ -35,7 +35,7 @@ __all__ = ["METRICS", "GroundTruthImage", "SlotQuality", "dataset_images", "imag
 #: The per-image metrics, in the order tables show them (fractions in 0..1).
 METRICS = ("fg_ari", "mbo_i", "mbo_c", "corloc", "miou")
 _TITLES = {"fg_ari": "FG-ARI", "mbo_i": "mBO^i", "mbo_c": "mBO^c", "corloc": "CorLoc", "miou": "mIoU (Hungarian)"}
-JSON_FILE, MARKDOWN_FILE, FIGURE_FILE = "slot_quality.json", "slot_quality.md", "slot_quality.png"
+JSON_FILE, MARKDOWN_FILE = "slot_quality.json", "slot_quality.md"
 
 
 @dataclass
@@ -190,17 +190,11 @@ def slot_quality(predictor: SlotPredictor, images: Iterable[GroundTruthImage], *
     return SlotQuality(rows, count, merge, dict(meta or {}))
 
 
-def write_slot_quality(report: SlotQuality, out: str | Path, figure: bool = True) -> list[Path]:
-    """``out/slot_quality.json``, ``slot_quality.md`` and (``figure``) ``slot_quality.png`` / ``.pdf``."""
+def write_slot_quality(report: SlotQuality, out: str | Path) -> list[Path]:
+    """``out/slot_quality.json`` and ``slot_quality.md`` (the figure of the same numbers:
+    :func:`glmix_vis.figures.discovery.slot_quality_figure`)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / JSON_FILE, (json.dumps(report.to_dict(), indent=2) + "\n").encode())
     atomic_write_bytes(out / MARKDOWN_FILE, report.to_markdown().encode())
-    written = [out / JSON_FILE, out / MARKDOWN_FILE]
-    if figure:
-        from ..figures.discovery import slot_quality_figure
-        from ..figures.style import save_figure
-
-        fig = slot_quality_figure(report.to_dict())
-        written += [save_figure(fig, out / FIGURE_FILE), save_figure(fig, out / "slot_quality.pdf")]
-    return written
+    return [out / JSON_FILE, out / MARKDOWN_FILE]

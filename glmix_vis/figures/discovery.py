@@ -1,18 +1,25 @@
-"""Figures of the object-discovery measurements: slot quality per block.
+"""Figures of the object-discovery measurements: slot quality per block, the slot atlas.
 
-Plain data in (the ``slot_quality.json`` dictionary), a :class:`PaperFigure` out: the figures
-know nothing of how the numbers were made.
+:func:`slot_quality_figure` and :func:`atlas_figure` take plain data (``slot_quality.json``,
+``atlas.json`` and its folder); :func:`atlas_concepts` is a layout (``LAYOUTS["atlas"]``): images
+explained by the concepts of a saved atlas.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from .palette import OKABE_ITO
 from .style import PaperFigure, column_width, figure_style
 
-__all__ = ["atlas_figure", "slot_quality_figure"]
+if TYPE_CHECKING:
+    from .sources import Source
+
+__all__ = ["atlas_concepts", "atlas_figure", "save_slot_quality_figure", "slot_quality_figure"]
 
 _SERIES = (("fg_ari", "FG-ARI"), ("mbo_i", "mBO$^i$"), ("mbo_c", "mBO$^c$"), ("corloc", "CorLoc"))
 
@@ -58,11 +65,18 @@ def slot_quality_figure(report: dict[str, Any], width: str | float = "double", d
     return fig
 
 
+def save_slot_quality_figure(report: dict[str, Any], out: str | Path) -> list[Path]:
+    """``out/slot_quality.png`` and ``.pdf`` of :func:`slot_quality_figure`."""
+    from .style import save_figure
+
+    fig = slot_quality_figure(report)
+    return [save_figure(fig, Path(out) / "slot_quality.png"), save_figure(fig, Path(out) / "slot_quality.pdf")]
+
+
 def atlas_figure(atlas: dict[str, Any], folder: str | Path, concepts: int = 8, crops: int = 5,
                  width: str | float = "double", dpi: float = 300) -> PaperFigure:
     """The atlas's largest concepts, one row each (name, purity, typical crops with the slot outlined),
     and the scores against CRAFT beside them. ``folder`` holds the ``crops/`` the atlas names."""
-    import numpy as np
     from PIL import Image
 
     rows = sorted(atlas["concepts"], key=lambda c: -c["share"])[:concepts]
@@ -109,3 +123,69 @@ def _atlas_scores(sub: Any, atlas: dict[str, Any]) -> None:
         ax.axhline(pur["by_index"], color="0.5", lw=0.6, ls=":")
         ax.axhline(pur["per_slot"], color="0.5", lw=0.6, ls="--")
         ax.set_title("dotted / dashed: purity by slot index / per slot", fontsize=6)
+
+
+def _tile(path: Path, side: int) -> np.ndarray:
+    """A crop centred on a white square of ``side`` pixels."""
+    from PIL import Image
+
+    img = Image.open(path).convert("RGB")
+    img.thumbnail((side, side))
+    tile = np.full((side, side, 3), 255, np.uint8)
+    h, w = img.size[1], img.size[0]
+    tile[(side - h) // 2:(side - h) // 2 + h, (side - w) // 2:(side - w) // 2 + w] = np.asarray(img)
+    return tile
+
+
+def atlas_concepts(source: Source, atlas: str | Path, *, concepts: int = 3, width: str | float = "double",
+                   alpha: float = 0.45, row_labels: Sequence[str] | None = None, input_size: int | None = None,
+                   dpi: float = 300) -> PaperFigure:
+    """An image explained by dataset concepts: the image, its atlas block's slots coloured by the
+    concept each belongs to, then the ``concepts`` largest concepts of the image, each shown by
+    four typical slots of the atlas's images (their region outlined), titled with the concept's
+    majority class and purity. One row per image."""
+    from ..discovery.lookup import concept_map, load_atlas
+    from .palette import slot_palette
+    from .panels import Frame, Panel, Row, aspect, assemble, label_margin, pixels
+    from .render import overlay_slots, resize_image, resize_labels
+    from .sources import predictor_rows
+
+    loaded = load_atlas(atlas)
+    palette = slot_palette(len(loaded.data["concepts"]))
+    frame = Frame(column_width(width), left=label_margin() if row_labels else 0.0)
+    rows = []
+    for r, predictor in enumerate(predictor_rows(source, input_size)):
+        cmap = concept_map(predictor, loaded)
+        image = predictor.image
+        ids, counts = np.unique(cmap, return_counts=True)
+        top = ids[np.argsort(-counts)][:concepts].tolist()
+        widths, height = frame.panel_widths([aspect(image)] * 2 + [1.0] * len(top))
+        size = pixels(widths[0], aspect(image), dpi)
+        shown = resize_image(image, size)
+        panels = [Panel(shown, ("input",)),
+                  Panel(overlay_slots(shown, resize_labels(cmap, size), palette, alpha), ("concepts of its slots",
+                                                                                          "concepts"))]
+        for c, w in zip(top, widths[2:]):
+            side = pixels(w, 1.0, dpi)[1]
+            crops = loaded.crops(c)[:4] or []
+            tiles = [_tile(p, side // 2) for p, _ in crops] + [np.full((side // 2, side // 2, 3), 255, np.uint8)] * 4
+            montage = np.vstack([np.hstack(tiles[0:2]), np.hstack(tiles[2:4])])
+            info = loaded.concept(c)
+            name = f"c{c} {info.get('majority') or ''}".strip()
+            pur = f" {100 * info['purity']:.0f}%" if info.get("purity") is not None else ""
+            panels.append(Panel(montage, (f"{name}{pur}", name, f"c{c}")))
+            panels[-1].draw = _swatch(palette[c])
+        label = row_labels[r] if row_labels and r < len(row_labels) else None
+        rows.append(Row(panels, widths, height, label))
+    with figure_style():
+        return assemble(rows, frame, dpi, titles="all")
+
+
+def _swatch(color: np.ndarray) -> Callable[[Any, float], None]:
+    """A small square of the concept's overlay colour in the panel's corner."""
+    from matplotlib.patches import Rectangle
+
+    def draw(ax: Any, width_in: float) -> None:
+        ax.add_patch(Rectangle((0.0, 0.0), 0.12, 0.12, transform=ax.transAxes, color=np.asarray(color) / 255,
+                               ec="white", lw=0.5))
+    return draw
