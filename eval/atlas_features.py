@@ -30,15 +30,17 @@ def main() -> None:
     p.add_argument("--block", type=int, default=0)
     p.add_argument("--concepts", type=int, default=16)
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--kinds", default=",".join(FEATURE_KINDS), help="feature kinds to compare")
     args = p.parse_args()
     ds = open_dataset("voc", root_or_default(args.root), args.split)
     predictor = SlotPredictor.from_checkpoint(None, device="cpu")
-    rows = {k: [] for k in FEATURE_KINDS}
+    kinds = args.kinds.split(",")
+    rows = {k: [] for k in kinds}
     counts, slot_ids = [], []
     for i in tqdm(range(min(args.images, len(ds))), desc="slots"):
         sample = ds[i]
         predictor.set_image(sample.image, input_size=min(sample.image.shape[:2]))
-        for kind in FEATURE_KINDS:
+        for kind in kinds:
             used, feats, hard, _ = slot_rows(predictor, args.block, kind)
             rows[kind].append(feats)
         counts.append(slot_class_counts(hard, used, sample.mask, ds.num_classes))
@@ -48,7 +50,7 @@ def main() -> None:
     np.add.at(by_index, ids_all, counts_all)
     result = dict(images=len(counts), slots=len(ids_all), block=args.block, concepts=args.concepts,
                   by_index=purity(by_index)[0], per_slot=float(counts_all.max(1).sum() / counts_all.sum()))
-    for kind in FEATURE_KINDS:
+    for kind in kinds:
         x = np.concatenate(rows[kind])
         values = []
         for seed in range(args.seeds):

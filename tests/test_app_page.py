@@ -18,8 +18,8 @@ gr = pytest.importorskip("gradio")
 
 from glmix_vis import app as webapp  # noqa: E402
 from glmix_vis.app import TAB_CLASSES, TAB_SLOTS, TAB_SOFT, ModelCache, SlotApp  # noqa: E402
-from glmix_vis.app.settings import TAB_ATLAS  # noqa: E402
 from glmix_vis.app.page import TABS  # noqa: E402
+from glmix_vis.app.settings import TAB_ATLAS  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("checkpoint_dir")  # never the user's real checkpoint folder
 

@@ -89,6 +89,18 @@ def test_build_atlas_streams_and_accounts_for_every_slot(tiny_predictor, scenes,
     assert "<script" not in page and "http" not in page
 
 
+def test_contrast_rows_stand_out_from_their_image(tiny_predictor):
+    from glmix_vis.discovery.atlas import slot_rows
+
+    tiny_predictor.set_image(np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    used, rows, hard, feats = slot_rows(tiny_predictor, 0, "contrast")
+    assert rows.shape[0] == len(used) == len(np.unique(hard))
+    np.testing.assert_allclose(rows.mean(0), 0, atol=1e-4)  # standardised over the image's slots
+    assert np.allclose(rows.std(0)[rows.std(0) > 0], 1, atol=1e-3)
+    _, region, _, _ = slot_rows(tiny_predictor, 0, "region")
+    np.testing.assert_allclose(np.linalg.norm(region, axis=1), 1, atol=1e-5)  # the other kinds: unit rows
+
+
 def test_atlas_config_is_checked():
     with pytest.raises(ValueError, match="features must be one of"):
         AtlasConfig(features="pixels")

@@ -25,10 +25,13 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     p.add_argument("--block", type=int, default=0, help="GLMix block index (default 0; negative counts from the end)")
     p.add_argument("--out", type=Path, required=True, help="output folder (ATLAS)")
     p.add_argument("--concepts", type=positive_int, default=16, help="number of concepts K (default 16)")
-    p.add_argument("--features", default="region", choices=["deep", "region", "slot", "both"],
-                   help="a slot's row: the final features pooled over its region (deep), the block stage's "
-                        "features pooled over it (region), its slot vector (slot), or region and slot (both); CRAFT "
-                        "factorises the layer the rows pool (default region)")
+    p.add_argument("--features", default="contrast",
+                   choices=["contrast", "evidence", "deep", "region", "slot", "both"],
+                   help="a slot's row, pooled over its region: the final features and the stage before the last, "
+                        "standardised over the image's slots (contrast, default: measured best), the head's class "
+                        "logits (evidence), the final features (deep), the block stage's features (region); or its "
+                        "slot vector (slot), or region and slot (both). CRAFT factorises the pixel features the "
+                        "rows pool (the final ones for contrast, evidence and deep)")
     p.add_argument("--checkpoint", help="checkpoint file or name (default: the bundled demo model)")
     p.add_argument("--input-size", type=positive_int,
                    help="short side the network sees (default: the image's own size, as eval)")

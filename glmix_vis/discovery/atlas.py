@@ -40,9 +40,15 @@ __all__ = ["FEATURE_KINDS", "AtlasConfig", "build_atlas", "purity", "layer_featu
            "stage_features"]
 
 #: A slot's row: ``region`` = the block stage's pixel features pooled over the slot's region; ``deep``
-#: = the final features (what the classifier reads) pooled over it; ``slot`` = the block's slot vector;
-#: ``both`` = region and slot concatenated. CRAFT runs on the layer the rows pool (``deep``: the final one).
-FEATURE_KINDS = ("deep", "region", "slot", "both")
+#: = the final features pooled over it; ``evidence`` = the classifier's head applied at every location
+#: of the final features (a CAM before any ReLU, one value per head output) pooled over it; ``slot`` =
+#: the block's slot vector; ``both`` = region and slot concatenated; ``contrast`` = the final features
+#: and those of the stage before the last, pooled over the region, each channel standardised over
+#: the image's slots (what sets the slot apart from the rest of its image: the pooled deep features
+#: of one image's slots are nearly alike, their receptive fields covering the whole picture). CRAFT
+#: factorises the pixel features the rows pool (``deep``, ``evidence``, ``contrast``: the final ones;
+#: ``evidence`` through the head). The default was chosen by ``eval/atlas_features.py``.
+FEATURE_KINDS = ("contrast", "evidence", "deep", "region", "slot", "both")
 ImageSource = Callable[[], Iterable[GroundTruthImage]]
 
 
@@ -52,7 +58,7 @@ class AtlasConfig:
 
     block: int = 0
     concepts: int = 16
-    features: str = "region"
+    features: str = "contrast"
     input_size: int | None = None  # short side the network sees; None: the image's own (eval's rule)
     examples: int = 6  # typical members shown per concept
     fidelity_images: int = 50  # images scored by concept deletion / insertion (both banks)
@@ -75,17 +81,32 @@ class AtlasConfig:
 def stage_features(predictor: SlotPredictor, block: int) -> torch.Tensor:
     """``(C, h, w)`` float32: the pixel features of the stage holding ``block`` for the image set in
     the predictor (the block's own output when it ends its stage); runs the stages up to it."""
-    stage = predictor.maps([block])[0].stage
+    return _stage_output(predictor, predictor.maps([block])[0].stage)
+
+
+def _stage_output(predictor: SlotPredictor, stage: int) -> torch.Tensor:
     with torch.no_grad(), network_autocast(predictor.batch.device):
         feats = predictor.model.forward_intermediates(predictor.batch, indices=[stage], intermediates_only=True,
                                                       stop_early=True)[0]
-    return feats[0].float()
+    return feats[0].float().cpu()
+
+
+def _standardised(rows: torch.Tensor) -> torch.Tensor:
+    """Each column centred and scaled over the rows (one image's slots)."""
+    return (rows - rows.mean(0)) / rows.std(0, unbiased=False).clamp_min(1e-6)
 
 
 def layer_features(predictor: SlotPredictor, block: int, kind: str) -> torch.Tensor:
     """``(C, h, w)``: the pixel features a ``kind`` of row pools, and CRAFT factorises."""
-    if kind == "deep":
+    if kind in ("deep", "contrast"):
         return predictor.output.features[0].float().cpu()
+    if kind == "evidence":
+        head = predictor.model.get_classifier()
+        if not isinstance(head, torch.nn.Linear):
+            raise ValueError("evidence rows need a model with a linear classification head")
+        feats = predictor.output.features[0].float().cpu()
+        maps = torch.einsum("nc,chw->nhw", head.weight.detach().float().cpu(), feats)
+        return maps + head.bias.detach().float().cpu()[:, None, None] if head.bias is not None else maps
     return stage_features(predictor, block).cpu()
 
 
@@ -107,8 +128,13 @@ def slot_rows(predictor: SlotPredictor, block: int, kind: str) -> tuple[np.ndarr
     hard = predictor.hard_slots(block)
     used = np.unique(hard)
     feats = layer_features(predictor, block, kind)
+    if kind == "contrast":
+        before_last = len(predictor.model.stages) - 2
+        stage = _stage_output(predictor, before_last) if before_last >= 0 else feats
+        rows = torch.cat([_standardised(_pooled(hard, used, f)) for f in (feats, stage)], dim=1)
+        return used, rows.numpy(), hard, feats
     parts = []
-    if kind in ("region", "both", "deep"):
+    if kind in ("region", "both", "deep", "evidence"):
         parts.append(_pooled(hard, used, feats))
     if kind in ("slot", "both"):
         parts.append(predictor.maps([block])[0].slots[0, torch.from_numpy(used)].float().cpu())

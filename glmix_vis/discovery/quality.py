@@ -128,10 +128,23 @@ class SlotQuality:
 
         head = " | ".join(_TITLES[m] for m in METRICS)
         lines = [f"# Slot quality: {self.meta.get('model', '?')} on {self.meta.get('dataset', '?')} "
-                 f"{self.meta.get('split', '')} ({self.images} images)", "",
-                 "Fractions as percentages; OCLF's definitions (void pixels ignored, per image then over "
-                 "images).", "", "## All slots", "",
-                 f"| block | grid | slots used | {head} | slot oracle mIoU |",
+                 f"{self.meta.get('split', '')} ({self.images} images)", ""]
+        if not any(b[m] is not None for b in self.blocks for m in METRICS):  # no ground truth: consistency only
+            lines += ["No ground truth: slots used and consistency only.", "", "| block | grid | slots used |",
+                      "|---|---|---:|"]
+            lines += [f"| {b['name']} | {b['grid'][0]}×{b['grid'][1]} | {b['used_slots']:.1f} / {b['slots']} |"
+                      for b in self.blocks]
+        else:
+            lines += self._metric_tables(head, pct)
+        lines += ["", "## Consistency with the next block (Hungarian IoU of the partitions)", "",
+                  "| blocks | all slots | merged |", "|---|---:|---:|"]
+        lines += [f"| {b['block']} → {b['consistency_next']['next']} | {pct(b['consistency_next']['raw'])} | "
+                  f"{pct(b['consistency_next']['merged'])} |" for b in self.blocks if b["consistency_next"]]
+        return "\n".join(lines) + "\n"
+
+    def _metric_tables(self, head: str, pct: Any) -> list[str]:
+        lines = ["Fractions as percentages; OCLF's definitions (void pixels ignored, per image then over images).",
+                 "", "## All slots", "", f"| block | grid | slots used | {head} | slot oracle mIoU |",
                  "|---|---|---:|" + "---:|" * (len(METRICS) + 1)]
         for b in self.blocks:
             lines.append(f"| {b['name']} | {b['grid'][0]}×{b['grid'][1]} | {b['used_slots']:.1f} / {b['slots']} | "
@@ -141,11 +154,7 @@ class SlotQuality:
                       "|---|" + "---:|" * len(METRICS)]
             lines += [f"| {b['name']} | " + " | ".join(pct(b["merged"][m]) for m in METRICS) + " |"
                       for b in self.blocks]
-        lines += ["", "## Consistency with the next block (Hungarian IoU of the partitions)", "",
-                  "| blocks | all slots | merged |", "|---|---:|---:|"]
-        lines += [f"| {b['block']} → {b['consistency_next']['next']} | {pct(b['consistency_next']['raw'])} | "
-                  f"{pct(b['consistency_next']['merged'])} |" for b in self.blocks if b["consistency_next"]]
-        return "\n".join(lines) + "\n"
+        return lines
 
 
 def slot_quality(predictor: SlotPredictor, images: Iterable[GroundTruthImage], *, blocks: Sequence[int] | None = None,

@@ -31,7 +31,7 @@ def slot_quality_figure(report: dict[str, Any], width: str | float = "double", d
     xs = [b["block"] for b in blocks]
     w = column_width(width)
     with figure_style():
-        fig = PaperFigure(figsize=(w, w * 0.36), export_dpi=dpi, layout="constrained")
+        fig = PaperFigure(figsize=(w, w * 0.42), export_dpi=dpi, layout="constrained")
         ax, cons = fig.subplots(1, 2, width_ratios=(2.2, 1))
         for (key, title), color in zip(_SERIES, (OKABE_ITO[4], OKABE_ITO[5], OKABE_ITO[2], OKABE_ITO[6])):
             raw = [b[key] for b in blocks]
@@ -48,8 +48,8 @@ def slot_quality_figure(report: dict[str, Any], width: str | float = "double", d
         ax.set(xlabel="GLMix block", ylabel="%", xticks=xs, ylim=(0, 100))
         ax.set_title(f"{report.get('model', '')} · {report.get('dataset', '')} {report.get('split', '')} "
                      f"({report['images']} images)".strip(" ·"))
-        if ax.lines:
-            ax.legend(ncols=2, frameon=False, loc="upper right")
+        if ax.lines:  # under the axes: the lines start at the top left
+            ax.legend(ncols=4, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2))
         pairs = [b for b in blocks if b.get("consistency_next")]
         labels = [f"{b['block']}→{b['consistency_next']['next']}" for b in pairs]
         at = list(range(len(pairs)))
