@@ -75,11 +75,11 @@ def save_slot_quality_figure(report: dict[str, Any], out: str | Path) -> list[Pa
 
 def atlas_figure(atlas: dict[str, Any], folder: str | Path, concepts: int = 8, crops: int = 5,
                  width: str | float = "double", dpi: float = 300) -> PaperFigure:
-    """The atlas's largest concepts, one row each (name, purity, typical crops with the slot outlined),
-    and the scores against CRAFT beside them. ``folder`` holds the ``crops/`` the atlas names."""
+    """The atlas's concepts, one row each (name, purity, typical crops with the slot outlined): the
+    largest of each majority class first; the scores against CRAFT beside them. ``folder`` holds the ``crops/`` the atlas names."""
     from PIL import Image
 
-    rows = sorted(atlas["concepts"], key=lambda c: -c["share"])[:concepts]
+    rows = _showcase(atlas["concepts"])[:concepts]
     w = column_width(width)
     cell = (w * 0.7) / (crops + 1.6)
     with figure_style():
@@ -104,6 +104,15 @@ def atlas_figure(atlas: dict[str, Any], folder: str | Path, concepts: int = 8, c
     return fig
 
 
+def _showcase(concepts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The largest concept of each majority class first (a reader sees every class the atlas
+    found), then the others, each group by decreasing pixel share."""
+    by_share = sorted(concepts, key=lambda c: -c["share"])
+    seen: set[Any] = set()
+    first = [c for c in by_share if c.get("majority") not in seen and not seen.add(c.get("majority"))]
+    return first + [c for c in by_share if c not in first]
+
+
 def _atlas_scores(sub: Any, atlas: dict[str, Any]) -> None:
     """Bars: purity, deletion and insertion AUC of the slot atlas against CRAFT."""
     fid = atlas.get("fidelity") or {}
@@ -122,7 +131,7 @@ def _atlas_scores(sub: Any, atlas: dict[str, Any]) -> None:
     if pur.get("by_index") is not None:
         ax.axhline(pur["by_index"], color="0.5", lw=0.6, ls=":")
         ax.axhline(pur["per_slot"], color="0.5", lw=0.6, ls="--")
-        ax.set_title("dotted / dashed: purity by slot index / per slot", fontsize=6)
+        ax.set_title("purity lines: by slot index (dotted),\nevery slot its own concept (dashed)", fontsize=5.5)
 
 
 def _tile(path: Path, side: int) -> np.ndarray:
@@ -141,7 +150,8 @@ def atlas_concepts(source: Source, atlas: str | Path, *, concepts: int = 3, widt
                    alpha: float = 0.45, row_labels: Sequence[str] | None = None, input_size: int | None = None,
                    dpi: float = 300) -> PaperFigure:
     """An image explained by dataset concepts: the image, its atlas block's slots coloured by the
-    concept each belongs to, then the ``concepts`` largest concepts of the image, each shown by
+    concept each belongs to, then the ``concepts`` concepts most particular to the image (its share
+    of them against the atlas's), each shown by
     four typical slots of the atlas's images (their region outlined), titled with the concept's
     majority class and purity. One row per image."""
     from ..discovery.lookup import concept_map, load_atlas
@@ -157,8 +167,7 @@ def atlas_concepts(source: Source, atlas: str | Path, *, concepts: int = 3, widt
     for r, predictor in enumerate(predictor_rows(source, input_size)):
         cmap = concept_map(predictor, loaded)
         image = predictor.image
-        ids, counts = np.unique(cmap, return_counts=True)
-        top = ids[np.argsort(-counts)][:concepts].tolist()
+        top = _telling_concepts(cmap, loaded.data["concepts"], concepts)
         widths, height = frame.panel_widths([aspect(image)] * 2 + [1.0] * len(top))
         size = pixels(widths[0], aspect(image), dpi)
         shown = resize_image(image, size)
@@ -179,6 +188,17 @@ def atlas_concepts(source: Source, atlas: str | Path, *, concepts: int = 3, widt
         rows.append(Row(panels, widths, height, label))
     with figure_style():
         return assemble(rows, frame, dpi, titles="all")
+
+
+def _telling_concepts(cmap: np.ndarray, concepts: list[dict[str, Any]], k: int) -> list[int]:
+    """The ``k`` concepts of an image most over-represented in it against the whole atlas (its
+    share here over its share there), among those covering at least 1% of the image: the
+    background concepts that fill every picture come after what is particular to this one."""
+    ids, counts = np.unique(cmap, return_counts=True)
+    share = counts / counts.sum()
+    lift = share / np.maximum([concepts[int(c)]["share"] for c in ids], 1e-9)
+    order = np.lexsort((-share, -(lift * (share >= 0.01))))
+    return ids[order][:k].tolist()
 
 
 def _swatch(color: np.ndarray) -> Callable[[Any, float], None]:
