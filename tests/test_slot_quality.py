@@ -178,3 +178,18 @@ def test_slot_quality_cli(tiny_checkpoint, scenes_root, tmp_path, capsys):
     assert vis_main(["slot-quality", "--root", str(scenes_root), "--out", str(out), "--merge", "-1"]) == 2
     assert "--merge must be >= 0" in capsys.readouterr().err
     assert vis_main(["slot-quality", "--images", str(tmp_path / "nothing"), "--out", str(out)]) == 2
+
+
+def test_slot_quality_cli_on_bare_photos(tiny_checkpoint, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for k in range(2):
+        Image.fromarray(np.random.default_rng(k).integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(folder / f"{k}.png")
+    out = tmp_path / "sq"
+    assert vis_main(["slot-quality", "--images", str(folder), "--out", str(out), "--checkpoint", tiny_checkpoint,
+                     "--device", "cpu", "--quiet", "--no-figure"]) == 0
+    data = json.loads((out / "slot_quality.json").read_text())
+    assert data["images"] == 2 and data["dataset"] == "images" and data["blocks"][0]["mbo_i"] is None
+    assert "No ground truth" in (out / "slot_quality.md").read_text()
