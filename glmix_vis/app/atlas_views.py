@@ -55,8 +55,9 @@ def pixel_detail(result: Analysis, atlas: LoadedAtlas | None, x: int, y: int) ->
         return "", []
     lines = [f"**Pixel ({x}, {y})**", "", "| block | slot | its share of the image |", "|---|---:|---:|"]
     for b, label in enumerate(result.loaded.block_labels):
-        slot = int(result.hard(b)[y, x])
-        lines.append(f"| {label} | {slot} | {100 * float(result.shares(b)[slot]):.1f}% |")
+        hard = result.hard(b)  # the share of the shown partition (a slot may win pixels but no grid token)
+        slot = int(hard[y, x])
+        lines.append(f"| {label} | {slot} | {100 * float((hard == slot).mean()):.1f}% |")
     if atlas is None:
         return "\n".join(lines + ["", "Load an atlas (`glmix-vis atlas --out DIR`) to see the slot's concept."]), []
     slot = int(result.hard(atlas.block)[y, x])
