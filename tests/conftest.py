@@ -2,6 +2,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from helpers import APP_CLASSES, TINY_CLASSES
@@ -120,3 +121,22 @@ def tiny_checkpoint(tmp_path_factory, tiny_predictor) -> str:
     meta = {"model": "glnet_nano", "classes": TINY_CLASSES, "input_size": [64, 64], "head": "foreground"}
     save_safetensors(tiny_predictor.model.state_dict(), path, meta=meta)
     return str(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_atlas(tiny_predictor, tmp_path_factory) -> Path:
+    """A slot atlas of :func:`tiny_predictor`'s block 0 over a few random pictures (``atlas.json`` and
+    its crops): what the ``atlas`` figure layout and the app's atlas tab read."""
+    import json
+
+    from glmix_vis.discovery.atlas import AtlasConfig, build_atlas
+    from glmix_vis.discovery.quality import GroundTruthImage
+    from glmix_vis.io import atomic_write_bytes
+
+    rng = np.random.default_rng(3)
+    pictures = [GroundTruthImage(f"p{k}", rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)) for k in range(3)]
+    out = tmp_path_factory.mktemp("atlas")
+    atlas = build_atlas(tiny_predictor, lambda: pictures, out, AtlasConfig(concepts=2, examples=2, fidelity_images=0,
+                                                                        craft=False), progress=False)
+    atomic_write_bytes(out / "atlas.json", json.dumps(atlas).encode())
+    return out

@@ -19,6 +19,7 @@ gr = pytest.importorskip("gradio")
 from glmix_vis import app as webapp  # noqa: E402
 from glmix_vis.app import TAB_CLASSES, TAB_SLOTS, TAB_SOFT, ModelCache, SlotApp  # noqa: E402
 from glmix_vis.app.page import TABS  # noqa: E402
+from glmix_vis.app.settings import TAB_ATLAS  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("checkpoint_dir")  # never the user's real checkpoint folder
 
@@ -202,7 +203,7 @@ def test_a_new_tab_is_one_function_and_one_entry(backend, nano_checkpoint, monke
                                               page_module.Tab("picture", "Picture", "tab-picture", picture_tab)))
     demo = _page(backend)
     parts = demo.page_parts
-    assert list(parts.tabs) == [TAB_SLOTS, TAB_SOFT, TAB_CLASSES, "picture"]
+    assert list(parts.tabs) == [TAB_SLOTS, TAB_SOFT, TAB_CLASSES, TAB_ATLAS, "picture"]
     assert any(isinstance(b, gr.Tab) and b.elem_id == "tab-picture" for b in demo.blocks.values())
     picture = parts.tabs["picture"].outputs["picture"]
     out = parts.tabs["picture"].refresh[0].fn(_photo(), nano_checkpoint.name, None, "picture")

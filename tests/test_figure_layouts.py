@@ -23,7 +23,7 @@ from glmix_vis.figures.style import PaperFigure
 #: needs one here: the test below says so).
 SAMPLES = {"--blocks": ("0,-1", [0, -1]), "--counts": (None, True), "--slots": ("1,2", [1, 2]), "-k": ("2", 2),
            "--class": ("star", "star"), "--bg-threshold": ("0.3", 0.3), "--no-crf": (None, False),
-           "--methods": ("cam,slot-cam+crf", None)}
+           "--methods": ("cam,slot-cam+crf", None), "--atlas": ("{atlas}", "{atlas}"), "--concepts": ("2", 2)}
 
 
 @pytest.fixture(scope="module")
@@ -74,12 +74,14 @@ def spies(monkeypatch) -> dict[str, list[tuple]]:
 
 @pytest.mark.parametrize("name", list(LAYOUTS))
 def test_each_layout_dispatches_to_its_function_with_its_options(name, spies, tiny_checkpoint, image_file, tmp_path,
-                                                                 capsys) -> None:
+                                                                 tiny_atlas, capsys) -> None:
     argv = ["figure", image_file, "--layout", name, "--checkpoint", tiny_checkpoint, "--device", "cpu",
             "--dpi", "40", "--width", "single", "--out", str(tmp_path / "fig.png")]
     expected = {}
     for option in LAYOUTS[name].options:
         text, value = SAMPLES[option.flag]
+        if text == "{atlas}":  # a folder made by the fixture
+            text = value = str(tiny_atlas)
         argv += [option.flag] if text is None else [option.flag, text]
         expected[option.keyword] = value
     assert main(argv) == 0, capsys.readouterr().err

@@ -45,6 +45,7 @@ from .settings import (
     DEFAULT_MAX_SIDE,
     DEFAULT_PORT,
     INPUT_SIZES,
+    TAB_ATLAS,
     TAB_CLASSES,
     TAB_SLOTS,
     TAB_SOFT,
@@ -307,11 +308,66 @@ def classes_tab(c: Controls) -> TabView:
                    on_model=ModelUpdate(on_model, (mask, mask_crf, method)))
 
 
+def atlas_tab(c: Controls) -> TabView:
+    """A loaded slot atlas (``glmix-vis atlas``): click a pixel to see its slot in every block, the
+    concept of its slot and that concept's typical slots; and the image's per-block slot numbers."""
+    from . import atlas_views
+
+    app, files = c.app, c.files
+    with gr.Row():
+        folder = gr.Textbox(value=os.environ.get("GLMIX_ATLAS", ""), label="Atlas folder (glmix-vis atlas --out)",
+                            placeholder="a folder holding atlas.json", scale=4, elem_id="atlas-folder")
+        load = gr.Button("Load atlas", scale=1)
+    atlas_status = gr.Markdown(elem_id="atlas-status")
+    with gr.Row():
+        picture = gr.Image(label="Click a pixel", interactive=False, elem_id="atlas-picture")
+        with gr.Column():
+            detail = gr.Markdown(elem_id="atlas-detail")
+            examples = gr.Gallery(label="Typical slots of its concept", columns=3, height="fit-content",
+                                  object_fit="contain", elem_id="atlas-examples")
+    metrics = gr.Markdown(elem_id="atlas-metrics")
+    shown = [atlas_status, picture, metrics, detail, examples]
+
+    def on_atlas(img: Any, label: str, input_size: float, path: str, current: str) -> dict[Any, Any]:
+        empty = {atlas_status: "", picture: None, metrics: "", detail: "", examples: []}
+        if current != TAB_ATLAS or img is None:  # computed when its tab is opened
+            return empty
+        try:
+            result = app.analysis(img, label, input_size)
+            atlas = atlas_views.atlas_or_none(path)
+            view = result.shown if atlas is None else atlas_views.concept_picture(result, atlas)
+            note = "No atlas loaded: the picture shows the image." if atlas is None else (
+                f"Atlas of {atlas.data.get('block_name')}: {len(atlas.data['concepts'])} concepts over "
+                f"{atlas.data['images']} images; colours are concepts.")
+            return {**empty, atlas_status: note, picture: view, metrics: atlas_views.block_metrics(result)}
+        except Exception as exc:  # AppError: a message; anything else: logged, then a message
+            return {**empty, atlas_status: app.report(exc)}
+
+    def on_click(img: Any, label: str, input_size: float, path: str, evt: gr.SelectData) -> dict[Any, Any]:
+        try:
+            result = app.analysis(img, label, input_size)
+            text, items = atlas_views.pixel_detail(result, atlas_views.atlas_or_none(path), *map(int, evt.index))
+        except Exception as exc:  # AppError: a message; anything else: logged, then a message
+            return {detail: app.report(exc), examples: []}
+        return {detail: text, examples: files.gallery(items)}
+
+    refresh = Step(on_atlas, [*c.common, folder, c.view], shown)
+
+    def on_load(img: Any, label: str, input_size: float, path: str) -> dict[Any, Any]:
+        return on_atlas(img, label, input_size, path, TAB_ATLAS)
+
+    Step(on_load, [*c.common, folder], shown).on(load.click, api_name="atlas")
+    Step(on_click, [*c.common, folder], [detail, examples]).on(picture.select, api_name=False)
+    return TabView(outputs={"folder": folder, "atlas_status": atlas_status, "picture": picture, "detail": detail,
+                            "examples": examples, "metrics": metrics}, refresh=(refresh,))
+
+
 #: The page's tabs, in order: a new tab is one tab function and one entry here.
 TABS: tuple[Tab, ...] = (
     Tab(TAB_SLOTS, "Slot groups", "tab-slots", slot_groups_tab),
     Tab(TAB_SOFT, "Soft maps", "tab-soft", soft_maps_tab),
     Tab(TAB_CLASSES, "Classes and pseudo-mask", "tab-classes", classes_tab, applies=lambda s: s["has_classifier"]),
+    Tab(TAB_ATLAS, "Slot atlas", "tab-atlas", atlas_tab),
 )
 
 

@@ -13,7 +13,7 @@ __all__ = [
     "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_SESSIONS", "DEFAULT_MAX_SIDE", "DEFAULT_METHOD", "DEFAULT_PORT",
     "DEFAULT_QUEUE_SIZE", "DEFAULT_TIME_BUDGET", "DEMO_LABEL", "EXAMPLE_PHOTOS", "FIGURE_CLASSES", "INPUT_SIZES", "JPEG_QUALITY",
     "MAX_EVIDENCE_PANELS", "MAX_FIGURES", "MIN_DISPLAY_SIDE", "MODEL_CACHE_SIZE", "RESULT_CACHE_SIZE", "SOFT_SIDE",
-    "TAB_CLASSES", "TAB_SLOTS", "TAB_SOFT",
+    "TAB_ATLAS", "TAB_CLASSES", "TAB_SLOTS", "TAB_SOFT",
 ]
 
 # ------------------------------------------------------------------------------ serving (CLI options)
@@ -55,7 +55,7 @@ MIN_DISPLAY_SIDE = 448
 MAX_EVIDENCE_PANELS = 6
 #: Classes whose evidence the figure of the classes tab shows (most likely first).
 FIGURE_CLASSES = 3
-TAB_SLOTS, TAB_SOFT, TAB_CLASSES = "slots", "soft", "classes"
+TAB_SLOTS, TAB_SOFT, TAB_CLASSES, TAB_ATLAS = "slots", "soft", "classes", "atlas"
 DEFAULT_METHOD = "slot-cam"
 #: Gallery pictures are sent to the browser as JPEG of this quality.
 JPEG_QUALITY = 90

@@ -11,6 +11,8 @@ VIS_COMMANDS: dict[str, str] = {
     "checkpoint": "glmix_vis.cli.checkpoint_cmd",
     "figure": "glmix_vis.cli.figure_cmd",
     "app": "glmix_vis.cli.app_cmd",
+    "slot-quality": "glmix_vis.cli.slot_quality_cmd",
+    "atlas": "glmix_vis.cli.atlas_cmd",
 }
 WSSS_COMMANDS: dict[str, str] = {
     "make-data": "glmix_vis.cli.make_data_cmd",

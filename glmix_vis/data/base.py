@@ -52,6 +52,7 @@ class SegmentationDataset(ABC):
     root: Path
     split: str
     has_masks: bool = True
+    has_instances: bool = False
 
     @property
     def num_classes(self) -> int:
@@ -114,6 +115,14 @@ class SegmentationDataset(ABC):
     @abstractmethod
     def load_mask(self, i: int) -> np.ndarray | None:
         """(H, W) uint8 label map of image ``i`` (255 = ignore), or None when the split has no masks."""
+
+    def load_instances(self, i: int) -> np.ndarray | None:
+        """(H, W) uint8 instance map of image ``i`` in VOC's ``SegmentationObject`` format (0 background,
+        one index per object, 255 void), or None when the dataset has no instance masks.
+
+        Instance metrics (FG-ARI, mBO^i) need these; class masks merge touching objects of a class.
+        """
+        return None
 
     @abstractmethod
     def image_labels(self, i: int) -> np.ndarray:

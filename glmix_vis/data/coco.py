@@ -15,6 +15,7 @@ import contextlib
 import io
 import json
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -133,14 +134,18 @@ class COCODataset(SegmentationDataset):
     def _annotations(self, i: int) -> list[dict[str, Any]]:
         return self.coco.imgToAnns.get(self._coco_ids[self._index(i)], [])
 
-    def load_mask(self, i: int) -> np.ndarray:
+    has_instances = True
+
+    def _paint(self, i: int, things_value: Callable[[int, dict[str, Any]], int]) -> np.ndarray:
+        """Crowd regions first as 255, then the other annotations by decreasing area (the smaller
+        one wins where they overlap), each painted ``things_value(k, annotation)``; ``k`` counts the
+        non-crowd annotations from 1 in the file's order."""
         mask = np.zeros(self.mask_size(i), dtype=np.uint8)
         anns = self._annotations(i)
         crowd = [a for a in anns if a.get("iscrowd", 0)]
-        things = sorted(
-            (a for a in anns if not a.get("iscrowd", 0)), key=lambda a: -float(a.get("area", 0.0))
-        )
-        for ann in [*crowd, *things]:
+        things = [(k, a) for k, a in enumerate((a for a in anns if not a.get("iscrowd", 0)), start=1)]
+        things.sort(key=lambda ka: -float(ka[1].get("area", 0.0)))
+        for k, ann in [*((0, a) for a in crowd), *things]:
             try:
                 with warnings.catch_warnings():  # pycocotools' numpy-2 copy= DeprecationWarning is noise
                     warnings.simplefilter("ignore", DeprecationWarning)
@@ -149,8 +154,19 @@ class COCODataset(SegmentationDataset):
                 raise DatasetError(
                     f"{self.annotation_file}: annotation {ann.get('id')} has an unreadable segmentation ({exc!r})"
                 ) from exc
-            mask[region] = 255 if ann.get("iscrowd", 0) else self._cat_to_index[ann["category_id"]]
+            mask[region] = 255 if ann.get("iscrowd", 0) else things_value(k, ann)
         return mask
+
+    def load_mask(self, i: int) -> np.ndarray:
+        return self._paint(i, lambda k, ann: self._cat_to_index[ann["category_id"]])
+
+    def load_instances(self, i: int) -> np.ndarray:
+        """Instance ``k`` = the ``k``-th non-crowd annotation of the image; crowds are void (255)."""
+        count = sum(1 for a in self._annotations(i) if not a.get("iscrowd", 0))
+        if count > 254:
+            raise DatasetError(f"{self.annotation_file}: image {self.image_ids[self._index(i)]} has {count} "
+                               f"instances, more than an 8-bit instance mask holds (254)")
+        return self._paint(i, lambda k, ann: k)
 
     def image_labels(self, i: int) -> np.ndarray:
         labels = np.zeros(self.num_classes - 1, dtype=np.float32)

@@ -3,8 +3,9 @@
 Each image holds 1-3 textured shapes (disk, square, triangle, star, ring, cross, horse
 silhouette) on a textured background. Objects and backgrounds draw their fill from the same
 texture/colour distribution, so only *shape* tells the classes apart. Masks are VOC-style
-palette PNGs with a 255 void band along object borders; XML annotations carry object names
-and boxes. Each image is seeded by ``(seed, split, index)`` alone, so image ``k`` does not
+palette PNGs with a 255 void band along object borders: class masks in ``SegmentationClass``,
+instance masks in ``SegmentationObject`` (0 background, object ``k`` = the ``k``-th object of the
+XML, as VOC numbers them); XML annotations carry object names and boxes. Each image is seeded by ``(seed, split, index)`` alone, so image ``k`` does not
 depend on how many images are generated, and the same seed gives the same bytes.
 """
 
@@ -22,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -30,14 +32,16 @@ from tqdm import tqdm
 
 from ..io import atomic_write_bytes
 from ..workers import init_worker
+from .base import DatasetError
 from .palette import save_palette_png, voc_palette
-from .voc import METADATA_FILE
+from .voc import INSTANCE_DIR, METADATA_FILE
 
 __all__ = [
     "SCENE_CLASSES",
     "Scene",
     "SceneConfig",
     "SceneObject",
+    "ensure_instance_masks",
     "generate_scenes",
     "root_or_default",
     "render_scene",
@@ -112,8 +116,9 @@ class SceneObject:
 @dataclass
 class Scene:
     image: np.ndarray  # (H, W, 3) uint8
-    mask: np.ndarray  # (H, W) uint8, 255 = void band
+    mask: np.ndarray  # (H, W) uint8 class indices, 255 = void band
     objects: list[SceneObject] = field(default_factory=list)
+    instances: np.ndarray | None = None  # (H, W) uint8: 0 background, k = objects[k - 1], 255 = void band
 
 
 def scene_image_id(split: str, index: int) -> str:
@@ -378,6 +383,7 @@ def _finish(
         )
         mask[band] = 255
     objects: list[SceneObject] = []
+    instances = np.zeros(mask.shape, dtype=np.uint8)
     for k, cls in enumerate(classes, start=1):
         own = inst == k
         if not (own & (mask != 255)).any():
@@ -386,7 +392,9 @@ def _finish(
         rows, cols = np.nonzero(own)
         bbox = (int(cols.min()) + 1, int(rows.min()) + 1, int(cols.max()) + 1, int(rows.max()) + 1)
         objects.append(SceneObject(cls, SCENE_CLASSES[cls], bbox, truncated[k - 1]))
-    return Scene(image=image, mask=mask, objects=objects)
+        instances[own] = len(objects)  # numbered as the XML lists them, as VOC's SegmentationObject
+    instances[mask == 255] = 255  # the same void band as the class mask
+    return Scene(image=image, mask=mask, objects=objects, instances=instances)
 
 
 # -- writing -----------------------------------------------------------------------------------
@@ -428,6 +436,7 @@ def _write_one(task: tuple[str, str, int, SceneConfig]) -> list[int]:
     scene = render_scene(split, index, config)
     atomic_write_bytes(root / "JPEGImages" / f"{image_id}.jpg", _jpeg_bytes(scene.image, config.jpeg_quality))
     save_palette_png(root / "SegmentationClass" / f"{image_id}.png", scene.mask, voc_palette())
+    save_palette_png(root / INSTANCE_DIR / f"{image_id}.png", scene.instances, voc_palette())
     atomic_write_bytes(root / "Annotations" / f"{image_id}.xml", _annotation_xml(image_id, scene))
     return sorted({o.class_index for o in scene.objects})
 
@@ -443,7 +452,7 @@ def _metadata(config: SceneConfig, n_train: int, n_val: int) -> dict:
     }
 
 
-_OWNED = ("JPEGImages", "SegmentationClass", "Annotations", "ImageSets", METADATA_FILE)
+_OWNED = ("JPEGImages", "SegmentationClass", INSTANCE_DIR, "Annotations", "ImageSets", METADATA_FILE)
 
 
 def _prepare_output(out: Path, meta: dict, force: bool) -> Path:
@@ -467,21 +476,22 @@ def _prepare_output(out: Path, meta: dict, force: bool) -> Path:
                     shutil.rmtree(target)
                 elif target.exists():
                     target.unlink()
-    for sub in ("JPEGImages", "SegmentationClass", "Annotations", "ImageSets/Segmentation"):
+    for sub in ("JPEGImages", "SegmentationClass", INSTANCE_DIR, "Annotations", "ImageSets/Segmentation"):
         (voc_dir / sub).mkdir(parents=True, exist_ok=True)
     return voc_dir
 
 
-def _run_tasks(tasks: list[tuple[str, str, int, SceneConfig]], workers: int) -> Iterator[list[int]]:
+def _run_tasks(tasks: list[tuple[str, str, int, SceneConfig]], workers: int,
+               job: Callable[[tuple[str, str, int, SceneConfig]], Any] = _write_one) -> Iterator[Any]:
     if workers <= 1 or len(tasks) < 64:
-        yield from map(_write_one, tasks)
+        yield from map(job, tasks)
         return
     _sources()  # load textures before forking so workers inherit them
     method = "fork" if "fork" in get_all_start_methods() else None
     # workers die with this process, even killed (init_worker); Ctrl-C drops the queued chunks
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context(method), initializer=init_worker)
     try:
-        yield from pool.map(_write_one, tasks, chunksize=16)
+        yield from pool.map(job, tasks, chunksize=16)
     finally:
         pool.shutdown(cancel_futures=True)
 
@@ -549,5 +559,41 @@ def ensure_scenes(out: str | Path, n_train: int = 2000, n_val: int = 300, config
     complete = all((voc_dir / "ImageSets" / "Segmentation" / f"{s}.txt").is_file() for s in SPLITS)
     wanted = json.loads(json.dumps(_metadata(config, n_train, n_val)))  # as it reads back from disk
     if existing == wanted and complete:
+        ensure_instance_masks(voc_dir, progress=progress)
         return voc_dir
     return generate_scenes(out, n_train, n_val, config, progress=progress)
+
+
+def _instance_task(task: tuple[str, str, int, SceneConfig]) -> None:
+    voc_dir, split, index, config = task
+    scene = render_scene(split, index, config)
+    save_palette_png(Path(voc_dir) / INSTANCE_DIR / f"{scene_image_id(split, index)}.png", scene.instances,
+                     voc_palette())
+
+
+def ensure_instance_masks(voc_dir: str | Path, workers: int | None = None, progress: bool = True) -> int:
+    """Write the ``SegmentationObject`` masks a generated dataset lacks; returns how many.
+
+    Folders made before instance masks existed have everything else: the generator settings in
+    ``classes.json`` re-render each missing image's instance mask (images and class masks are the
+    same bytes, so nothing else is rewritten and every earlier number stays valid). A folder that
+    is not a generated dataset raises :class:`~glmix_vis.data.base.DatasetError`.
+    """
+    voc_dir = Path(voc_dir)
+    try:
+        meta = json.loads((voc_dir / METADATA_FILE).read_text(encoding="utf-8"))
+        config = SceneConfig(**meta["generator"]) if meta.get("format") == FORMAT_NAME else None
+    except (OSError, ValueError, KeyError, TypeError):
+        config = None
+    if config is None or meta.get("version") != FORMAT_VERSION:
+        raise DatasetError(f"{voc_dir}: not a dataset written by this version of make-data "
+                           f"({METADATA_FILE} missing or different); its instance masks cannot be made here")
+    todo = [(str(voc_dir), split, i, config) for split in SPLITS for i in range(int(meta["splits"][split]))
+            if not (voc_dir / INSTANCE_DIR / f"{scene_image_id(split, i)}.png").is_file()]
+    if todo:
+        (voc_dir / INSTANCE_DIR).mkdir(exist_ok=True)
+        workers = workers if workers is not None else min(8, os.cpu_count() or 1)
+        for _ in tqdm(_run_tasks(todo, workers, _instance_task), total=len(todo), desc="instance masks",
+                      unit="img", disable=not progress):
+            pass
+    return len(todo)

@@ -5,6 +5,7 @@ Layout, relative to the ``VOC2012`` folder::
     JPEGImages/<id>.jpg
     SegmentationClass/<id>.png          palette PNG, 255 = void
     SegmentationClassAug/<id>.png       optional SBD masks (here or next to VOC2012)
+    SegmentationObject/<id>.png         optional instance masks: 0 background, k = k-th object, 255 = void
     Annotations/<id>.xml                object names -> image-level labels
     ImageSets/Segmentation/<split>.txt  train, val, train_aug (mmseg: aug.txt), ...
     classes.json                        optional: class names of a generated dataset
@@ -29,13 +30,16 @@ from .base import DatasetError, SegmentationDataset
 from .palette import voc_palette
 
 __all__ = [
-    "METADATA_FILE", "SPLIT_ALIASES", "VOC_CLASSES", "VOCDataset", "read_class_metadata", "resolve_voc_root",
+    "INSTANCE_DIR", "METADATA_FILE", "SPLIT_ALIASES", "VOC_CLASSES", "VOCDataset", "read_class_metadata", "resolve_voc_root",
 ]
 
 VOC_CLASSES: list[str] = [
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
 ]  # fmt: skip
+
+#: VOC's folder of instance masks (palette PNGs: 0 background, one index per object, 255 void).
+INSTANCE_DIR = "SegmentationObject"
 
 #: Metadata file a generated dataset puts in its VOC2012 folder to declare its own classes.
 METADATA_FILE = "classes.json"
@@ -148,6 +152,8 @@ class VOCDataset(SegmentationDataset):
         if masks and not self._mask_dirs:
             raise DatasetError(f"{self.voc_dir / 'SegmentationClass'}: mask folder not found")
         self.has_masks = bool(masks)
+        self.instance_dir = self.voc_dir / INSTANCE_DIR
+        self.has_instances = self.has_masks and self.instance_dir.is_dir()
         if labels == "mask" and not self.has_masks:
             raise ValueError("labels='mask' needs a split with masks")
         self._label_cache: dict[int, np.ndarray] = {}
@@ -203,6 +209,22 @@ class VOCDataset(SegmentationDataset):
                 return d / name
         primary = self._mask_dirs[0] if self._mask_dirs else self.voc_dir / "SegmentationClass"
         raise DatasetError(f"{primary / name}: mask file not found")
+
+    def instance_path(self, i: int) -> Path:
+        return self.instance_dir / f"{self.image_ids[self._index(i)]}.png"
+
+    def load_instances(self, i: int) -> np.ndarray | None:
+        """VOC's ``SegmentationObject`` mask of image ``i`` (None when the folder is absent; SBD's
+        ``train_aug`` images mostly have none, so a missing file names itself)."""
+        if not self.has_instances:
+            return None
+        path = self.instance_path(i)
+        with _open_mask(path) as img:
+            try:
+                img.load()
+                return np.array(img, dtype=np.uint8)
+            except (OSError, SyntaxError, ValueError, EOFError) as exc:
+                raise DatasetError(f"{path}: cannot read instance mask ({exc})") from exc
 
     def annotation_path(self, i: int) -> Path:
         return self.annotation_dir / f"{self.image_ids[self._index(i)]}.xml"

@@ -5,6 +5,8 @@
 * :mod:`.slot_layouts`: :func:`slot_grid`, :func:`soft_slot_maps`, :func:`representative_slots`;
 * :mod:`.class_layouts`: :func:`method_comparison` (and its preset :func:`evidence_panel`),
   :func:`class_view`;
+* :mod:`.discovery`: :func:`atlas_concepts` (images explained by a slot atlas's concepts), the
+  figures of ``glmix-vis slot-quality`` and ``glmix-vis atlas``;
 * :mod:`.panels`: the panel engine the layouts share (rows of panels sized in inches, titles
   that fit, colourbars and legends); :mod:`.sources`: the predictor rows a layout draws from;
   :mod:`.recipes`: the one place a mask recipe becomes the predictor's masks and evidence;
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..models.slots import resolve_blocks
     from .class_layouts import class_view, evidence_panel, method_comparison
+    from .discovery import atlas_concepts, atlas_figure, slot_quality_figure
     from .layouts import LAYOUTS
     from .medoids import cosine_distances, k_medoids, representative_slot_ids
     from .palette import slot_palette
@@ -39,6 +42,7 @@ _HOMES = {
     "LAYOUTS": ".layouts",
     "class_view": ".class_layouts", "evidence_panel": ".class_layouts", "method_comparison": ".class_layouts",
     "representative_slots": ".slot_layouts", "slot_grid": ".slot_layouts", "soft_slot_maps": ".slot_layouts",
+    "atlas_concepts": ".discovery", "atlas_figure": ".discovery", "slot_quality_figure": ".discovery",
     "cosine_distances": ".medoids", "k_medoids": ".medoids", "representative_slot_ids": ".medoids",
     "slot_palette": ".palette",
     "apply_colormap": ".render", "colorize_mask": ".render", "heatmap_overlay": ".render", "mask_overlay": ".render",
@@ -49,10 +53,10 @@ _HOMES = {
 }
 
 __all__ = [
-    "COLUMN_WIDTHS", "LAYOUTS", "PaperFigure", "apply_colormap", "class_view", "colorize_mask", "cosine_distances",
+    "COLUMN_WIDTHS", "LAYOUTS", "PaperFigure", "apply_colormap", "atlas_concepts", "atlas_figure", "class_view", "colorize_mask", "cosine_distances",
     "evidence_panel", "figure_style", "heatmap_overlay", "k_medoids", "mask_overlay", "method_comparison",
     "overlay_slots", "representative_slot_ids", "representative_slots", "resolve_blocks", "save_figure", "slot_grid",
-    "slot_palette", "soft_slot_maps", "track_slot_colors",
+    "slot_palette", "slot_quality_figure", "soft_slot_maps", "track_slot_colors",
 ]
 
 

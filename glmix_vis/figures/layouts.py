@@ -144,6 +144,18 @@ METHODS = LayoutOption("--methods", "recipes", "one column per method[+refinemen
                        f"'cam,gradcam,slot-cam+par,slot-cam+slot-walk+crf' (default: {','.join(DEFAULT_COMPARISON)})",
                        _recipes, "LIST")
 
+def _check_atlas(folder: str, predictor: SlotPredictor) -> None:
+    from ..discovery.lookup import load_atlas
+
+    atlas = load_atlas(folder)
+    _check_blocks([atlas.block], predictor)
+
+
+ATLAS = LayoutOption("--atlas", "atlas", "folder written by glmix-vis atlas (its atlas.json and crops/)",
+                     metavar="DIR", check=_check_atlas)
+CONCEPTS = LayoutOption("--concepts", "concepts", "how many of the image's concepts to show (default: 3)",
+                        _at_least_one, "K")
+
 #: Name -> layout, in the order ``--help`` lists them.
 LAYOUTS: dict[str, Layout] = {
     "grid": Layout("slot_layouts:slot_grid", "the hard slot groups of several GLMix blocks, with colours that "
@@ -155,6 +167,8 @@ LAYOUTS: dict[str, Layout] = {
                        (TARGET, BG_THRESHOLD, NO_CRF), needs_head=True),
     "compare": Layout("class_layouts:method_comparison", "the pseudo-masks of several methods and refinements "
                       "side by side (--methods)", (METHODS, TARGET, BG_THRESHOLD), needs_head=True, ground_truth=True),
+    "atlas": Layout("discovery:atlas_concepts", "the image's slots coloured by the concepts of a slot atlas (--atlas), "
+                    "with typical slots of its largest concepts", (ATLAS, CONCEPTS)),
 }
 
 
