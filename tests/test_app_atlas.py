@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import gradient_photo as _photo
+from helpers import gradient_photo as _photo
 
 gr = pytest.importorskip("gradio")
 
