@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from .checkpoints import Checkpoint, head_size, load_pretrained_weights, read_checkpoint, resolve_checkpoint
-from .glnet import MODEL_CONFIGS, GLNet
+from .glnet import MODEL_CONFIGS
 from .meta import CheckpointMeta
 from .variants import checkpoint_variant
 
@@ -24,7 +24,7 @@ __all__ = ["create_model"]
 
 
 def create_model(name: str | None = None, *, checkpoint: str | os.PathLike[str] | None = None,
-                 num_classes: int | None = None, ema: bool | None = None, **kwargs: Any) -> GLNet:
+                 num_classes: int | None = None, ema: bool | None = None, **kwargs: Any) -> nn.Module:
     """Create a registered GLNet variant, optionally with weights from ``checkpoint``: the network
     alone, as ``timm.create_model`` would (for training, fine-tuning, features; for slot maps,
     evidence and masks use :func:`glmix_vis.load_model`, which also names the classes).
@@ -36,6 +36,9 @@ def create_model(name: str | None = None, *, checkpoint: str | os.PathLike[str] 
     loads everything but the classifier(s) and re-initialises them. ``ema`` picks the EMA
     weights (``None``: the authors' advice per variant). Other keyword arguments go to
     ``timm.create_model``.
+
+    A segmenter's checkpoint (``glmix-wsss train-seg``, metadata ``head="segmentation"``) gives the
+    :class:`~glmix_vis.models.segmenter.GLNetSegmenter` it describes.
 
     The model is returned in eval mode. When weights were loaded, ``model.checkpoint_report``
     (a :class:`LoadReport`) says from where and what was reset, and ``model.pretrained_cfg``
@@ -56,6 +59,9 @@ def create_model(name: str | None = None, *, checkpoint: str | os.PathLike[str] 
 
     path = resolve_checkpoint(checkpoint)
     ckpt = read_checkpoint(path)
+    meta = CheckpointMeta.from_mapping(ckpt.meta)
+    if meta.is_segmentation:  # a train-seg checkpoint: the segmenter it describes, as saved
+        return _segmenter(path, ckpt, meta, name, num_classes)
     name = name or checkpoint_variant(ckpt)
     _check_name(name)
     _, state_dict = ckpt.select(ema, name)
@@ -71,6 +77,21 @@ def create_model(name: str | None = None, *, checkpoint: str | os.PathLike[str] 
     _check_materialized(model, path)
     _annotate(model, ckpt, wanted)
     model.checkpoint_report = report
+    return model.eval()
+
+
+def _segmenter(path: os.PathLike[str], ckpt: Checkpoint, meta: CheckpointMeta, name: str | None,
+               num_classes: int | None) -> nn.Module:
+    from .segmenter import segmenter_from_checkpoint
+
+    if name is not None and name != meta.model:
+        raise ValueError(f"{path} is a {meta.model} segmenter, not {name}")
+    classes = len(meta.classes or [])
+    if num_classes is not None and num_classes != classes:
+        raise ValueError(f"{path} is a segmenter of {classes} classes; it cannot be loaded with {num_classes}")
+    model = segmenter_from_checkpoint(path, meta, ckpt.select()[1])
+    _check_materialized(model, path)
+    _annotate(model, ckpt, classes)
     return model.eval()
 
 
