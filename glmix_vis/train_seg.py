@@ -245,6 +245,7 @@ def _prepare(config: SegTrainConfig, out: Path, d: Distributed) -> _Run:
     from .assets import default_checkpoint
 
     init = config.init if config.init is not None else str(default_checkpoint())
+    torch.manual_seed(config.seed)  # the decoder's initial weights: the same in every run and process
     model = build_segmenter(config.model, len(train_set.class_names), config.decoder_config(), init=init)
     cfg = model.pretrained_cfg
     mean, std = tuple(cfg.get("mean", (0.485, 0.456, 0.406))), tuple(cfg.get("std", (0.229, 0.224, 0.225)))
@@ -325,7 +326,7 @@ def _train_epoch(run: _Run, epoch: int, bar: tqdm) -> dict[str, Any]:
     mean_loss = torch.tensor([loss_sum / max(steps, 1)])
     if d.world > 1:
         dist.all_reduce(mean_loss)
-    return dict(epoch=epoch + 1, train_loss=float(mean_loss) / d.world, seconds=seconds,
+    return dict(epoch=epoch + 1, train_loss=float(mean_loss) / d.world,  # the shares summed: the global loss seconds=seconds,
                 images_per_s=steps * config.batch_size / max(seconds, 1e-9), peak_memory_mb=_peak_memory_mb(d))
 
 
@@ -339,7 +340,7 @@ def _train_step(run: _Run, x: torch.Tensor, y: torch.Tensor) -> float:
     loss.backward()
     run.optimizer.step()
     run.scheduler.step()
-    return float(loss.detach()) / d.world
+    return float(loss.detach())  # world x this process's share: its estimate of the global batch's loss
 
 
 def _peak_memory_mb(d: Distributed) -> float:

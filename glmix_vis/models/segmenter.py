@@ -14,8 +14,8 @@ maps of every GLMix block, final features) with the decoder's per-pixel class lo
 Decoders (:data:`DECODERS`; chosen by measurement, see ``eval/RESULTS.md``):
 
 * ``"mlp"``: SegFormer's all-MLP head (Xie et al., NeurIPS 2021): each stage projected to
-  ``decoder_dim`` channels, upsampled to stride 4, concatenated, fused by a 1x1 conv + BN + ReLU,
-  then a 1x1 classifier;
+  ``decoder_dim`` channels, upsampled to stride 4, concatenated, fused by a 1x1 conv + norm + ReLU
+  (GroupNorm for SegFormer's BatchNorm: see :class:`MLPDecoder`), then a 1x1 classifier;
 * ``"aspp"``: DeepLabV2's ASPP (Chen et al., TPAMI 2017): the sum of parallel dilated 3x3 class
   convolutions on the last stage (``aspp_rates``; DeepLabV2 uses 6/12/18/24 at stride 8, ours run
   at stride 32, so the default rates are 1/2/3/4 cells).
@@ -86,7 +86,9 @@ class MLPDecoder(nn.Module):
     def __init__(self, in_dims: Sequence[int], num_classes: int, dim: int, dropout: float) -> None:
         super().__init__()
         self.proj = nn.ModuleList(nn.Conv2d(c, dim, 1) for c in in_dims)
-        self.fuse = nn.Sequential(nn.Conv2d(dim * len(in_dims), dim, 1, bias=False), nn.BatchNorm2d(dim),
+        # GroupNorm, not SegFormer's BatchNorm: per image, so a step does not depend on how a batch
+        # is split over processes (1 or N processes take the same steps).
+        self.fuse = nn.Sequential(nn.Conv2d(dim * len(in_dims), dim, 1, bias=False), nn.GroupNorm(1, dim),
                                   nn.ReLU(inplace=True))
         self.dropout = nn.Dropout2d(dropout)
         self.classifier = nn.Conv2d(dim, num_classes, 1)
