@@ -3,9 +3,9 @@
 Two measurements, each on a fresh image every repeat (one pixel changed, so no cache helps):
 
 * ``callback``: :meth:`glmix_vis.app.SlotApp.slot_overlays` called directly, and its steps timed
-  one by one through the backend's public methods (``read_image``: read + downscale,
-  ``forward``: forward pass, ``Analysis.hard``: hard maps, ``slot_colors``: colour tracking,
-  ``overlay_pictures``: rendering);
+  one by one through its public methods (``read_image``: read + downscale, ``forward``: forward
+  pass, ``Analysis.hard`` of :mod:`glmix_vis.app.views`: hard maps, ``slot_colors``: colour
+  tracking, ``overlay_pictures``: rendering);
 * ``served``: the launched app on loopback through ``gradio_client``: upload the PNG, run
   ``/analyze``, receive the overlay pictures (what a browser waits for, less drawing them).
   gradio_client builds a new TLS context (parsing the whole CA bundle) for each of the request's
@@ -89,7 +89,7 @@ def bench_callback(app: Any, label: str, image: np.ndarray, blocks: list[int], r
         totals.append(time.perf_counter() - t0)
         assert len(items) == len(blocks), status
 
-        # the same steps through the backend's public methods (what slot_overlays calls)
+        # the same steps through SlotApp's public methods (what slot_overlays calls)
         path = _fresh(image, 2000 + i, folder)
         t0 = time.perf_counter()
         rgb = app.read_image(str(path))

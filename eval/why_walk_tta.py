@@ -1,72 +1,47 @@
 """Why the slot walk loses under test-time augmentation: the evidence and masks of a few val images.
 
-    python eval/why_walk_tta.py val_00086 val_00023 val_00014 [-o docs/figures/walk_tta_why.png]
+    python eval/why_walk_tta.py val_00086 val_00023 val_00014 val_00108 [-o docs/figures/walk_tta_why.png]
 
-One row per image: the image, its ground truth, slot-CAM's evidence of the image's first class with
-``--scales 1.0,0.5,1.5 --flip`` (what eval computes), the same evidence after the default slot walk,
-and the masks with the CRF without and with the walk, at the thresholds the methods table tuned on
-train (0.60 for both). Contours mark where the evidence crosses the threshold.
+Drawn by the library's comparison layout (:func:`glmix_vis.figures.method_comparison`), one row per
+image: the image, its ground truth, slot-CAM's evidence of the image's most probable ground-truth
+class with ``--scales 1.0,0.5,1.5 --flip`` (what eval computes), the same evidence after the
+default slot walk, and the masks with the CRF without and with the walk, at the thresholds the
+methods table tuned on train (0.60 for both). The masks may use the ground truth's classes (eval's
+``--labels gt``); white contours mark where the evidence crosses the threshold.
 """
 
 from __future__ import annotations
 
 import argparse
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from glmix_vis.data import open_dataset  # noqa: E402
-from glmix_vis.data.palette import voc_palette  # noqa: E402
-from glmix_vis.data.scenes import root_or_default  # noqa: E402
-from glmix_vis.predictor import SlotPredictor  # noqa: E402
-from glmix_vis.wsss.refinement import get_refinement  # noqa: E402
+from glmix_vis.data import open_dataset
+from glmix_vis.data.scenes import root_or_default
+from glmix_vis.figures import method_comparison, save_figure
+from glmix_vis.predictor import SlotPredictor
+from glmix_vis.wsss.recipe import MaskRecipe
 
 TTA = dict(scales=(1.0, 0.5, 1.5), flip=True)
-
-
-def colorize(mask: np.ndarray) -> np.ndarray:
-    return voc_palette()[mask]
+MASKS = [MaskRecipe.parse(name, **TTA) for name in ("slot-cam+crf", "slot-cam+slot-walk+crf")]
+EVIDENCE = [MaskRecipe.parse(name, **TTA) for name in ("slot-cam", "slot-cam+slot-walk")]  # what each mask thresholds
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image_ids", nargs="+")
     p.add_argument("--threshold", type=float, default=0.6)
+    p.add_argument("--dpi", type=float, default=150)
     p.add_argument("-o", "--out", default="docs/figures/walk_tta_why.png")
     args = p.parse_args(argv)
     dataset = open_dataset("voc", root_or_default(None), "val")
+    unknown = [i for i in args.image_ids if i not in dataset.image_ids]
+    if unknown:
+        p.error(f"not in the val split: {', '.join(unknown)}")
+    index = [dataset.image_ids.index(i) for i in args.image_ids]
     predictor = SlotPredictor.from_checkpoint(None, device="cpu")
-    walk = get_refinement("slot-walk")
-    cols = ["image", "ground truth", "slot-CAM evidence (TTA)", "after the slot walk", "+ CRF", "slot walk + CRF"]
-    fig, axes = plt.subplots(len(args.image_ids), len(cols), figsize=(2.0 * len(cols), 2.1 * len(args.image_ids)),
-                             squeeze=False)
-    for row, image_id in enumerate(args.image_ids):
-        i = dataset.image_ids.index(image_id)
-        image, gt, labels = dataset.load_image(i), dataset.load_mask(i), dataset.image_labels(i)
-        predictor.set_image(image)
-        kw = dict(labels=labels, bg_threshold=args.threshold, crf=True, **TTA)
-        scores = predictor.evidence("slot-cam", **TTA)
-        walked = walk(scores, labels, slots=predictor.output)
-        k = int(np.flatnonzero(labels)[0])
-        plain = predictor.pseudo_mask("slot-cam", **kw)
-        walked_mask = predictor.pseudo_mask("slot-cam", refinement="slot-walk", **kw)
-        panels = [image, colorize(gt), scores[k], walked[k], colorize(plain), colorize(walked_mask)]
-        for col, (ax, panel) in enumerate(zip(axes[row], panels)):
-            if panel.ndim == 2:
-                ax.imshow(panel, cmap="viridis", vmin=0, vmax=1)
-                ax.contour(panel, levels=[args.threshold], colors="white", linewidths=0.8)
-            else:
-                ax.imshow(panel)
-            ax.set_xticks([]), ax.set_yticks([])
-            if row == 0:
-                ax.set_title(cols[col], fontsize=8)
-        axes[row][0].set_ylabel(f"{image_id}\n{dataset.class_names[k + 1]}", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(args.out, dpi=120)
-    print(f"wrote {args.out}")
+    fig = method_comparison((predictor, [dataset.load_image(i) for i in index]), MASKS, evidence=EVIDENCE,
+                            ground_truth=[dataset.load_mask(i) for i in index], bg_threshold=args.threshold,
+                            contours=True, row_labels=args.image_ids, dpi=args.dpi)
+    print(f"wrote {save_figure(fig, args.out)}")
     return 0
 
 

@@ -36,7 +36,7 @@ def test_backend_and_serving_do_not_import_gradio():
     proc = _run("""
         import sys
         from glmix_vis.app import SlotApp, discover_checkpoints, limit_heap_fragmentation  # backend, serving
-        from glmix_vis.app.backend import Analysis
+        from glmix_vis.app import messages, model_cache, views  # noqa: F401
         print(sorted(m for m in sys.modules if m == "gradio" or m.startswith("gradio.")))
     """)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -70,11 +70,15 @@ def test_launch_options_serve_loopback_with_bounded_resources():
 def test_package_exports_every_public_name():
     pytest.importorskip("gradio")
     import glmix_vis.app as webapp
-    from glmix_vis.app import backend, page
+    from glmix_vis.app import backend, messages, model_cache, page, views
 
-    public = set(settings.__all__) | set(serving.__all__) | set(backend.__all__) | set(page.__all__)
-    assert set(webapp.__all__) == public
-    for name in public:
+    public = {"SlotApp": backend, "AppError": messages, "Analysis": views, "LoadedModel": model_cache,
+              "ModelCache": model_cache, "describe_model": model_cache, "INTRO": page, "UploadImage": page,
+              "build_app": page, "class_colors": page, "colorbar_html": page, "launch": page}
+    assert set(webapp.__all__) == set(settings.__all__) | set(serving.__all__) | set(public)
+    for name, module in public.items():
+        assert name in module.__all__ and getattr(webapp, name) is getattr(module, name), name
+    for name in set(settings.__all__) | set(serving.__all__):
         assert getattr(webapp, name) is not None, name
     from glmix_vis.app import DEMO_LABEL, ModelCache, SlotApp, build_app, discover_checkpoints, launch  # noqa: F401
     with pytest.raises(AttributeError, match="no_such_name"):

@@ -91,3 +91,26 @@ def test_cli_compare_layout(tiny_checkpoint, scene, tmp_path, capsys) -> None:
     assert main(["figure", *base, "--gt", str(truth)]) == 2
     assert "no ground truth for s1.jpg" in capsys.readouterr().err
     assert main(["figure", *base[:-2], "--layout", "grid", "--gt", str(truth)]) == 2
+
+
+def test_evidence_columns_show_what_the_masks_threshold(tiny_predictor, scene) -> None:
+    """An evidence column of ``method[+refinement]`` is the evidence that recipe's mask thresholds
+    (here: the slot walk's refined evidence), of the row's most probable allowed class."""
+    from glmix_vis.figures.recipes import recipe_evidence, recipe_mask
+    from glmix_vis.wsss.masks import scores_to_mask
+
+    image, gt = scene
+    tiny_predictor.set_image(image)
+    walk = MaskRecipe("slot-cam", "slot-walk")
+    labels = np.array([0.0, 1.0, 1.0], np.float32)
+    refined = recipe_evidence(tiny_predictor, walk, labels)
+    assert np.array_equal(scores_to_mask(refined, 0.3, labels), recipe_mask(tiny_predictor, walk, labels, 0.3))
+    assert not np.allclose(refined, recipe_evidence(tiny_predictor, MaskRecipe("slot-cam"), labels))
+
+    fig = method_comparison(tiny_predictor, ["slot-cam+slot-walk+crf"], evidence=["slot-cam", "slot-cam+slot-walk"],
+                            ground_truth=[gt], bg_threshold=0.3, contours=True, dpi=DPI)
+    assert len([ax for ax in fig.axes if ax.images]) == 1 + 1 + 2 + 1  # input, ground truth, 2 heatmaps, 1 mask
+    titles = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert any(t.startswith("input · square") for t in titles)  # the ground truth's only class
+    with pytest.raises(ValueError, match="the CRF makes a mask"):
+        method_comparison(tiny_predictor, ["cam"], evidence=["cam+crf"], dpi=DPI)

@@ -11,6 +11,7 @@ from PIL import Image
 from glmix_vis.data.labels import LabelSpace
 from glmix_vis.figures import (
     COLUMN_WIDTHS,
+    LAYOUTS,
     colorize_mask,
     cosine_distances,
     evidence_panel,
@@ -198,6 +199,29 @@ def test_evidence_panel_panels_and_legend(tiny_predictor, images) -> None:
     assert "CAM · star" in [t.get_text() for ax in single.axes for t in ax.texts]
     with pytest.raises(ValueError, match="unknown class 'cat'"):
         evidence_panel(tiny_predictor, target="cat", dpi=DPI)
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_a_layout_leaves_a_handed_predictor_as_it_was(layout, tiny_predictor, images, monkeypatch) -> None:
+    """The app and a notebook keep their image and its forward pass across a figure: given a
+    predictor, a layout uses the image already set; given images (or another input size), its own copy."""
+    draw = LAYOUTS[layout].function
+    tiny_predictor.set_image(images[0])
+    before = (tiny_predictor.image, tiny_predictor.batch, tiny_predictor.output)
+    ran_on = []
+    original = SlotPredictor.set_image
+
+    def spy(self, *args, **kwargs):
+        ran_on.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SlotPredictor, "set_image", spy)
+    draw(tiny_predictor, dpi=DPI)
+    assert ran_on == []  # the image already set
+    draw((tiny_predictor, images), dpi=DPI)
+    draw(tiny_predictor, input_size=48, dpi=DPI)
+    assert len(ran_on) == 3 and all(p is not tiny_predictor for p in ran_on)
+    assert all(a is b for a, b in zip((tiny_predictor.image, tiny_predictor.batch, tiny_predictor.output), before))
 
 
 def test_evidence_needs_a_head(images) -> None:

@@ -86,7 +86,7 @@ def test_slots_prints_imagenet_names_beside_voc_classes(airliner_checkpoint, pho
 
 
 def test_evidence_figure_legend_names_the_imagenet_classes(airliner_checkpoint, photo):
-    from glmix_vis.figures.layouts import evidence_panel
+    from glmix_vis.figures import evidence_panel
 
     predictor = SlotPredictor.from_checkpoint(airliner_checkpoint, device="cpu")
     fig = evidence_panel((predictor, [photo]), crf=False, dpi=60)

@@ -4,11 +4,16 @@
   gradio: ``glmix-vis app``'s parser reads them from here;
 * :mod:`.serving`: what a visitor may load, gallery files, glibc heap settings, gradio's queue
   and launch options;
-* :mod:`.backend`: the callbacks on plain values (:class:`SlotApp`), the model cache and the
-  per-image :class:`Analysis`; the model work is :class:`glmix_vis.predictor.SlotPredictor`'s and
-  every picture is drawn by :mod:`glmix_vis.figures`;
-* :mod:`.page`: the Gradio layout and :func:`launch` (a taken port or an unusable checkpoint is
-  a one-line :class:`ServeError`).
+* :mod:`.model_cache`: the models served, loaded once per checkpoint, with the evidence methods
+  that serve each (the rule ``glmix-wsss eval`` applies);
+* :mod:`.views`: one image through one model (:class:`Analysis`) and the pictures each tab shows
+  of it, drawn by :mod:`glmix_vis.figures`;
+* :mod:`.messages`: every sentence a visitor reads, errors as one line (:class:`AppError`);
+* :mod:`.backend`: the callbacks on plain values (:class:`SlotApp`), no gradio; the model work is
+  :class:`glmix_vis.predictor.SlotPredictor`'s;
+* :mod:`.page`: the Gradio page, one function per tab and the :data:`TABS` table it iterates (a
+  new tab is one tab function and one entry), and :func:`launch` (a taken port or an unusable
+  checkpoint is a one-line :class:`ServeError`).
 
 Only the settings are imported with this package; the other names load their module (and torch,
 gradio) on first use, so ``import glmix_vis.app.settings`` never imports gradio.
@@ -27,8 +32,8 @@ from .settings import *  # noqa: F403  the gradio-free defaults, the only names 
 
 #: Public name -> the submodule that defines it (imported on first access).
 _LAZY = {
-    **dict.fromkeys(("Analysis", "AppError", "LoadedModel", "ModelCache", "SlotApp", "default_blocks",
-                     "describe_model"), "backend"),
+    "SlotApp": "backend", "AppError": "messages", "Analysis": "views",
+    **dict.fromkeys(("LoadedModel", "ModelCache", "describe_model"), "model_cache"),
     **dict.fromkeys(("ARENA_MAX", "MMAP_THRESHOLD", "PictureFiles", "ServeError", "address_problem",
                      "discover_checkpoints", "encode_jpeg", "example_files", "launch_options",
                      "limit_heap_fragmentation", "queue_options"), "serving"),

@@ -1,8 +1,13 @@
-"""The web page (Gradio): widgets, their wiring to the backend's callbacks, and launch.
+"""The web page (Gradio): the controls, one function per tab, the :data:`TABS` table that
+:func:`build_app` iterates, and launch.
 
-Everything the callbacks compute is :class:`~glmix_vis.app.backend.SlotApp`'s; this module only
-lays out the widgets, turns gallery pictures into files (:class:`~glmix_vis.app.serving.PictureFiles`)
-and serves the page with the settings of :mod:`glmix_vis.app.serving`.
+A new tab is one tab function (its widgets, its callbacks returning dicts keyed by those widgets,
+a :class:`TabView` naming them) and one :class:`Tab` entry in :data:`TABS`; :func:`build_app`
+wires it: its refresh steps run when it is opened and after every new analysis, its figure option
+reaches :meth:`SlotApp.figure` by name, its widgets follow a newly chosen model. Everything the
+callbacks compute is :class:`~glmix_vis.app.backend.SlotApp`'s; this module only lays out the
+widgets, turns gallery pictures into files (:class:`~glmix_vis.app.serving.PictureFiles`) and
+serves the page with the settings of :mod:`glmix_vis.app.serving`.
 
 >>> from glmix_vis.app import launch
 >>> launch()                       # http://127.0.0.1:7860 on the bundled demo model
@@ -11,14 +16,16 @@ and serves the page with the settings of :mod:`glmix_vis.app.serving`.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 import numpy as np
 import torch
 
-from .backend import AppError, SlotApp
+from .backend import SlotApp
+from .messages import AppError
 from .serving import (
     PictureFiles,
     ServeError,
@@ -43,7 +50,8 @@ from .settings import (
     TAB_SOFT,
 )
 
-__all__ = ["INTRO", "UploadImage", "build_app", "class_colors", "colorbar_html", "launch"]
+__all__ = ["INTRO", "TABS", "Controls", "FigureRow", "ModelUpdate", "Page", "Step", "Tab", "TabView", "UploadImage",
+           "build_app", "class_colors", "classes_tab", "colorbar_html", "launch", "slot_groups_tab", "soft_maps_tab"]
 
 
 class UploadImage(gr.Image):
@@ -98,10 +106,217 @@ def colorbar_html(low: str, high: str, elem_id: str | None = None) -> str:
             f"<span>{high}</span></div>")
 
 
+# ------------------------------------------------------------------------------ the parts of a page
+@dataclass(frozen=True)
+class Step:
+    """One callback of the page: ``fn`` on the values of ``inputs`` returns a dict keyed by
+    components of ``outputs`` (named outputs: no positional tuple has to match a list)."""
+
+    fn: Callable[..., Any]
+    inputs: list[Any]
+    outputs: list[Any]
+
+    def on(self, event: Any, **options: Any) -> Any:
+        """Wire this step to a gradio event listener (``image.change``, a ``.then``, ...)."""
+        return event(self.fn, self.inputs, self.outputs, **options)
+
+
+@dataclass(frozen=True)
+class ModelUpdate:
+    """How a tab follows a newly chosen model: ``fn(settings)`` (:meth:`SlotApp.model_settings`)
+    returns updates keyed by components of ``outputs``."""
+
+    fn: Callable[[dict[str, Any]], dict[Any, Any]]
+    outputs: tuple[Any, ...]
+
+
+@dataclass
+class Controls:
+    """The widgets beside the tabs (image, model, input size, blocks), the open tab and what every
+    tab function may use: the backend, the gallery files and the first model's settings."""
+
+    app: SlotApp
+    files: PictureFiles
+    first: dict[str, Any]
+    view: gr.State
+    image: UploadImage
+    model: gr.Dropdown
+    model_note: gr.Markdown
+    size: gr.Slider
+    blocks: gr.CheckboxGroup
+    run: gr.Button
+    status: gr.Markdown
+
+    @property
+    def common(self) -> list[Any]:
+        """The inputs of every view: image, model and input size."""
+        return [self.image, self.model, self.size]
+
+
+@dataclass
+class FigureRow:
+    """The figure download under the tabs: a figure belongs to the view it was made of."""
+
+    fmt: gr.Radio
+    make: gr.Button
+    status: gr.Markdown
+    file: gr.File
+
+    @property
+    def outputs(self) -> list[Any]:
+        return [self.file, self.status]
+
+    def cleared(self) -> dict[Any, Any]:
+        """The updates that take a made figure away."""
+        return {self.file: gr.update(value=None, visible=False), self.status: ""}
+
+
+@dataclass
+class TabView:
+    """What a tab function gives the page; every field names its widgets.
+
+    ``refresh`` runs after every new analysis and when the tab is opened (each step a no-op while
+    another tab is open); ``analysis_gallery`` is the gallery the analysis itself fills (the slot
+    groups); ``follows_blocks`` a block choice the analysis keeps among the chosen blocks;
+    ``figure_option`` the :meth:`SlotApp.figure` keyword the tab's widget gives (its change takes
+    a made figure away); ``on_model`` how the tab's widgets follow a newly chosen model.
+    """
+
+    outputs: dict[str, Any]
+    refresh: tuple[Step, ...] = ()
+    analysis_gallery: Any = None
+    follows_blocks: Any = None
+    figure_option: tuple[str, Any] | None = None
+    on_model: ModelUpdate | None = None
+
+
+@dataclass(frozen=True)
+class Tab:
+    """One entry of :data:`TABS`: the tab's view name (:attr:`Controls.view`), title, element id,
+    its tab function and, when not every model has it, which do (from their settings)."""
+
+    id: str
+    title: str
+    elem_id: str
+    build: Callable[[Controls], TabView]
+    applies: Callable[[dict[str, Any]], bool] | None = None
+
+
+@dataclass
+class Page:
+    """A built page by name (``demo.page_parts``): its controls, figure row, tab views and the page steps."""
+
+    controls: Controls
+    figure: FigureRow
+    tabs: dict[str, TabView]
+    analysis: Step
+    model_change: Step
+    make_figure: Step
+
+    def open_tab(self, tab: str) -> Step:
+        """What opening ``tab`` does first: remember it and take a made figure away."""
+        return Step(lambda: {self.controls.view: tab, **self.figure.cleared()}, [],
+                    [self.controls.view, *self.figure.outputs])
+
+
+# ------------------------------------------------------------------------------ the tabs
+def slot_groups_tab(c: Controls) -> TabView:
+    """The hard slot groups of every chosen block: what the analysis itself shows."""
+    overlays = gr.Gallery(label="Hard slot groups, one image per block", columns=2,
+                          height="fit-content", object_fit="contain", elem_id="overlays")
+    return TabView(outputs={"overlays": overlays}, analysis_gallery=overlays)
+
+
+def soft_maps_tab(c: Controls) -> TabView:
+    """One block's per-slot dispatch maps, and a click on one says what that slot is."""
+    app, files = c.app, c.files
+    layer = gr.Dropdown(c.first["block_choices"], value=c.first["blocks"][-1], label="Block",
+                        elem_id="block-choice")
+    soft_status = gr.Markdown()
+    gr.HTML(colorbar_html("0", "the slot's peak weight (in its caption)", "soft-legend"))
+    soft = gr.Gallery(label="Per-slot dispatch maps", columns=4, height="fit-content",
+                      object_fit="contain", elem_id="soft-maps")
+    slot_text = gr.Markdown(elem_id="slot-detail")
+    shown = [soft_status, soft, slot_text]
+
+    def gallery(text: str, items: list) -> dict[Any, Any]:
+        return {soft_status: text, soft: files.gallery(items), slot_text: ""}
+
+    def on_soft(img: Any, label: str, input_size: float, block: int | None, current: str) -> dict[Any, Any]:
+        if current != TAB_SOFT:  # computed when its tab is opened
+            return {soft_status: "", soft: [], slot_text: ""}
+        return gallery(*app.soft_maps(img, label, input_size, block, warn=False))
+
+    def on_layer(img: Any, label: str, input_size: float, block: int | None) -> dict[Any, Any]:
+        return gallery(*app.soft_maps(img, label, input_size, block))
+
+    def on_slot(img: Any, label: str, input_size: float, block: int | None, evt: gr.SelectData) -> dict[Any, Any]:
+        return {slot_text: app.slot_detail(img, label, input_size, block, evt.index)}
+
+    Step(on_layer, [*c.common, layer], shown).on(layer.input, api_name="soft_maps")
+    Step(on_slot, [*c.common, layer], [slot_text]).on(soft.select, api_name=False)
+    return TabView(outputs={"layer": layer, "soft_status": soft_status, "soft": soft, "slot_text": slot_text},
+                   refresh=(Step(on_soft, [*c.common, layer, c.view], shown),), follows_blocks=layer,
+                   figure_option=("block", layer),
+                   on_model=ModelUpdate(lambda s: {layer: gr.update(choices=s["block_choices"], value=s["blocks"][-1])},
+                                        (layer,)))
+
+
+def classes_tab(c: Controls) -> TabView:
+    """Class scores, the evidence of the classes the model sees, and the pseudo-mask with and
+    without the dense CRF (the slow part, computed last)."""
+    app, files = c.app, c.files
+    colors = class_colors(c.first["class_names"])
+    method = gr.Dropdown(c.first["evidence_methods"], value=c.first["method"], label="Evidence method",
+                         elem_id="evidence-method")
+    class_status = gr.Markdown(elem_id="class-status")
+    scores = gr.Label(label="Class scores", num_top_classes=5)
+    evidence = gr.Gallery(label="Class evidence of the classes the model sees", columns=3, height="fit-content",
+                          object_fit="contain", fit_columns=False, elem_id="evidence")
+    gr.HTML(colorbar_html("evidence 0", "1", "evidence-legend"))
+    with gr.Row():
+        mask = gr.AnnotatedImage(label="Pseudo-mask", color_map=colors)
+        mask_crf = gr.AnnotatedImage(label="Pseudo-mask + dense CRF", color_map=colors)
+
+    def on_classes(img: Any, label: str, input_size: float, meth: str, current: str) -> dict[Any, Any]:
+        if current != TAB_CLASSES:  # computed when its tab is opened
+            return {class_status: "", scores: {}, evidence: [], mask: None, mask_crf: None}
+        text, scores_, items, annotated = app.class_view(img, label, input_size, meth, warn=False)
+        return {class_status: text, scores: scores_, evidence: files.gallery(items), mask: annotated,
+                mask_crf: None}
+
+    def on_crf(img: Any, label: str, input_size: float, meth: str, current: str) -> dict[Any, Any]:
+        return {mask_crf: app.crf_mask(img, label, input_size, meth) if current == TAB_CLASSES else None}
+
+    def on_model(s: dict[str, Any]) -> dict[Any, Any]:
+        cmap = class_colors(s["class_names"])
+        return {mask: gr.update(color_map=cmap, value=None), mask_crf: gr.update(color_map=cmap, value=None),
+                method: gr.update(choices=s["evidence_methods"], value=s["method"])}
+
+    views = Step(on_classes, [*c.common, method, c.view], [class_status, scores, evidence, mask, mask_crf])
+    crf = Step(on_crf, [*c.common, method, c.view], [mask_crf])
+    crf.on(views.on(method.input, api_name=False).then, api_name=False)
+    return TabView(outputs={"method": method, "class_status": class_status, "scores": scores, "evidence": evidence,
+                            "mask": mask, "mask_crf": mask_crf},
+                   refresh=(views, crf), figure_option=("method", method),
+                   on_model=ModelUpdate(on_model, (mask, mask_crf, method)))
+
+
+#: The page's tabs, in order: a new tab is one tab function and one entry here.
+TABS: tuple[Tab, ...] = (
+    Tab(TAB_SLOTS, "Slot groups", "tab-slots", slot_groups_tab),
+    Tab(TAB_SOFT, "Soft maps", "tab-soft", soft_maps_tab),
+    Tab(TAB_CLASSES, "Classes and pseudo-mask", "tab-classes", classes_tab, applies=lambda s: s["has_classifier"]),
+)
+
+
+# ------------------------------------------------------------------------------ the page
 def build_app(checkpoint: str | os.PathLike[str] | None = None, *, max_side: int = DEFAULT_MAX_SIDE,
               device: str | torch.device = DEFAULT_DEVICE, backend: SlotApp | None = None,
               precision: str | None = None) -> gr.Blocks:
-    """The Gradio page on ``checkpoint`` (default: the bundled demo model) plus the checkpoint directory.
+    """The Gradio page on ``checkpoint`` (default: the bundled demo model) plus the checkpoint
+    directory: the controls, then every :data:`TABS` entry, then the figure row, wired by name
+    (``demo.page_parts``, a :class:`Page`).
 
     A ``backend`` without a ``notify`` gets ``gr.Warning``: its error messages also pop up.
     """
@@ -109,8 +324,6 @@ def build_app(checkpoint: str | os.PathLike[str] | None = None, *, max_side: int
     if app.notify is None:
         app.notify = gr.Warning
     first = app.model_settings(app.default_label)
-    examples = example_files()
-    colors = class_colors(first["class_names"])
 
     with gr.Blocks(title="glmix-vis", analytics_enabled=False, delete_cache=(600, 3600)) as demo:
         demo.slot_app = app  # type: ignore[attr-defined]
@@ -118,148 +331,127 @@ def build_app(checkpoint: str | os.PathLike[str] | None = None, *, max_side: int
         view = gr.State(TAB_SLOTS)
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=320):
-                image = UploadImage(label="Image", type="filepath", sources=["upload", "clipboard"], height=300,
-                                    elem_id="input-image")
-                if examples:
-                    gr.Examples([[str(p)] for p in examples.values()], inputs=[image], example_labels=list(examples),
-                                label="Examples", examples_per_page=12)
-                model = gr.Dropdown(list(app.checkpoints), value=app.default_label, label="Model",
-                                    info="the bundled demo model, or a checkpoint found in the checkpoint folder")
-                model_note = gr.Markdown(first["notice"], elem_id="model-notice")
-                size = gr.Slider(*INPUT_SIZES, step=32, value=first["input_size"], label="Input resolution",
-                                 info="short side of the image the network sees, in pixels")
-                blocks = gr.CheckboxGroup(first["block_choices"], value=first["blocks"], label="GLMix blocks")
-                run = gr.Button("Show slot maps", variant="primary")
-                status = gr.Markdown(elem_id="status")
+                controls = _controls(app, first, view)
             with gr.Column(scale=3, min_width=400):
                 with gr.Tabs():
-                    with gr.Tab("Slot groups", id=TAB_SLOTS, elem_id="tab-slots") as tab_slots:
-                        overlays = gr.Gallery(label="Hard slot groups, one image per block", columns=2,
-                                              height="fit-content", object_fit="contain", elem_id="overlays")
-                    with gr.Tab("Soft maps", id=TAB_SOFT, elem_id="tab-soft") as tab_soft:
-                        layer = gr.Dropdown(first["block_choices"], value=first["blocks"][-1], label="Block",
-                                            elem_id="block-choice")
-                        soft_status = gr.Markdown()
-                        gr.HTML(colorbar_html("0", "the slot's peak weight (in its caption)", "soft-legend"))
-                        soft = gr.Gallery(label="Per-slot dispatch maps", columns=4, height="fit-content",
-                                          object_fit="contain", elem_id="soft-maps")
-                        slot_text = gr.Markdown(elem_id="slot-detail")
-                    with gr.Tab("Classes and pseudo-mask", id=TAB_CLASSES, elem_id="tab-classes",
-                                visible=first["has_classifier"]) as tab_classes:
-                        method = gr.Dropdown(first["evidence_methods"], value=first["method"],
-                                             label="Evidence method", elem_id="evidence-method")
-                        class_status = gr.Markdown(elem_id="class-status")
-                        scores = gr.Label(label="Class scores", num_top_classes=5)
-                        evidence = gr.Gallery(label="Class evidence of the classes the model sees", columns=3,
-                                              height="fit-content", object_fit="contain", fit_columns=False,
-                                              elem_id="evidence")
-                        gr.HTML(colorbar_html("evidence 0", "1", "evidence-legend"))
-                        with gr.Row():
-                            mask = gr.AnnotatedImage(label="Pseudo-mask", color_map=colors)
-                            mask_crf = gr.AnnotatedImage(label="Pseudo-mask + dense CRF", color_map=colors)
-                with gr.Row(equal_height=False):
-                    fmt = gr.Radio(["PNG", "PDF"], value="PNG", label="Figure format", scale=1)
-                    make = gr.Button("Make a figure of this view", scale=1)
-                figure_status = gr.Markdown(elem_id="figure-status")
-                figure_file = gr.File(label="Figure", interactive=False, visible=False, elem_id="figure-file")
-
-        common = [image, model, size]
-
-        def on_model(label: str) -> tuple:
-            try:
-                s = app.model_settings(label)
-            except Exception as exc:
-                app.report(exc)
-                return (gr.skip(),) * 8
-            cmap = class_colors(s["class_names"])
-            return (gr.update(value=s["input_size"]), gr.update(choices=s["block_choices"], value=s["blocks"]),
-                    gr.update(visible=s["has_classifier"]),
-                    gr.update(choices=s["block_choices"], value=s["blocks"][-1]),
-                    gr.update(color_map=cmap, value=None), gr.update(color_map=cmap, value=None),
-                    gr.update(choices=s["evidence_methods"], value=s["method"]), s["notice"])
-
-        files = PictureFiles()
-
-        def on_overlays(img: Any, label: str, input_size: float, chosen: list[int], current: int | None) -> tuple:
-            text, items = app.slot_overlays(img, label, input_size, chosen)
-            items = files.gallery(items)
-            chosen = sorted(chosen or [])
-            keep = current if current in chosen else (chosen[-1] if chosen else None)
-            # `keep` as a plain value, not gr.update(value=...): gradio stores an updated copy of a
-            # component that is also an input under a new id in the visitor's session on every
-            # request, so a visitor's state grew by one dropdown per upload (eval/soak_app.py)
-            return text, items, keep, gr.update(value=None, visible=False), ""
-
-        def on_soft(img: Any, label: str, input_size: float, block: int | None, current: str) -> tuple:
-            if current != TAB_SOFT:  # computed when its tab is opened
-                return "", [], ""
-            text, items = app.soft_maps(img, label, input_size, block, warn=False)
-            return text, files.gallery(items), ""
-
-        def on_layer(img: Any, label: str, input_size: float, block: int | None) -> tuple:
-            text, items = app.soft_maps(img, label, input_size, block)
-            return text, files.gallery(items), ""
-
-        def on_slot(img: Any, label: str, input_size: float, block: int | None, evt: gr.SelectData) -> str:
-            return app.slot_detail(img, label, input_size, block, evt.index)
-
-        def on_classes(img: Any, label: str, input_size: float, meth: str, current: str) -> tuple:
-            if current != TAB_CLASSES:  # computed when its tab is opened
-                return "", {}, [], None, None
-            text, scores_, items, annotated = app.class_view(img, label, input_size, meth, warn=False)
-            return text, scores_, files.gallery(items), annotated, None
-
-        def on_crf(img: Any, label: str, input_size: float, meth: str, current: str) -> Any:
-            return app.crf_mask(img, label, input_size, meth) if current == TAB_CLASSES else None
-
-        def on_figure(img: Any, label: str, input_size: float, chosen: list[int], block: int | None, meth: str,
-                      current: str, kind: str) -> tuple:
-            path, text = app.figure(img, label, input_size, chosen, block, meth, current, kind)
-            return gr.update(value=path, visible=path is not None), text
-
-        soft_outputs = [soft_status, soft, slot_text]
-        class_outputs = [class_status, scores, evidence, mask, mask_crf]
-        hidden = dict(api_name=False, show_progress="hidden")
-
-        def follow_up(event: Any) -> None:
-            """After new overlays: the open tab's soft maps or class views, then the CRF mask."""
-            (event.then(on_soft, common + [layer, view], soft_outputs, **hidden)
-                  .then(on_classes, common + [method, view], class_outputs, **hidden)
-                  .then(on_crf, common + [method, view], [mask_crf], **hidden))
-
-        analyze = dict(fn=on_overlays, inputs=common + [blocks, layer],
-                       outputs=[status, overlays, layer, figure_file, figure_status])
-        follow_up(run.click(**analyze, api_name="analyze"))
-        follow_up(image.change(**analyze, api_name=False))
-        follow_up(size.release(**analyze, api_name=False))
-        follow_up(blocks.input(**analyze, api_name=False))
-        follow_up(model.input(on_model, [model], [size, blocks, tab_classes, layer, mask, mask_crf, method,
-                                                  model_note], api_name=False)
-                  .then(**analyze, api_name=False))
-        # a figure belongs to the view it was made of: another tab, block or method takes it away
-        figure_outputs = [figure_file, figure_status]
-
-        def clear_figure() -> tuple:
-            return gr.update(value=None, visible=False), ""
-
-        def open_tab(tab: str) -> Any:
-            return lambda: (tab, *clear_figure())
-
-        layer.input(on_layer, common + [layer], soft_outputs, api_name="soft_maps")
-        layer.input(clear_figure, None, figure_outputs, api_name=False, queue=False)
-        soft.select(on_slot, common + [layer], [slot_text], api_name=False)
-        tab_slots.select(open_tab(TAB_SLOTS), None, [view, *figure_outputs], api_name=False, queue=False)
-        (tab_soft.select(open_tab(TAB_SOFT), None, [view, *figure_outputs], api_name=False, queue=False)
-                 .then(on_soft, common + [layer, view], soft_outputs, api_name=False))
-        (tab_classes.select(open_tab(TAB_CLASSES), None, [view, *figure_outputs], api_name=False, queue=False)
-                    .then(on_classes, common + [method, view], class_outputs, api_name=False)
-                    .then(on_crf, common + [method, view], [mask_crf], api_name=False))
-        (method.input(on_classes, common + [method, view], class_outputs, api_name=False)
-               .then(on_crf, common + [method, view], [mask_crf], api_name=False))
-        method.input(clear_figure, None, figure_outputs, api_name=False, queue=False)
-        make.click(on_figure, common + [blocks, layer, method, view, fmt], [figure_file, figure_status],
-                   api_name="figure")
+                    tabs = []
+                    for spec in TABS:
+                        visible = spec.applies is None or spec.applies(first)
+                        with gr.Tab(spec.title, id=spec.id, elem_id=spec.elem_id, visible=visible) as tab:
+                            tabs.append((spec, tab, spec.build(controls)))
+                figure = _figure_row()
+        demo.page_parts = _wire(controls, figure, tabs)  # type: ignore[attr-defined]  (gradio owns demo.page)
     return demo
+
+
+def _controls(app: SlotApp, first: dict[str, Any], view: gr.State) -> Controls:
+    """The column beside the tabs: image, examples, model and what it knows, input size, blocks."""
+    image = UploadImage(label="Image", type="filepath", sources=["upload", "clipboard"], height=300,
+                        elem_id="input-image")
+    examples = example_files()
+    if examples:
+        gr.Examples([[str(p)] for p in examples.values()], inputs=[image], example_labels=list(examples),
+                    label="Examples", examples_per_page=12)
+    model = gr.Dropdown(list(app.checkpoints), value=app.default_label, label="Model",
+                        info="the bundled demo model, or a checkpoint found in the checkpoint folder")
+    model_note = gr.Markdown(first["notice"], elem_id="model-notice")
+    size = gr.Slider(*INPUT_SIZES, step=32, value=first["input_size"], label="Input resolution",
+                     info="short side of the image the network sees, in pixels")
+    blocks = gr.CheckboxGroup(first["block_choices"], value=first["blocks"], label="GLMix blocks")
+    run = gr.Button("Show slot maps", variant="primary")
+    status = gr.Markdown(elem_id="status")
+    return Controls(app, PictureFiles(), first, view, image, model, model_note, size, blocks, run, status)
+
+
+def _figure_row() -> FigureRow:
+    with gr.Row(equal_height=False):
+        fmt = gr.Radio(["PNG", "PDF"], value="PNG", label="Figure format", scale=1)
+        make = gr.Button("Make a figure of this view", scale=1)
+    status = gr.Markdown(elem_id="figure-status")
+    file = gr.File(label="Figure", interactive=False, visible=False, elem_id="figure-file")
+    return FigureRow(fmt, make, status, file)
+
+
+def _wire(c: Controls, figure: FigureRow, tabs: list[tuple[Tab, gr.Tab, TabView]]) -> Page:
+    """The page's events: a new analysis (then every tab's refresh), a model change, opening a
+    tab, a figure of the open view and the view options that take it away."""
+    views = [v for _, _, v in tabs]
+    page = Page(c, figure, {spec.id: v for spec, _, v in tabs}, _analysis_step(c, figure, views),
+                _model_step(c, tabs), _figure_step(c, figure, views))
+    hidden = dict(api_name=False, show_progress="hidden")
+
+    def follow_up(event: Any) -> None:
+        """After new overlays: the open tab's views."""
+        for step in (s for v in views for s in v.refresh):
+            event = step.on(event.then, **hidden)
+
+    follow_up(page.analysis.on(c.run.click, api_name="analyze"))
+    for trigger in (c.image.change, c.size.release, c.blocks.input):
+        follow_up(page.analysis.on(trigger, api_name=False))
+    follow_up(page.analysis.on(page.model_change.on(c.model.input, api_name=False).then, api_name=False))
+    for spec, tab, v in tabs:
+        event = page.open_tab(spec.id).on(tab.select, api_name=False, queue=False)
+        for step in v.refresh:
+            event = step.on(event.then, api_name=False)
+        if v.figure_option is not None:  # a figure belongs to the view it was made of
+            v.figure_option[1].input(figure.cleared, None, figure.outputs, api_name=False, queue=False)
+    page.make_figure.on(figure.make.click, api_name="figure")
+    return page
+
+
+def _analysis_step(c: Controls, figure: FigureRow, views: list[TabView]) -> Step:
+    """The forward pass and the slot overlays (:meth:`SlotApp.slot_overlays`); the block choices
+    that follow the chosen blocks keep theirs when still chosen; a made figure goes."""
+    gallery = next(v.analysis_gallery for v in views if v.analysis_gallery is not None)
+    follow = [v.follows_blocks for v in views if v.follows_blocks is not None]
+
+    def on_analysis(img: Any, label: str, input_size: float, chosen: list[int], *current: int | None) -> dict:
+        text, items = c.app.slot_overlays(img, label, input_size, chosen)
+        chosen = sorted(chosen or [])
+        # each kept choice as a plain value, not gr.update(value=...): gradio stores an updated copy
+        # of a component that is also an input under a new id in the visitor's session on every
+        # request, so a visitor's state grew by one dropdown per upload (eval/soak_app.py)
+        kept = {w: (b if b in chosen else (chosen[-1] if chosen else None)) for w, b in zip(follow, current)}
+        return {c.status: text, gallery: c.files.gallery(items), **kept, **figure.cleared()}
+
+    return Step(on_analysis, [*c.common, c.blocks, *follow], [c.status, gallery, *follow, *figure.outputs])
+
+
+def _model_step(c: Controls, tabs: list[tuple[Tab, gr.Tab, TabView]]) -> Step:
+    """A newly chosen model: its input size, blocks, notice, which tabs apply and each tab's widgets."""
+    shown = [(spec, tab) for spec, tab, _ in tabs if spec.applies is not None]
+    follow = [v.on_model for _, _, v in tabs if v.on_model is not None]
+
+    def on_model(label: str) -> Any:
+        try:
+            s = c.app.model_settings(label)
+        except Exception as exc:
+            c.app.report(exc)
+            return gr.skip()
+        out = {c.size: gr.update(value=s["input_size"]),
+               c.blocks: gr.update(choices=s["block_choices"], value=s["blocks"]), c.model_note: s["notice"]}
+        for spec, tab in shown:
+            out[tab] = gr.update(visible=spec.applies(s))
+        for update in follow:
+            out.update(update.fn(s))
+        return out
+
+    outputs = [c.size, c.blocks, *(tab for _, tab in shown), *(w for u in follow for w in u.outputs), c.model_note]
+    return Step(on_model, [c.model], outputs)
+
+
+def _figure_step(c: Controls, figure: FigureRow, views: list[TabView]) -> Step:
+    """The open view as a figure file (:meth:`SlotApp.figure`), with the tabs' options by name."""
+    options = [v.figure_option for v in views if v.figure_option is not None]
+
+    def on_figure(img: Any, label: str, input_size: float, chosen: list[int], *rest: Any) -> dict:
+        *values, current, kind = rest
+        named = {name: value for (name, _), value in zip(options, values)}
+        path, text = c.app.figure(img, label, input_size, chosen, view=current, fmt=kind, **named)
+        return {figure.file: gr.update(value=path, visible=path is not None), figure.status: text}
+
+    inputs = [*c.common, c.blocks, *(w for _, w in options), c.view, figure.fmt]
+    return Step(on_figure, inputs, figure.outputs)
 
 
 def launch(checkpoint: str | os.PathLike[str] | None = None, *, host: str = DEFAULT_HOST, port: int | None = DEFAULT_PORT,

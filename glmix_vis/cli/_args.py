@@ -11,7 +11,7 @@ from typing import Any
 from ._dispatch import UserError
 
 __all__ = ["add_device_argument", "add_precision_argument", "auto_or_count", "auto_or_positive_int", "block_list",
-           "dataset_root", "index_list", "number_list", "positive_int", "non_negative_int", "positive_float", "non_negative_float",
+           "dataset_root", "number_list", "positive_int", "non_negative_int", "positive_float", "non_negative_float",
            "probability", "positive_number_list"]
 
 
@@ -90,19 +90,6 @@ def block_list(text: str | None, option: str = "--blocks") -> list[int] | None:
     except ValueError as exc:
         raise UserError(f"{option}: {exc}") from None
     return None if blocks is None else list(blocks)
-
-
-def index_list(text: str | None, option: str) -> list[int] | None:
-    """Non-empty comma-separated integers (``--slots 3,7``), or None when the option is absent."""
-    if text is None:
-        return None
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise UserError(f"{option} must be comma-separated integers such as 3,7, got {text!r}") from None
-    if not values:
-        raise UserError(f"{option} is empty")
-    return values
 
 
 def number_list(text: str) -> list[float]:

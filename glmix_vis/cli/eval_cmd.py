@@ -107,6 +107,43 @@ def _band(values: list[float] | None) -> tuple[float, float] | None:
     return (values[0], values[1])
 
 
+def _add_crf_and_refinement_arguments(p: argparse.ArgumentParser) -> None:
+    """The recipe's CRF and refinement flags (each a field of :class:`CRFParams` or a refinement option)."""
+    p.add_argument("--crf", dest="crf", action="store_true", default=True, help="dense CRF refinement (default)")
+    p.add_argument("--no-crf", dest="crf", action="store_false")
+    p.add_argument("--crf-iterations", type=positive_int, default=_DEFAULT_CRF.iterations,
+                   help=f"CRF: mean-field iterations (default {_DEFAULT_CRF.iterations})")
+    p.add_argument("--crf-bilateral-sxy", type=positive_float, default=_DEFAULT_CRF.bilateral_sxy,
+                   help=f"CRF: position width of the colour kernel, pixels (default {_DEFAULT_CRF.bilateral_sxy:g})")
+    p.add_argument("--crf-bilateral-srgb", type=positive_float, default=_DEFAULT_CRF.bilateral_srgb,
+                   help=f"CRF: colour width of the colour kernel, levels (default {_DEFAULT_CRF.bilateral_srgb:g})")
+    p.add_argument("--crf-bilateral-compat", type=non_negative_float, default=_DEFAULT_CRF.bilateral_compat,
+                   help=f"CRF: weight of the colour kernel (default {_DEFAULT_CRF.bilateral_compat:g})")
+    p.add_argument("--crf-gaussian-sxy", type=positive_float, default=_DEFAULT_CRF.gaussian_sxy,
+                   help=f"CRF: width of the smoothness kernel, pixels (default {_DEFAULT_CRF.gaussian_sxy:g})")
+    p.add_argument("--crf-gaussian-compat", type=non_negative_float, default=_DEFAULT_CRF.gaussian_compat,
+                   help=f"CRF: weight of the smoothness kernel (default {_DEFAULT_CRF.gaussian_compat:g})")
+    p.add_argument("--refine", choices=list(REFINEMENTS), default="none",
+                   help="refine the class evidence before the threshold (and the CRF): par (AFA's pixel-adaptive "
+                        "refinement along colours) or slot-walk (a random walk along the GLMix slot maps)")
+    p.add_argument("--refine-option", action="append", metavar="NAME=VALUE",
+                   help="an option of --refine, repeatable (the fields of SlotWalkConfig or PARParams, e.g. "
+                        "steps=8); the --walk-* and --par-* options are short forms")
+    p.add_argument("--walk-blocks", help="slot-walk: GLMix blocks whose slot affinities it walks, e.g. '0' or '0,1' "
+                                         f"(default {_blocks_text(DEFAULT_SLOT_WALK.blocks)})")
+    p.add_argument("--walk-steps", type=non_negative_int,
+                   help=f"slot-walk: random-walk steps (default {DEFAULT_SLOT_WALK.steps})")
+    p.add_argument("--walk-power", type=positive_float,
+                   help=f"slot-walk: power of the slot affinity, higher is sharper (default {DEFAULT_SLOT_WALK.power:g})")
+    p.add_argument("--walk-radius", type=positive_float,
+                   help=f"slot-walk: link cells at most this many grid cells apart (default {DEFAULT_SLOT_WALK.radius:g})")
+    p.add_argument("--walk-top-k", type=non_negative_int,
+                   help=f"slot-walk: keep each pixel's K strongest affinities, 0 all (default {DEFAULT_SLOT_WALK.top_k})")
+    p.add_argument("--par-iterations", type=non_negative_int, help=f"par: iterations (default {_DEFAULT_PAR.iterations})")
+    p.add_argument("--par-downscale", type=positive_int,
+                   help=f"par: run at 1/N of the image size (default {_DEFAULT_PAR.downscale}, as AFA)")
+
+
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
     methods = mask_methods()
     p = subparsers.add_parser(
@@ -142,39 +179,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
                    help="write 255 (not learnt by train-seg) where the best allowed class's evidence lies in "
                         "(LOW, HIGH], before and after the CRF: ToCo's low/high thresholds, e.g. 0.25,0.7")
     p.add_argument("--sweep", action="store_true", help="also sweep the background threshold (reports the best)")
-    p.add_argument("--crf", dest="crf", action="store_true", default=True, help="dense CRF refinement (default)")
-    p.add_argument("--no-crf", dest="crf", action="store_false")
-    p.add_argument("--crf-iterations", type=positive_int, default=_DEFAULT_CRF.iterations,
-                   help=f"CRF: mean-field iterations (default {_DEFAULT_CRF.iterations})")
-    p.add_argument("--crf-bilateral-sxy", type=positive_float, default=_DEFAULT_CRF.bilateral_sxy,
-                   help=f"CRF: position width of the colour kernel, pixels (default {_DEFAULT_CRF.bilateral_sxy:g})")
-    p.add_argument("--crf-bilateral-srgb", type=positive_float, default=_DEFAULT_CRF.bilateral_srgb,
-                   help=f"CRF: colour width of the colour kernel, levels (default {_DEFAULT_CRF.bilateral_srgb:g})")
-    p.add_argument("--crf-bilateral-compat", type=non_negative_float, default=_DEFAULT_CRF.bilateral_compat,
-                   help=f"CRF: weight of the colour kernel (default {_DEFAULT_CRF.bilateral_compat:g})")
-    p.add_argument("--crf-gaussian-sxy", type=positive_float, default=_DEFAULT_CRF.gaussian_sxy,
-                   help=f"CRF: width of the smoothness kernel, pixels (default {_DEFAULT_CRF.gaussian_sxy:g})")
-    p.add_argument("--crf-gaussian-compat", type=non_negative_float, default=_DEFAULT_CRF.gaussian_compat,
-                   help=f"CRF: weight of the smoothness kernel (default {_DEFAULT_CRF.gaussian_compat:g})")
-    p.add_argument("--refine", choices=list(REFINEMENTS), default="none",
-                   help="refine the class evidence before the threshold (and the CRF): par (AFA's pixel-adaptive "
-                        "refinement along colours) or slot-walk (a random walk along the GLMix slot maps)")
-    p.add_argument("--refine-option", action="append", metavar="NAME=VALUE",
-                   help="an option of --refine, repeatable (the fields of SlotWalkConfig or PARParams, e.g. "
-                        "steps=8); the --walk-* and --par-* options are short forms")
-    p.add_argument("--walk-blocks", help="slot-walk: GLMix blocks whose slot affinities it walks, e.g. '0' or '0,1' "
-                                         f"(default {_blocks_text(DEFAULT_SLOT_WALK.blocks)})")
-    p.add_argument("--walk-steps", type=non_negative_int,
-                   help=f"slot-walk: random-walk steps (default {DEFAULT_SLOT_WALK.steps})")
-    p.add_argument("--walk-power", type=positive_float,
-                   help=f"slot-walk: power of the slot affinity, higher is sharper (default {DEFAULT_SLOT_WALK.power:g})")
-    p.add_argument("--walk-radius", type=positive_float,
-                   help=f"slot-walk: link cells at most this many grid cells apart (default {DEFAULT_SLOT_WALK.radius:g})")
-    p.add_argument("--walk-top-k", type=non_negative_int,
-                   help=f"slot-walk: keep each pixel's K strongest affinities, 0 all (default {DEFAULT_SLOT_WALK.top_k})")
-    p.add_argument("--par-iterations", type=non_negative_int, help=f"par: iterations (default {_DEFAULT_PAR.iterations})")
-    p.add_argument("--par-downscale", type=positive_int,
-                   help=f"par: run at 1/N of the image size (default {_DEFAULT_PAR.downscale}, as AFA)")
+    _add_crf_and_refinement_arguments(p)
     p.add_argument("--scales", type=positive_number_list, default=[1.0], help="test-time scales, e.g. 1.0,0.5,1.5")
     p.add_argument("--flip", action="store_true", help="add horizontally flipped inputs")
     p.add_argument("--input-size", type=positive_int, help="short side the network sees (default: the image's own size)")

@@ -5,40 +5,28 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ._args import (
-    add_device_argument,
-    add_precision_argument,
-    block_list,
-    index_list,
-    positive_float,
-    positive_int,
-    probability,
-)
+from ..figures.layouts import LAYOUTS, Layout, LayoutOption, layout_options
+from ._args import add_device_argument, add_precision_argument, positive_float, positive_int
 from ._dispatch import UserError
 
-LAYOUTS = ("grid", "soft", "representative", "evidence", "compare")
-DEFAULT_COMPARE = "cam,slot-cam,slot-cam+crf,slot-cam+slot-walk+crf"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
 FORMATS = ("pdf", "svg", "png")
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
+    """The ``figure`` command: its layouts, and each layout's options, come from :data:`LAYOUTS`."""
+    shows = "; ".join(f"'{key}' {layout.shows}" for key, layout in LAYOUTS.items())
     p = subparsers.add_parser(
         name, help="publication figures of slot maps and class evidence (PDF, SVG, PNG)",
-        description="Draw a figure sized for a paper column: 'grid' shows the hard slot groups of several "
-                    "GLMix blocks with colours that follow a group from block to block; 'soft' the dispatch "
-                    "maps of the largest slots; 'representative' all slots and k-medoids representatives; "
-                    "'evidence' CAM and slot-CAM with their pseudo-masks; 'compare' the pseudo-masks of several "
-                    "methods and refinements side by side (--methods). A folder means every image in it: "
+        description=f"Draw a figure sized for a paper column: {shows}. A folder means every image in it: "
                     "one figure per image, or one figure for all with --combine.")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files and/or folders of images")
     p.add_argument("--checkpoint", metavar="CKPT", help="checkpoint file or name (default: the bundled demo model)")
-    p.add_argument("--layout", choices=LAYOUTS, default="grid", help="what to draw (default: grid)")
-    p.add_argument("--blocks", metavar="LIST", help="GLMix block indices, e.g. 0,3,6 (write --blocks=-1,-2 for negative lists; "
-                                    "default: up to 4 spread blocks for grid, the last block otherwise)")
+    p.add_argument("--layout", choices=list(LAYOUTS), default="grid", help="what to draw (default: grid)")
     p.add_argument("-o", "--out", help="output file (.pdf, .svg, .png); with several images and no --combine, "
                                        "a folder or a pattern such as 'figs/{stem}.pdf' "
                                        "(default: <image stem>_<layout>.pdf here)")
@@ -48,24 +36,61 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
                    help="single (3.3 in) or double (6.9 in) column (default: double)")
     p.add_argument("--dpi", type=positive_float, default=300, help="resolution of the images in the figure (default: 300)")
     p.add_argument("--input-size", type=positive_int, metavar="N", help="short side the network sees (default: the model's)")
-    p.add_argument("--slots", metavar="LIST", help="soft layout: slot indices to show, e.g. 3,7 (default: the largest)")
-    p.add_argument("-k", type=positive_int, default=4, help="representative layout: how many slots to pick (default: 4)")
-    p.add_argument("--class", dest="target", metavar="NAME", help="evidence layout: class name to show (default: the top one)")
-    p.add_argument("--bg-threshold", type=probability, metavar="T",
-                   help="evidence layout: background threshold of the pseudo-masks (default: the model's tuned "
-                        "value per method, else IRN's 0.15)")
-    p.add_argument("--no-crf", action="store_true", help="evidence layout: leave out the CRF-refined mask")
-    p.add_argument("--methods", metavar="LIST", default=DEFAULT_COMPARE,
-                   help="compare layout: one column per method[+refinement][+crf], e.g. "
-                        f"'cam,gradcam,slot-cam+par,slot-cam+slot-walk+crf' (default: {DEFAULT_COMPARE})")
-    p.add_argument("--gt", metavar="DIR", help="compare layout: folder of ground-truth label PNGs named like the "
+    for option, layouts in layout_options().items():
+        _add_layout_option(p, option, layouts)
+    truth = [key for key, layout in LAYOUTS.items() if layout.ground_truth]
+    p.add_argument("--gt", metavar="DIR", help=f"{_which(truth)}: folder of ground-truth label PNGs named like the "
                                               "images (VOC's SegmentationClass): shown, and the masks use its classes")
-    p.add_argument("--counts", action="store_true", help="grid layout: write how many slots each block uses")
     p.add_argument("--labels", action=argparse.BooleanOptionalAction, default=None,
                    help="label rows with the image names (default: with --combine)")
     add_device_argument(p)
     add_precision_argument(p)
     return p
+
+
+def _which(layouts: list[str]) -> str:
+    return f"{', '.join(layouts)} layout{'s' * (len(layouts) > 1)}"
+
+
+def _dest(option: LayoutOption) -> str:
+    return f"layout_{option.keyword}"
+
+
+def _add_layout_option(p: argparse.ArgumentParser, option: LayoutOption, layouts: list[str]) -> None:
+    """One layout option as a flag; left out, it stays ``None`` and the layout's own default holds."""
+    text = f"{_which(layouts)}: {option.help}"
+    if option.switch is not None:
+        p.add_argument(option.flag, dest=_dest(option), action="store_const", const=option.switch, default=None,
+                       help=text)
+    else:
+        p.add_argument(option.flag, dest=_dest(option), metavar=option.metavar, default=None, help=text)
+
+
+def layout_arguments(args: argparse.Namespace, name: str) -> dict[str, Any]:
+    """The keyword arguments of layout ``name`` from the command line, parsed (before any model or
+    image is loaded); an option of another layout, or a bad value, is one clear error."""
+    layout, chosen = LAYOUTS[name], {}
+    for option, layouts in layout_options().items():
+        given = getattr(args, _dest(option))
+        if given is None:
+            continue
+        if option not in layout.options:
+            raise UserError(f"{option.flag} applies to the {_which(layouts)}, not to --layout {name}")
+        try:
+            chosen[option.keyword] = option.value(given)
+        except ValueError as exc:
+            raise UserError(f"{option.flag}: {exc}") from None
+    return chosen
+
+
+def check_layout_arguments(layout: Layout, chosen: dict[str, Any], predictor: Any) -> None:
+    """The chosen values against the loaded model, before any image is read."""
+    for option in layout.options:
+        if option.check is not None and option.keyword in chosen:
+            try:
+                option.check(chosen[option.keyword], predictor)
+            except ValueError as exc:
+                raise UserError(f"{option.flag}: {exc}") from None
 
 
 def expand_inputs(inputs: list[str]) -> list[Path]:
@@ -143,28 +168,6 @@ def _output_paths(images: list[Path], out: str | None, fmt: str | None, layout: 
     return paths
 
 
-def _layout_function(args: argparse.Namespace, blocks: list[int] | None,
-                     recipes: list[Any] | None = None) -> Callable[..., Any]:
-    from functools import partial
-
-    from .. import figures
-
-    common: dict[str, Any] = dict(width=args.width, dpi=args.dpi)
-    if args.layout == "grid":
-        return partial(figures.slot_grid, blocks=blocks, show_counts=args.counts, **common)
-    if args.layout == "soft":
-        return partial(figures.soft_slot_maps, blocks=blocks, slots=index_list(args.slots, "--slots"), **common)
-    if args.layout == "representative":
-        if args.k < 1:
-            raise UserError(f"-k must be at least 1, got {args.k}")
-        return partial(figures.representative_slots, blocks=blocks, k=args.k, **common)
-    if args.layout == "compare":
-        return partial(figures.method_comparison, recipes=recipes, target=args.target,
-                       bg_threshold=args.bg_threshold, **common)
-    return partial(figures.evidence_panel, target=args.target, crf=not args.no_crf,
-                   bg_threshold=args.bg_threshold, **common)
-
-
 def _ground_truth_reader(folder: str | None) -> Callable[[Path], Any] | None:
     """``--gt DIR``: a reader of each image's label PNG (``DIR/<stem>.png``, palette indices as
     VOC's SegmentationClass), checked up front; ``None`` without ``--gt``."""
@@ -193,47 +196,32 @@ def _ground_truth_reader(folder: str | None) -> Callable[[Path], Any] | None:
     return read
 
 
-def _recipes(methods: str) -> list[Any]:
-    """``--methods``: the compare layout's columns, or one clear error line."""
-    from ..wsss.recipe import parse_recipes
-
-    try:
-        return parse_recipes(methods)
-    except ValueError as exc:
-        raise UserError(f"--methods: {exc}") from None
-
-
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..figures import resolve_blocks, save_figure
+    from ..figures import save_figure
     from ..io import load_image
     from ..predictor import SlotPredictor
 
+    layout = LAYOUTS[args.layout]
     images = expand_inputs(args.inputs)
     paths = output_paths(images, args.out, args.format, args.layout, args.combine)
-    blocks = block_list(args.blocks)
-    recipes = _recipes(args.methods) if args.layout == "compare" else None  # checked before the model loads
+    chosen = layout_arguments(args, args.layout)  # checked before the model loads
     if args.input_size is not None and args.input_size < 32:
         raise UserError(f"--input-size must be at least 32, got {args.input_size}")
+    if args.gt is not None and not layout.ground_truth:
+        raise UserError(f"--gt applies to the {_which([k for k, v in LAYOUTS.items() if v.ground_truth])} only")
     predictor = SlotPredictor.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision)
-    if predictor.info.is_demo or args.layout in ("evidence", "compare"):
+    if predictor.info.is_demo or layout.needs_head:
         print(predictor.info.knowledge_note(), file=sys.stderr)
-    num_blocks = int(getattr(predictor.model, "num_glmix_blocks", 0))
-    if num_blocks == 0:
+    if int(getattr(predictor.model, "num_glmix_blocks", 0)) == 0:
         raise UserError(f"{predictor.info.name} has no GLMix blocks: there are no slot maps to draw")
-    if blocks is not None:
-        resolve_blocks(num_blocks, blocks)  # a clear error now, before any image is processed
-    if args.layout in ("evidence", "compare") and not predictor.info.foreground_names:
+    if layout.needs_head and not predictor.info.foreground_names:
         raise UserError(f"{predictor.info.name} has no classification head: the {args.layout} layout needs one")
-    if args.gt is not None and args.layout != "compare":
-        raise UserError("--gt applies to --layout compare only")
+    check_layout_arguments(layout, chosen, predictor)  # a clear error now, before any image is processed
     truth = _ground_truth_reader(args.gt)
     gts = {} if truth is None else {p: truth(p) for p in images}  # every one checked before any work
-    if args.target is not None and args.target not in predictor.info.foreground_names:
-        raise UserError(f"--class {args.target!r} is not one of the model's classes: "
-                        f"{', '.join(predictor.info.foreground_names)}")
-    draw = _layout_function(args, blocks, recipes)
+    draw = partial(layout.function, width=args.width, dpi=args.dpi, **chosen)
     labels = args.labels if args.labels is not None else (args.combine and len(images) > 1)
 
     if args.combine or len(images) == 1:

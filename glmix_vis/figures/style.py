@@ -127,3 +127,9 @@ def save_figure(fig: Figure, path: str | Path, dpi: float | None = None) -> Path
             fig.savefig(buf, **kwargs)
     atomic_write_bytes(path, buf.getvalue())  # a reader never sees half a figure
     return path
+
+
+def share_percent(x: float) -> str:
+    """A share as a whole percentage that never rounds a slot that wins pixels down to "0%" (the one
+    rule of the figures' and the app's captions)."""
+    return "<1%" if 0 < x < 0.005 else f"{x:.0%}"

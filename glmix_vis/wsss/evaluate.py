@@ -51,6 +51,7 @@ from ..models.slots import SlotOutput, run_slots
 from ..preprocess import image_to_batch, model_input_size
 from .crf import crf_stream
 from .evidence import EvidenceMethod
+from .evidence.usable import check_method
 from .masks import DEFAULT_THRESHOLDS, best_threshold
 from .metrics import ConfusionMatrix, Metrics, all_reduce_confusion
 from .outdir import SETTINGS_FILE, OutputDir
@@ -261,7 +262,7 @@ def _try_method(model: nn.Module, method: EvidenceMethod | None, config: EvalCon
 
         resolve_blocks(getattr(model, "num_glmix_blocks", 0), [config.recipe.oracle_block])
         return
-    method.check(model, run_slots(model, torch.zeros(1, 3, 64, 64, device=device)))
+    check_method(model, method)
 
 
 @dataclass

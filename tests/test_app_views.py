@@ -1,5 +1,7 @@
-"""The web app's hot path (issue 16): hard slot labels computed from the grid, the overlay drawn
-once per block, and the caches that keep a long-running server's memory flat.
+"""The web app's per-image views (:mod:`glmix_vis.app.views`): hard slot labels computed from the
+grid and the overlay drawn once per block (issue 16), one soft-map scale in the app and the figure,
+masks that stay visible over photos, one name per block (issue 14), and the caches that keep a
+long-running server's memory flat.
 
 The fast hard labels must equal the reference rule (every slot's logits upsampled bilinearly, then
 the argmax: :meth:`SlotMap.hard_upsampled`) except where two slots tie to float rounding: at most
@@ -8,16 +10,21 @@ a few pixels per image, and each of them on a boundary of the reference labels.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
-from scipy.ndimage import binary_dilation
+from conftest import gradient_photo as _photo  # the same test photo in every app test
+from scipy.ndimage import binary_dilation, maximum_filter
 from skimage.segmentation import find_boundaries
 
+from glmix_vis.data.palette import voc_palette
 from glmix_vis.figures import render
 from glmix_vis.figures.upsample import bilinear_axis, hard_labels
-from glmix_vis.models.slots import SlotMap
+from glmix_vis.models.slots import SlotMap, block_label
 
+GREY = 7  # VOC colour (128, 128, 128): the demo model's 'horse'
 #: At most this fraction of the pixels may disagree with the reference, each within 1 px of its boundary.
 MAX_DISAGREEMENT = 1e-4
 
@@ -142,7 +149,7 @@ def test_slot_overlay_draws_exactly_what_it_drew_before() -> None:
         overlay.draw(hard, colors[:3])
 
 
-# ------------------------------------------------------------------------------ the app
+# ------------------------------------------------------------------------------ the app's overlays and caches
 @pytest.fixture(scope="module")
 def demo_predictor():
     from skimage.data import astronaut
@@ -199,76 +206,117 @@ def test_caches_stay_bounded(backend, nano_checkpoint, monkeypatch) -> None:
     assert bilinear_axis.cache_info().currsize <= bilinear_axis.cache_info().maxsize
 
 
-def test_picture_files_are_pruned(tmp_path, monkeypatch) -> None:
-    """Gallery files unused for max_age_s are deleted (checked every 64 pictures)."""
-    pytest.importorskip("gradio")
-    import os
-    import time
-
-    from glmix_vis.app.serving import PictureFiles
-
-    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
-    files = PictureFiles(max_age_s=60)
-    rng = np.random.default_rng(4)
-    first = [files.save(rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8)) for _ in range(10)]
-    old = time.time() - 120
-    for p in first:
-        os.utime(p, (old, old))
-    for _ in range(54):  # the 64th save prunes
-        files.save(rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8))
-    left = list(files.root.glob("*.jpg"))
-    assert len(left) == 54 and not any(os.path.exists(p) for p in first)
 
 
-def test_a_visitors_session_does_not_grow_with_uploads(backend, nano_checkpoint, tmp_path) -> None:
-    """gradio keeps a copy of every component a callback updates in the visitor's session; an
-    updated copy of a component that is also an input used to be stored again under a new id on
-    every request (one dropdown per upload, eval/soak_app.py). Uploads must leave it as it was."""
-    import socket
-
-    from gradio_client import Client, handle_file
-    from PIL import Image
-
-    from glmix_vis.app import build_app
-    from glmix_vis.app.serving import launch_options, queue_options
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo = build_app(backend=backend)
-    demo.queue(**queue_options())
-    demo.launch(**launch_options(port=port, prevent_thread_lock=True, quiet=True))
-    client = Client(demo.local_url, verbose=False, download_files=False)
-    try:
-        rng = np.random.default_rng(5)
-        sizes = []
-        for i in range(4):
-            path = tmp_path / f"upload_{i}.png"
-            Image.fromarray(rng.integers(0, 256, size=(48, 64, 3), dtype=np.uint8)).save(path)
-            status, gallery, *_ = client.predict(handle_file(str(path)), nano_checkpoint.name, 128, [0, 1], 1,
-                                                 api_name="/analyze")
-            assert len(gallery) == 2, status
-            session = demo.state_holder.session_data[client.session_hash]
-            sizes.append((len(session.blocks_config.blocks), len(session.config_values)))
-        assert sizes[-1] == sizes[1], sizes
-    finally:
-        client.close()
-        demo.close()
+# ------------------------------------------------------------------------------ one soft-map scale
+def test_soft_map_scale_rule_runs_from_zero_to_the_maps_own_peak():
+    image = np.full((10, 20, 3), 90, np.uint8)
+    weights = np.tile(np.linspace(0.0, 0.3, 20, dtype=np.float32), (10, 1))
+    top = render.heatmap_overlay(image, np.ones((10, 20)), render.SOFT_CMAP, render.SOFT_ALPHA)
+    bottom = render.heatmap_overlay(image, np.zeros((10, 20)), render.SOFT_CMAP, render.SOFT_ALPHA)
+    own = render.soft_map_overlay(image, weights)
+    assert np.array_equal(own[:, -1], top[:, -1]) and np.array_equal(own[:, 0], bottom[:, 0])
+    given = render.soft_map_overlay(image, weights, peak=0.6)
+    assert np.array_equal(given, render.heatmap_overlay(image, weights / 0.6, render.SOFT_CMAP, render.SOFT_ALPHA))
+    assert np.array_equal(render.soft_map_overlay(image, np.zeros((10, 20))), bottom)  # no peak: stays dark
 
 
+def _near_top(picture: np.ndarray, shown: np.ndarray, soft: np.ndarray) -> float:
+    """How far (max channel difference) the map's brightest pixel is from the colormap's top."""
+    y, x = np.unravel_index(int(np.argmax(soft)), soft.shape)
+    top = render.heatmap_overlay(shown, np.ones(soft.shape), render.SOFT_CMAP, render.SOFT_ALPHA)
+    return float(np.abs(picture[y, x].astype(int) - top[y, x].astype(int)).max())
 
-def test_gradio_keeps_message_queues_for_as_many_visitors_as_their_state() -> None:
-    import gradio as gr
 
-    from glmix_vis.app.serving import bound_session_queues
+def test_app_and_exported_figure_colour_a_slot_on_the_same_scale(backend, nano_checkpoint):
+    from glmix_vis.figures import soft_slot_maps
+    from glmix_vis.io import downscale_to
 
-    with gr.Blocks() as demo:
-        gr.Markdown("x")
-    demo.queue()
-    pending = demo._queue.pending_messages_per_session
-    assert pending.max_size == 2000  # gradio's own bound, whatever state_session_capacity says
-    assert bound_session_queues(demo, 32) and pending.max_size == 32
-    for visitor in range(40):  # new visitors push out the oldest queues
-        pending[f"visitor{visitor}"] = object()
-    assert len(pending) == 32 and "visitor0" not in pending and "visitor39" in pending
-    assert not bound_session_queues(object(), 32)  # no queue (or another gradio): nothing to do
+    label, block = nano_checkpoint.name, 1
+    img = _photo()
+    text, items = backend.soft_maps(img, label, None, block)
+    assert "scaled to its own peak" in text
+    result = backend.analysis(img, label, None)
+    m = result.predictor.maps([block])[0]
+    peaks = m.dispatch[0].flatten(1).amax(1).numpy()
+    assert peaks.max() < 0.8  # a scale fixed at 0-1 would leave these maps dark
+    shown = downscale_to(result.shown, 512)
+    soft = m.upsample(shown.shape[:2])[0].numpy()
+    slot = int(items[-1][1].split()[1])  # the smallest slot: dark on a shared scale
+    assert items[-1][1].endswith(f"peak {peaks[slot]:.2f}")
+    assert _near_top(items[-1][0], shown, soft[slot]) <= 12  # its brightest pixel: the top colour
+
+    fig = soft_slot_maps(result.predictor, blocks=[block], slots=[slot, int(items[0][1].split()[1])], dpi=80)
+    panels = [ax for ax in fig.axes if ax.images]
+    titles = [t.get_text() for ax in panels for t in ax.texts]
+    assert any(f"peak {peaks[slot]:.2f}" in t for t in titles), titles
+    picture = np.asarray(panels[1].images[0].get_array())
+    small = render.resize_image(result.predictor.image, picture.shape[:2])
+    fig_soft = m.upsample(picture.shape[:2])[0, slot].numpy()
+    assert _near_top(picture, small, fig_soft) <= 12  # the same slot looks the same in the figure
+    bars = [ax.get_ylabel() for ax in fig.axes if not ax.images and ax.get_ylabel()]
+    assert len(bars) == 1 and bars[0] in render.SOFT_SCALE_LABELS, bars
+
+
+# ------------------------------------------------------------------------------ masks over photos
+@pytest.mark.parametrize("value", [0, 128, 255])
+def test_grey_class_regions_stay_visible_on_any_photo(value):
+    palette = voc_palette()
+    assert palette[GREY].tolist() == [128, 128, 128]  # the saved masks' palette is not touched
+    mask = np.zeros((60, 80), np.uint8)
+    mask[15:45, 20:60] = GREY
+    photo = np.full((60, 80, 3), value, np.uint8)
+    over = render.mask_overlay(photo, mask, palette)
+    diff = np.abs(over.astype(int) - photo.astype(int)).max(axis=2)
+    edge = find_boundaries(mask, mode="inner") & (mask == GREY)
+    # next to every pixel of the region's edge, the picture differs from the photo by 100+ levels
+    assert maximum_filter(diff, size=3)[edge].min() >= 100
+    assert np.array_equal(over[0, 0], photo[0, 0])  # background untouched
+
+
+def test_low_chroma_colours_are_filled_more_opaquely():
+    alpha = render.mask_alpha(voc_palette())
+    assert alpha[GREY] > alpha[1] and alpha[1] == render.MASK_ALPHA  # grey 'horse' vs red
+    assert alpha[8] > render.MASK_ALPHA  # dark (64, 0, 0)
+
+
+def test_app_masks_have_outlines_and_the_grey_class_more_opacity():
+    from glmix_vis.app.views import annotated
+
+    image = np.full((60, 80, 3), 128, np.uint8)
+    mask = np.zeros((60, 80), np.uint8)
+    mask[10:30, 10:30] = 1
+    mask[35:55, 40:70] = GREY
+    names = ["background", "red", "b", "c", "d", "e", "f", "grey"]
+    pred = SimpleNamespace(image=image, info=SimpleNamespace(class_names=names))
+    base, regions = annotated(pred, mask)
+    assert base.shape == image.shape and not np.array_equal(base, image)
+    assert (base != image).any(axis=2)[find_boundaries(mask == GREY, mode="inner")].all()  # outlined
+    opacity = {name: float(m.max()) for m, name in regions}
+    assert set(opacity) == {"red", "grey"} and opacity["grey"] > opacity["red"] > 0
+
+
+# ------------------------------------------------------------------------------ one name per block
+def test_block_label_is_the_one_block_name():
+    m = SlotMap(stage=2, block=2, grid=(2, 2), logits=torch.zeros(1, 4, 4), slots=torch.zeros(1, 4, 8),
+                input_size=(64, 64))
+    assert block_label(3, m) == "block 3 (stage 3)"
+
+
+def test_app_names_every_block_with_block_label(backend, nano_checkpoint):
+    label = nano_checkpoint.name
+    img = _photo()
+    loaded = backend.model(label)
+    result = backend.analysis(img, label, None)
+    maps = result.predictor.maps(list(range(len(loaded.block_names))))
+    names = [block_label(i, m) for i, m in enumerate(maps)]
+    assert loaded.block_labels == names
+    choices = backend.model_settings(label)["block_choices"]
+    assert [c for c, _ in choices] == [f"{n} · {s} slots" for n, s in zip(names, loaded.num_slots)]
+    _, items = backend.slot_overlays(img, label, None, [0, 2])
+    assert [c.split(" · ")[0] for _, c in items] == [names[0], names[2]]
+    text, _ = backend.soft_maps(img, label, None, 2)
+    detail = backend.slot_detail(img, label, None, 2, 0)
+    assert text.startswith(names[2].capitalize()) and f"**{names[2].capitalize()}, slot" in detail
+    everything = " ".join([*(c for c, _ in choices), *(c for _, c in items), text, detail])
+    assert "stages." not in everything  # the module path is for code, not for readers

@@ -1,12 +1,10 @@
-"""The web app: its callbacks on arrays, files and broken bytes; the model cache; what the model
-dropdown may offer; and the launched server through gradio_client."""
+"""The web app's callbacks without a browser (:class:`glmix_vis.app.SlotApp`): on arrays, files and
+broken bytes; the model cache and the evidence methods it lists; what a model is said to know;
+figures of the open view; and every failure as a one-line message."""
 
 from __future__ import annotations
 
 import io
-import os
-import socket
-import sys
 import threading
 from pathlib import Path
 
@@ -19,10 +17,11 @@ gr = pytest.importorskip("gradio")
 from conftest import gradient_photo as _photo  # noqa: E402  the same test photo in every app test
 
 from glmix_vis import app as webapp  # noqa: E402
-from glmix_vis.app import DEMO_LABEL, ModelCache, SlotApp, discover_checkpoints  # noqa: E402
+from glmix_vis.app import DEMO_LABEL, ModelCache, SlotApp  # noqa: E402
 from glmix_vis.loading import load_model  # noqa: E402
 from glmix_vis.models.checkpoints import save_safetensors  # noqa: E402
 from glmix_vis.models.factory import create_model  # noqa: E402
+from glmix_vis.models.slots import resolve_blocks  # noqa: E402
 
 CLASSES = ["background", "disk", "square", "star"]  # the classes of the nano_checkpoint fixture (conftest.py)
 pytestmark = pytest.mark.usefixtures("checkpoint_dir")  # never the user's real checkpoint folder
@@ -46,23 +45,7 @@ def _encode(img: Image.Image, fmt: str, **kw) -> bytes:
     return buf.getvalue()
 
 
-# ------------------------------------------------------------------------------ the model dropdown
-def test_dropdown_lists_only_checkpoint_files_in_the_checkpoint_dir(checkpoint_dir, nano_checkpoint):
-    folder = checkpoint_dir
-    for name in ("a.safetensors", "b.pth", "notes.txt", "c.ckpt"):
-        (folder / name).write_bytes(b"x")
-    (folder / "sub").mkdir()
-    (folder / "sub" / "d.pth").write_bytes(b"x")
-    (folder / "dir.pth").mkdir()
-    found = discover_checkpoints()
-    files = {k: v for k, v in found.items() if k != DEMO_LABEL}
-    assert sorted(files) == ["a.safetensors", "b.pth"]
-    assert all(p.parent == folder for p in files.values())
-    with_operator = discover_checkpoints(nano_checkpoint)
-    assert next(iter(with_operator)) == nano_checkpoint.name  # the operator's choice comes first
-    if DEMO_LABEL in found:  # naming the bundled model is not a second entry
-        assert list(discover_checkpoints(found[DEMO_LABEL]))[0] == DEMO_LABEL
-        assert list(discover_checkpoints(found[DEMO_LABEL]).values()).count(found[DEMO_LABEL]) == 1
+# ------------------------------------------------------------------------------ which models
 
 
 def test_no_model_at_all_is_a_clear_error(monkeypatch):
@@ -125,6 +108,35 @@ def test_concurrent_first_requests_load_the_model_once(nano_checkpoint):
     for t in threads:
         t.join()
     assert len(calls) == 1
+
+
+def test_listed_methods_are_the_ones_eval_accepts(nano_checkpoint, monkeypatch):
+    """One rule for "which evidence methods serve this model" (glmix_vis.wsss.evidence.usable): the
+    app lists exactly the methods whose check passes, and the blank pass runs through the network
+    runner in the model's precision."""
+    import torch
+
+    from glmix_vis.devices import network_precision
+    from glmix_vis.wsss.evidence import available_evidence_methods, get_evidence_method
+    from glmix_vis.wsss.evidence import usable as usable_module
+    from glmix_vis.wsss.evidence.usable import check_method, usable_methods
+
+    model, info = load_model(nano_checkpoint, device="cpu")
+    listed = ModelCache(device="cpu").get(nano_checkpoint).evidence_methods
+    assert listed == usable_methods(model, available_evidence_methods(), class_map=info.class_map)
+    assert "token" not in listed and "slot-cam" in listed
+    with pytest.raises(ValueError):  # the reason eval prints for the same refusal
+        check_method(model, get_evidence_method("token"))
+    seen = []
+    real = usable_module.run_slots
+
+    def spy(m, images):
+        seen.append(network_precision())
+        return real(m, images)
+
+    monkeypatch.setattr(usable_module, "run_slots", spy)
+    assert ModelCache(device="cpu", precision="bf16").get(nano_checkpoint).evidence_methods == listed
+    assert seen == [torch.bfloat16]
 
 
 def test_forward_pass_is_reused_across_callbacks(backend, label):
@@ -221,7 +233,10 @@ def test_unexpected_errors_are_logged_and_shown_as_a_message(backend, label, mon
 
 def test_bad_block_choices_give_messages(backend, label):
     assert "at least one" in backend.slot_overlays(_photo(), label, None, [])[0]
-    assert "no block 99" in backend.slot_overlays(_photo(), label, None, [0, 99])[0]
+    status = backend.slot_overlays(_photo(), label, None, [0, 99])[0]  # the one block rule's own words
+    assert status.startswith("**Error:** GLMix block 99 does not exist: this model has 4 GLMix blocks"), status
+    last = backend.slot_overlays(_photo(), label, None, [-1])[1]  # from the end, as everywhere else
+    assert [c for _, c in last] == [c for _, c in backend.slot_overlays(_photo(), label, None, [3])[1]]
 
 
 def test_input_size_is_clamped_to_the_allowed_range(backend, label):
@@ -267,7 +282,7 @@ def test_model_settings_describe_the_blocks(backend, label):
     assert s["evidence_methods"] == ["cam", "eigencam", "gradcam", "gradcam++", "layercam", "scorecam", "slot-cam",
                                      "xgradcam"] and s["method"] == "slot-cam"
     assert [v for _, v in s["block_choices"]] == list(range(len(s["block_choices"])))
-    assert webapp.default_blocks(17) == [0, 5, 11, 16] and webapp.default_blocks(3) == [0, 1, 2]
+    assert s["blocks"] == resolve_blocks(len(s["block_choices"]), None, default="spread")  # the one spread rule
 
 
 def test_model_without_a_classifier_head(tmp_path):
@@ -299,19 +314,6 @@ def test_figure_of_the_class_view(backend, label):
     assert path and Path(path).read_bytes()[:4] == b"\x89PNG", text
 
 
-def test_gallery_pictures_are_finished_files_named_by_content(tmp_path):
-    files = webapp.PictureFiles(max_age_s=60)
-    a, b = _photo(), _photo()[::-1].copy()
-    pa, pb = files.save(a), files.save(b)
-    assert files.save(a.copy()) == pa and pa != pb
-    with Image.open(pa) as im:
-        assert im.format == "JPEG" and im.size == (a.shape[1], a.shape[0])
-    os.utime(pa, (0, 0))  # unused for a long time
-    files.prune()
-    assert not Path(pa).exists() and Path(pb).exists()
-    assert files.gallery([(a, "x")]) == [(pa, "x")]  # written again when needed
-
-
 # ------------------------------------------------------------------------------ public steps, messages
 def test_public_steps_give_what_the_callback_gives(backend, label):
     """The steps eval/bench_app.py times one by one (read, forward, hard maps, colours, pictures)
@@ -337,75 +339,79 @@ def test_error_messages_go_to_notify_once(nano_checkpoint, label):
     assert SlotApp(nano_checkpoint, device="cpu").notify is None  # without the page: no pop-ups
 
 
-def test_page_pops_up_the_backend_messages(nano_checkpoint):
-    app = SlotApp(nano_checkpoint, max_side=256, device="cpu")
-    demo = webapp.build_app(backend=app)
-    assert demo.slot_app is app and app.notify is gr.Warning
+# ------------------------------------------------------------------------------ what the model knows
+@pytest.fixture(scope="module")
+def demo_app(tmp_path_factory):
+    pytest.importorskip("gradio")
+    from glmix_vis.app import SlotApp
+    from glmix_vis.assets import default_checkpoint
 
-
-# ------------------------------------------------------------------------------ the served app
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_launched_app_answers_through_gradio_client(nano_checkpoint, tmp_path):
-    from gradio_client import Client, handle_file
-    from gradio_client.exceptions import AppError
-
-    photo = tmp_path / "photo.png"
-    Image.fromarray(_photo(120, 160)).save(photo)
-    broken = tmp_path / "broken.png"
-    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    port = _free_port()
-    too_big = tmp_path / "too_big.png"
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (400, 400, 3), dtype=np.uint8)).save(too_big)
-    demo = webapp.launch(nano_checkpoint, port=port, max_side=256, device="cpu", prevent_thread_lock=True,
-                         quiet=True, max_file_size="200kb")
     try:
-        assert demo.local_url.startswith("http://127.0.0.1:")
-        client = Client(demo.local_url, verbose=False)
-        status, gallery, *_ = client.predict(handle_file(str(photo)), nano_checkpoint.name, 128, [0, 2], 2,
-                                             api_name="/analyze")
-        assert "120×160 px image" in status and len(gallery) == 2
-        for item in gallery:
-            with Image.open(item["image"]) as im:
-                assert im.size == (256, 192)  # enlarged for display; the status gives the real size
-        status, gallery, *_ = client.predict(handle_file(str(broken)), nano_checkpoint.name, 128, [0], 0,
-                                             api_name="/analyze")
-        assert status.startswith("**Error:** broken.png") and gallery == []
-        with pytest.raises(Exception, match="(?i)file size|too large|exceeds"):  # over max_file_size
-            client.predict(handle_file(str(too_big)), nano_checkpoint.name, 128, [0], 0, api_name="/analyze")
-        with pytest.raises(AppError):  # not in the dropdown: refused before the callback runs
-            client.predict(handle_file(str(photo)), "/etc/passwd", 128, [0], 0, api_name="/analyze")
-        _, soft, _ = client.predict(handle_file(str(photo)), nano_checkpoint.name, 128, 2, api_name="/soft_maps")
-        assert len(soft) == backend_slots(nano_checkpoint)
-        assert "/analyze" in client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-        # a server file named in the request (not uploaded) is refused by gradio before any callback
-        import httpx
-
-        data = [{"path": str(photo), "meta": {"_type": "gradio.FileData"}}, nano_checkpoint.name, 128, [0], 0]
-        event = httpx.post(demo.local_url + "gradio_api/call/analyze", json={"data": data}, timeout=60).json()
-        with httpx.stream("GET", demo.local_url + f"gradio_api/call/analyze/{event['event_id']}", timeout=120) as r:
-            assert "event: error" in "\n".join(r.iter_lines())
+        default_checkpoint()
+    except FileNotFoundError:
+        pytest.skip("the bundled demo model is not installed")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GLMIX_CHECKPOINT_DIR", str(tmp_path_factory.mktemp("empty_dir")))
+    try:
+        app = SlotApp(device="cpu", max_side=256)
     finally:
-        demo.close()
+        mp.undo()
+    assert app.default_label == DEMO_LABEL
+    return app
 
 
-def backend_slots(checkpoint: Path) -> int:
-    return ModelCache(device="cpu").get(checkpoint).num_slots[2]
+def test_demo_model_says_what_it_knows_and_where_photos_need_another(demo_app):
+
+    names = demo_app.model(DEMO_LABEL).info.foreground_names
+    notice = demo_app.model_settings(DEMO_LABEL)["notice"]
+    assert "Demo model" in notice and "generated scenes" in notice
+    assert f"{len(names)} shapes: {', '.join(names)}" in notice
+    assert "official" in notice and "--checkpoint" in notice
+    photo = str(Path(__import__("skimage.data").data.__file__).parent / "chelsea.png")
+    status, scores, _, _ = demo_app.class_view(photo, DEMO_LABEL, None, "slot-cam")
+    assert status.startswith("⚠️ **The demo model knows only") and "mean nothing" in status
+    assert "official checkpoint" in status and set(scores) == set(names)
 
 
-def test_heap_fragmentation_limit_respects_the_operator(monkeypatch) -> None:
-    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
-    assert webapp.limit_heap_fragmentation() is False  # the operator's setting is left alone
-    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
-    applied = webapp.limit_heap_fragmentation()
-    assert applied is (sys.platform.startswith("linux") and _is_glibc())
+def test_other_models_list_their_classes_without_the_demo_warning(backend, nano_checkpoint):
+    label = nano_checkpoint.name
+    notice = backend.model_settings(label)["notice"]
+    assert notice == f"**{label}** (glnet_nano) knows 3 classes: disk, square, star."
+    status = backend.class_view(_photo(), label, None, "slot-cam")[0]
+    assert "demo" not in status.lower() and status.startswith("Evidence method")
 
 
-def _is_glibc() -> bool:
-    import platform
+def test_model_without_a_head_says_slot_maps_only(tmp_path):
+    pytest.importorskip("gradio")
+    from glmix_vis.app import SlotApp
+    from glmix_vis.models.checkpoints import save_safetensors
+    from glmix_vis.models.factory import create_model
 
-    return platform.libc_ver()[0] == "glibc"
+    path = tmp_path / "headless.safetensors"
+    save_safetensors(create_model("glnet_nano", num_classes=0).state_dict(), path,
+                     meta={"model": "glnet_nano", "input_size": [128, 128]})
+    assert "slot maps only" in SlotApp(path, device="cpu").model_notice(path.name)
+
+
+def test_class_figure_uses_the_chosen_evidence_method(backend, nano_checkpoint, monkeypatch):
+    import glmix_vis.figures as figures
+
+    made = []
+    real = figures.save_figure
+
+    def keep(fig, path, *args, **kwargs):
+        made.append(fig)
+        return real(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(figures, "save_figure", keep)
+    label = nano_checkpoint.name
+    for method in ("cam", "slot-cam"):
+        path, text = backend.figure(_photo(), label, None, [0], 0, method, "classes", "png")
+        assert path and Path(path).name == f"glmix_classes_{method}.png", text
+        titles = [t.get_text() for ax in made[-1].axes for t in ax.texts if t.get_text()]  # the layouts' titles
+        evidence = [t for t in titles if "evidence" in t]
+        masks = [t for t in titles if "mask" in t or "CRF" in t]
+        assert evidence and all(t.startswith(f"{method} evidence\n") for t in evidence), titles
+        assert len(masks) == 2 and all(t.endswith(f"\n({method})") for t in masks), titles
+    path, text = backend.figure(_photo(), label, None, [0], 0, "token", "classes", "png")
+    assert path is None and "does not apply" in text

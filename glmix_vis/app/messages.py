@@ -1,0 +1,157 @@
+"""Every sentence the web app shows a visitor: status lines, captions, what a model knows, and
+errors as one line (the server's folders never appear in them).
+
+Pure string building on plain values: the views compute the numbers, this module words them,
+so a change of wording is a change to this file only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..figures.style import share_percent
+from ..loading import ModelInfo
+
+__all__ = [
+    "AppError", "NO_BLOCK", "NO_HEAD", "NO_IMAGE", "NO_IMAGE_YET", "block_choice", "class_status", "error_markdown",
+    "figure_ready", "load_error", "method_refused", "model_notice", "no_slot", "overlay_caption", "overlay_status",
+    "slot_detail", "soft_caption", "soft_status", "strip_dirs", "unexpected_error", "unknown_figure_format",
+    "unknown_model",
+]
+
+
+class AppError(Exception):
+    """A problem to show the visitor as a message (bad upload, unusable checkpoint, ...)."""
+
+
+NO_IMAGE = "upload an image or pick an example"
+NO_BLOCK = "choose at least one GLMix block"
+NO_IMAGE_YET = "upload an image or pick an example first"
+NO_HEAD = "this model has no classifier head: no class evidence"
+
+
+def unknown_model(label: object) -> str:
+    return f"unknown model {label!r}: choose one from the list"
+
+
+def method_refused(method: str, usable: Sequence[str]) -> str:
+    return f"evidence method {method!r} does not apply to this model; choose one of {', '.join(usable)}"
+
+
+def no_slot(index: object) -> str:
+    return f"no slot at position {index}"
+
+
+def unknown_figure_format(fmt: str) -> str:
+    return f"unknown figure format {fmt!r}"
+
+
+def figure_ready(name: str) -> str:
+    return f"Figure ready: {name}"
+
+
+def error_markdown(message: str) -> str:
+    """How an error appears in a status line."""
+    return f"**Error:** {message}"
+
+
+def unexpected_error(exc: Exception) -> str:
+    """The page's word on an error nobody foresaw (its traceback goes to the server log)."""
+    return f"internal error ({type(exc).__name__}); the details are in the server log"
+
+
+# ------------------------------------------------------------------------------ the model
+def block_choice(block_label: str, num_slots: int) -> str:
+    """A block in the block lists: its name and slot count."""
+    return f"{block_label} · {num_slots} slots"
+
+
+def model_notice(label: str, info: ModelInfo, has_classifier: bool) -> str:
+    """What the model behind ``label`` knows, in plain words (Markdown): its classes, and for the
+    bundled demo model that it was trained on generated scenes, not photos."""
+    if not has_classifier:
+        return (f"**{label}** ({info.name}) has no classifier head: it shows slot maps only "
+                "(no class scores, no pseudo-masks).")
+    names = ", ".join(info.foreground_names)
+    count = len(info.foreground_names)
+    if info.head_names:
+        return (f"**{label}** ({info.name}): an ImageNet classifier ({len(info.head_names)} classes), read as "
+                f"the {count} PASCAL VOC classes ({names}); the classes tab also lists the ImageNet "
+                "classes it sees.")
+    if info.is_demo:
+        return (f"**Demo model** ({info.name}): trained on generated scenes only, it knows just these "
+                f"{count} shapes: {names}. On a photo its class scores and masks mean nothing: it still "
+                "names one of these shapes. For photos, load an official ImageNet checkpoint: put e.g. "
+                "`glnet_4g.pth` in the checkpoint folder (`$GLMIX_CHECKPOINT_DIR`) and choose it here, "
+                "or start `glmix-vis app --checkpoint glnet_4g`.")
+    unnamed = "" if info.named else " (its checkpoint does not name them)"
+    return f"**{label}** ({info.name}) knows {count} classes{unnamed}: {names}."
+
+
+# ------------------------------------------------------------------------------ slot groups
+def overlay_status(image_size: tuple[int, int], network_size: tuple[int, int], num_blocks: int,
+                   seconds: float) -> str:
+    (h, w), (net_h, net_w) = image_size, network_size
+    return f"{h}×{w} px image, network input {net_h}×{net_w}, {num_blocks} block(s) in {seconds:.2f} s"
+
+
+def overlay_caption(block_label: str, used: int, num_slots: int) -> str:
+    """A hard-slot overlay's caption: the block and how many of its slots win pixels."""
+    return f"{block_label} · {used}/{num_slots} slots"
+
+
+# ------------------------------------------------------------------------------ soft maps
+def soft_status(block_label: str) -> str:
+    return (f"{block_label.capitalize()}, largest slot first. Colour: each pixel's "
+            f"dispatch weight to the slot, **each map scaled to its own peak** (dark = 0, yellow = the peak "
+            f"in its caption; the exported figure uses the same scale). Caption: the slot's share of the "
+            f"image's pixels and its peak weight. Click a slot to enlarge it.")
+
+
+def soft_caption(slot: int, share: float, peak: float) -> str:
+    return f"slot {slot} · {share_percent(share)} · peak {peak:.2f}"
+
+
+def slot_detail(block_label: str, slot: int, share: float, weight: float, peak: float) -> str:
+    return (f"**{block_label.capitalize()}, slot {slot}**: wins **{share:.1%}** of the "
+            f"image (hard assignment); dispatch weight {weight:.1%} on average, {peak:.1%} at its peak "
+            f"(the yellow end of its map).")
+
+
+# ------------------------------------------------------------------------------ classes
+def class_status(method: str, seen: Sequence[str], head_top: Sequence[object] | None,
+                 demo_names: Sequence[str] | None) -> str:
+    """The classes tab's status: the method, the classes seen, an ImageNet head's own top classes
+    (``head_top``) and, for the demo model (``demo_names``: its shapes), a warning first."""
+    found = ", ".join(seen) or "nothing"
+    head = "" if head_top is None else " ImageNet head's top classes: " + ", ".join(str(p) for p in head_top) + "."
+    warning = ""
+    if demo_names is not None:
+        warning = (f"⚠️ **The demo model knows only {len(demo_names)} generated shapes** ({', '.join(demo_names)}): "
+                   "on a photo these scores and masks mean nothing. For photos, load an official "
+                   "checkpoint (see the note under *Model*).\n\n")
+    return f"{warning}Evidence method `{method}`; classes the model sees: {found}.{head} Evidence: 0 (dark) to 1 (yellow)."
+
+
+# ------------------------------------------------------------------------------ files
+def load_error(label: str, path: Path, exc: Exception) -> str:
+    """One line naming the file (by its dropdown label, never a server folder) and the problem."""
+    text = " ".join(str(exc).strip("'\"").split())  # one line
+    for prefix in (str(path), str(Path(path).resolve())):
+        if text.startswith(prefix):
+            return label + text[len(prefix):]
+    text = text.replace(str(path), label)
+    return f"cannot load {label}: {text}"
+
+
+def strip_dirs(message: str) -> str:
+    """Show uploaded files by name only (not the server's temporary folders)."""
+    words = []
+    for word in message.split(" "):
+        core = word.rstrip(":,;)")
+        if os.sep in core and Path(core).name:
+            word = Path(core).name + word[len(core):]
+        words.append(word)
+    return " ".join(words)
