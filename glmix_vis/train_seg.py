@@ -40,8 +40,9 @@ from .data import SegmentationDataset, open_dataset
 from .data.mask_source import MaskSource
 from .devices import Distributed, autocast_dtype, init_distributed
 from .models.checkpoints import save_safetensors
+from .models.factory import create_segmenter
 from .models.meta import HEAD_SEGMENTATION, CheckpointMeta
-from .models.segmenter import DECODER_META_KEY, DecoderConfig, build_segmenter
+from .models.segmenter import DECODER_META_KEY, DecoderConfig
 from .preprocess import image_to_batch, normalize, to_tensor
 from .training import (
     CHECKPOINT_LAST,
@@ -246,7 +247,7 @@ def _prepare(config: SegTrainConfig, out: Path, d: Distributed) -> _Run:
 
     init = config.init if config.init is not None else str(default_checkpoint())
     torch.manual_seed(config.seed)  # the decoder's initial weights: the same in every run and process
-    model = build_segmenter(config.model, len(train_set.class_names), config.decoder_config(), init=init)
+    model = create_segmenter(config.model, len(train_set.class_names), config.decoder_config(), init=init)
     cfg = model.pretrained_cfg
     mean, std = tuple(cfg.get("mean", (0.485, 0.456, 0.406))), tuple(cfg.get("std", (0.229, 0.224, 0.225)))
     model = model.to(d.device)

@@ -207,3 +207,86 @@ def test_batch_that_does_not_split_over_processes_is_refused():
     assert per_rank_batch(8, 2) == 4
     with pytest.raises(ValueError, match="multiple of 3"):
         per_rank_batch(8, 3)
+
+
+# ------------------------------------------------------------------------------------ a segmenter everywhere
+@pytest.fixture(scope="module")
+def segmenter_checkpoint(tmp_path_factory):
+    """An (untrained) segmenter on the bundled backbone, saved as train-seg saves one."""
+    from glmix_vis.assets import default_checkpoint
+    from glmix_vis.models.checkpoints import save_safetensors
+    from glmix_vis.models.factory import create_segmenter
+    from glmix_vis.models.meta import HEAD_SEGMENTATION, CheckpointMeta
+    from glmix_vis.models.segmenter import DecoderConfig
+
+    _, classifier = load_model(None, device="cpu")
+    torch.manual_seed(0)
+    model = create_segmenter(None, len(classifier.class_names), DecoderConfig(dim=16), init=default_checkpoint())
+    meta = CheckpointMeta(model="glnet_nano", classes=classifier.class_names, head=HEAD_SEGMENTATION,
+                          input_size=(64, 64), extra={"decoder": DecoderConfig(dim=16).to_dict()})
+    path = tmp_path_factory.mktemp("seg") / "seg.safetensors"
+    save_safetensors(model.state_dict(), path, meta=meta.to_mapping())
+    return path
+
+
+def test_segmenter_loads_as_a_model_with_slot_maps_and_its_own_prediction(segmenter_checkpoint):
+    from glmix_vis.predictor import SlotPredictor
+    from glmix_vis.wsss.evidence import available_evidence_methods
+    from glmix_vis.wsss.evidence.usable import usable_methods
+
+    predictor = SlotPredictor.from_checkpoint(segmenter_checkpoint, device="cpu")
+    image = np.random.default_rng(0).integers(0, 255, (48, 80, 3), dtype=np.uint8)
+    out = predictor.set_image(image)
+    assert predictor.has_segmentation and out.segmentation is not None and len(out.maps) == 4
+    mask = predictor.segmentation()
+    assert mask.shape == (48, 80) and mask.max() < len(predictor.info.class_names)
+    assert np.array_equal(mask, predictor.pseudo_mask("seg", labels=np.zeros(5)))  # image labels never used
+    methods = usable_methods(predictor.model, available_evidence_methods())
+    assert "seg" in methods and "cam" not in methods  # the app offers seg, and only where it serves
+    bundled = SlotPredictor.from_checkpoint(None, device="cpu")
+    bundled.set_image(image)
+    with pytest.raises(ValueError, match="no segmentation head"):
+        bundled.segmentation()
+
+
+def test_slots_and_figure_show_the_segmentation(segmenter_checkpoint, tmp_path, capsys):
+    from glmix_vis.cli.vis import main as vis_main
+
+    assert vis_main(["slots", "--checkpoint", str(segmenter_checkpoint), "--device", "cpu"]) == 0
+    assert "segmentation (argmax over every class" in capsys.readouterr().out
+    out = tmp_path / "seg.png"
+    from glmix_vis.assets import example_images
+
+    image = str(next(iter(example_images().values())))
+    assert vis_main(["figure", image, "--checkpoint", str(segmenter_checkpoint), "--layout", "segmentation",
+                     "--device", "cpu", "--out", str(out)]) == 0
+    assert out.stat().st_size > 0
+
+
+def test_confidence_band_writes_255_before_and_after_the_crf():
+    from glmix_vis.wsss.masks import in_band
+    from glmix_vis.wsss.pipeline import PseudoMask
+    from glmix_vis.wsss.recipe import MaskRecipe
+
+    recipe = MaskRecipe("slot-cam", crf=True, bg_threshold=0.5, ignore_band=(0.3, 0.7))
+    assert recipe.record()["ignore_band"] == [0.3, 0.7] and "ignore_band" not in MaskRecipe().record()
+    for bad in [(0.7, 0.3), (0.2,), (-0.1, 0.5)]:
+        with pytest.raises(ValueError, match="band"):
+            MaskRecipe(ignore_band=bad)
+    with pytest.raises(ValueError, match="seg takes"):
+        MaskRecipe("seg", ignore_band=(0.2, 0.6))
+    scores = np.array([[[0.1, 0.5, 0.9]]], np.float32)  # one class, three pixels
+    band = in_band(scores, (0.3, 0.7))
+    assert band.tolist() == [[False, True, False]]
+    image = np.zeros((1, 3, 3), np.uint8)
+    result = PseudoMask(labels=np.ones(1, np.float32), scores=scores, bg_threshold=0.5,
+                        mask=np.where(band, 255, (scores[0] > 0.5) * 1).astype(np.uint8), recipe=recipe, ignored=band)
+    assert result.after_crf(image).tolist()[0][1] == 255
+
+
+def test_metrics_leave_unlabelled_predictions_out():
+    from glmix_vis.wsss.metrics import ConfusionMatrix
+
+    cm = ConfusionMatrix(2)
+    cm.update(np.array([[0, 1, 255, 1]]), np.array([[0, 1, 1, 255]]))
+    assert cm.matrix.tolist() == [[1, 0], [0, 1]] and cm.coverage == pytest.approx(200 / 3)

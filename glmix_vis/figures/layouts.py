@@ -153,6 +153,8 @@ LAYOUTS: dict[str, Layout] = {
                              (BLOCKS, K)),
     "evidence": Layout("class_layouts:evidence_panel", "CAM and slot-CAM with their pseudo-masks",
                        (TARGET, BG_THRESHOLD, NO_CRF), needs_head=True),
+    "segmentation": Layout("class_layouts:segmentation_panel", "a segmenter's own prediction (train-seg), "
+                           "without and with the CRF", needs_head=True),
     "compare": Layout("class_layouts:method_comparison", "the pseudo-masks of several methods and refinements "
                       "side by side (--methods)", (METHODS, TARGET, BG_THRESHOLD), needs_head=True, ground_truth=True),
 }

@@ -16,11 +16,12 @@ import torch
 import torch.nn as nn
 
 from .checkpoints import Checkpoint, head_size, load_pretrained_weights, read_checkpoint, resolve_checkpoint
-from .glnet import MODEL_CONFIGS
+from .glnet import MODEL_CONFIGS, GLNet
 from .meta import CheckpointMeta
+from .segmenter import DecoderConfig, GLNetSegmenter, segmenter_from_checkpoint
 from .variants import checkpoint_variant
 
-__all__ = ["create_model"]
+__all__ = ["create_model", "create_segmenter"]
 
 
 def create_model(name: str | None = None, *, checkpoint: str | os.PathLike[str] | None = None,
@@ -80,10 +81,25 @@ def create_model(name: str | None = None, *, checkpoint: str | os.PathLike[str] 
     return model.eval()
 
 
+def create_segmenter(name: str | None, num_classes: int, decoder: DecoderConfig | None = None, *,
+                     init: str | os.PathLike[str] | None = None, **kwargs: Any) -> GLNetSegmenter:
+    """A segmenter (in training mode) whose backbone is variant ``name`` (``None``: the one ``init``
+    holds), its weights from the classification checkpoint ``init`` (classifier left out) or random,
+    and a freshly initialised decoder of ``num_classes`` outputs (background included)."""
+    if init is not None:
+        backbone = create_model(name, checkpoint=init, num_classes=0, **kwargs)
+    else:
+        if name is None:
+            raise ValueError("give a backbone variant or a checkpoint to initialise it from")
+        _check_name(name)
+        backbone = timm.create_model(name, num_classes=0, **kwargs)
+    if not isinstance(backbone, GLNet):
+        raise ValueError(f"{init} is a segmenter; initialise a segmenter's backbone from a classification checkpoint")
+    return GLNetSegmenter(backbone, num_classes, decoder).train()
+
+
 def _segmenter(path: os.PathLike[str], ckpt: Checkpoint, meta: CheckpointMeta, name: str | None,
                num_classes: int | None) -> nn.Module:
-    from .segmenter import segmenter_from_checkpoint
-
     if name is not None and name != meta.model:
         raise ValueError(f"{path} is a {meta.model} segmenter, not {name}")
     classes = len(meta.classes or [])

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from .glnet import GLNet, channels_last_batch
 from .slots import SlotMap, SlotOutput
 
-__all__ = ["DECODERS", "DecoderConfig", "GLNetSegmenter", "build_segmenter", "segmenter_from_checkpoint",
+__all__ = ["DECODERS", "DecoderConfig", "GLNetSegmenter", "segmenter_from_checkpoint",
            "is_segmenter_meta"]
 
 DECODERS = ("mlp", "aspp")
@@ -170,21 +170,6 @@ def image_logits(segmentation: torch.Tensor) -> torch.Tensor:
     """``(B, C - 1)``: the log-odds of each foreground class's most confident pixel."""
     peak = segmentation.float().softmax(1)[:, 1:].flatten(2).amax(-1).clamp(_PROB_EPS, 1 - _PROB_EPS)
     return torch.logit(peak)
-
-
-def build_segmenter(model_name: str, num_classes: int, decoder: DecoderConfig | None = None, *,
-                    init: str | os.PathLike[str] | None = None, **kwargs: Any) -> GLNetSegmenter:
-    """A segmenter whose backbone is ``model_name`` (``None``: the variant ``init`` holds), its
-    weights from the classification checkpoint ``init`` (classifier left out) or random."""
-    if init is not None:
-        from .factory import create_model
-
-        backbone = create_model(model_name, checkpoint=init, num_classes=0, **kwargs)
-    else:
-        if model_name is None:
-            raise ValueError("give a backbone variant or a checkpoint to initialise it from")
-        backbone = timm.create_model(model_name, num_classes=0, **kwargs)
-    return GLNetSegmenter(backbone, num_classes, decoder).train()
 
 
 def is_segmenter_meta(meta: Any) -> bool:
