@@ -37,6 +37,7 @@ from .training import (
     epoch_sampler,
     gather_arrays,
     load_last_checkpoint,
+    restore,
     save_epoch_checkpoint,
     unwrap,
     wrap_ddp,
@@ -247,13 +248,8 @@ def _resume(run: _Run) -> None:
     state = load_last_checkpoint(run.out)
     if state is None:
         return
-    run.model.load_state_dict(state["model"])
-    run.optimizer.load_state_dict(state["optimizer"])
-    run.scheduler.load_state_dict(state["scheduler"])
-    run.scaler.load_state_dict(state["scaler"])
-    run.start_epoch, run.history = int(state["epoch"]), list(state["history"])
-    if run.d.main:
-        print(f"resuming from {run.out / CHECKPOINT_LAST} after epoch {run.start_epoch}")
+    run.start_epoch, run.history = restore(state, run.out, run.d.main, model=run.model, optimizer=run.optimizer,
+                                           scheduler=run.scheduler, scaler=run.scaler)
 
 
 def _loader_args(run: _Run) -> dict[str, Any]:

@@ -45,11 +45,11 @@ from .models.meta import HEAD_SEGMENTATION, CheckpointMeta
 from .models.segmenter import DECODER_META_KEY, DecoderConfig
 from .preprocess import image_to_batch, normalize, to_tensor
 from .training import (
-    CHECKPOINT_LAST,
     FINAL_CHECKPOINT,
     global_batch_order,
     load_last_checkpoint,
     per_rank_batch,
+    restore,
     save_epoch_checkpoint,
     unwrap,
     wrap_ddp,
@@ -291,12 +291,8 @@ def _resume(run: _Run) -> None:
     saved = state.get("config", {})
     if saved.get("masks") != run.config.masks or saved.get("batch_size") != run.config.batch_size:
         raise ValueError(f"{run.out} holds a run on other masks or another batch size; choose another --out")
-    run.model.load_state_dict(state["model"])
-    run.optimizer.load_state_dict(state["optimizer"])
-    run.scheduler.load_state_dict(state["scheduler"])
-    run.start_epoch, run.history = int(state["epoch"]), list(state["history"])
-    if run.d.main:
-        print(f"resuming from {run.out / CHECKPOINT_LAST} after epoch {run.start_epoch}")
+    run.start_epoch, run.history = restore(state, run.out, run.d.main, model=run.model, optimizer=run.optimizer,
+                                           scheduler=run.scheduler)
 
 
 def set_train_mode(model: nn.Module, freeze_bn: bool) -> None:

@@ -24,7 +24,7 @@ from .devices import Distributed
 from .io import atomic_path, atomic_write_bytes
 
 __all__ = ["CHECKPOINT_LAST", "FINAL_CHECKPOINT", "HISTORY_FILE", "unwrap", "wrap_ddp", "epoch_sampler",
-           "save_epoch_checkpoint", "load_last_checkpoint", "write_history", "gather_arrays", "global_batch_order",
+           "save_epoch_checkpoint", "load_last_checkpoint", "restore", "write_history", "gather_arrays", "global_batch_order",
            "per_rank_batch"]
 
 CHECKPOINT_LAST = "checkpoint-last.pth"
@@ -101,6 +101,17 @@ def load_last_checkpoint(out: Path) -> dict[str, Any] | None:
     if not last.exists():
         return None
     return torch.load(last, map_location="cpu", weights_only=True)
+
+
+def restore(state: dict[str, Any], out: Path, main: bool, **stateful: Any) -> tuple[int, list[dict[str, Any]]]:
+    """Load each of ``stateful`` (``model=``, ``optimizer=``, ...) from its entry of a saved ``state``;
+    the epoch it finished and the history so far (the main process says it resumes)."""
+    for name, obj in stateful.items():
+        obj.load_state_dict(state[name])
+    epoch = int(state["epoch"])
+    if main:
+        print(f"resuming from {out / CHECKPOINT_LAST} after epoch {epoch}")
+    return epoch, list(state["history"])
 
 
 def write_history(out: Path, history: list[dict[str, Any]]) -> None:
