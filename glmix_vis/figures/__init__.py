@@ -3,8 +3,8 @@
 * :mod:`.layouts`: :data:`LAYOUTS`, the figure layouts by name (what ``glmix-vis figure
   --layout`` offers): a new layout is one function plus one entry there;
 * :mod:`.slot_layouts`: :func:`slot_grid`, :func:`soft_slot_maps`, :func:`representative_slots`;
-* :mod:`.class_layouts`: :func:`method_comparison` (and its preset :func:`evidence_panel`),
-  :func:`class_view`;
+* :mod:`.class_layouts`: :func:`method_comparison` (and its presets :func:`evidence_panel` and
+  :func:`segmentation_panel`), :func:`class_view`;
 * :mod:`.panels`: the panel engine the layouts share (rows of panels sized in inches, titles
   that fit, colourbars and legends); :mod:`.sources`: the predictor rows a layout draws from;
   :mod:`.recipes`: the one place a mask recipe becomes the predictor's masks and evidence;
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..models.slots import resolve_blocks
-    from .class_layouts import class_view, evidence_panel, method_comparison
+    from .class_layouts import class_view, evidence_panel, method_comparison, segmentation_panel
     from .layouts import LAYOUTS
     from .medoids import cosine_distances, k_medoids, representative_slot_ids
     from .palette import slot_palette
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 _HOMES = {
     "LAYOUTS": ".layouts",
     "class_view": ".class_layouts", "evidence_panel": ".class_layouts", "method_comparison": ".class_layouts",
+    "segmentation_panel": ".class_layouts",
     "representative_slots": ".slot_layouts", "slot_grid": ".slot_layouts", "soft_slot_maps": ".slot_layouts",
     "cosine_distances": ".medoids", "k_medoids": ".medoids", "representative_slot_ids": ".medoids",
     "slot_palette": ".palette",
@@ -51,8 +52,8 @@ _HOMES = {
 __all__ = [
     "COLUMN_WIDTHS", "LAYOUTS", "PaperFigure", "apply_colormap", "class_view", "colorize_mask", "cosine_distances",
     "evidence_panel", "figure_style", "heatmap_overlay", "k_medoids", "mask_overlay", "method_comparison",
-    "overlay_slots", "representative_slot_ids", "representative_slots", "resolve_blocks", "save_figure", "slot_grid",
-    "slot_palette", "soft_slot_maps", "track_slot_colors",
+    "overlay_slots", "representative_slot_ids", "representative_slots", "resolve_blocks", "save_figure", "segmentation_panel",
+    "slot_grid", "slot_palette", "soft_slot_maps", "track_slot_colors",
 ]
 
 

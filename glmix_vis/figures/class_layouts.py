@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ..wsss.recipe import MaskRecipe
     from .sources import Source
 
-__all__ = ["class_view", "evidence_panel", "method_comparison"]
+__all__ = ["class_view", "evidence_panel", "method_comparison", "segmentation_panel"]
 
 
 # ------------------------------------------------------------------------------ checks and labels

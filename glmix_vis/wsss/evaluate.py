@@ -463,7 +463,7 @@ def _mask_settings(config: EvalConfig, info: ModelInfo) -> dict[str, Any]:
         dataset=config.dataset, root=str(Path(config.root).resolve()) if config.root else None, split=config.split,
         checkpoint_sha256=_file_digest(info.checkpoint), model=info.name, input_size=config.input_size,
         **config.recipe.record())
-    if not config.recipe.is_oracle:  # the oracle reads ground-truth masks, not image labels
+    if not (config.recipe.is_oracle or config.recipe.is_segmenter):  # those use no image labels
         settings["labels"] = config.labels
     if info.precision != torch.float32:  # absent for fp32, so folders from before --precision still resume
         settings["precision"] = info.precision_name
