@@ -261,6 +261,8 @@ def test_slots_and_figure_show_the_segmentation(segmenter_checkpoint, tmp_path, 
     assert vis_main(["figure", image, "--checkpoint", str(segmenter_checkpoint), "--layout", "segmentation",
                      "--device", "cpu", "--out", str(out)]) == 0
     assert out.stat().st_size > 0
+    assert vis_main(["figure", image, "--layout", "segmentation", "--device", "cpu", "--out", str(out)]) == 2
+    assert "no segmentation head" in capsys.readouterr().err
 
 
 def test_confidence_band_writes_255_before_and_after_the_crf():
