@@ -1,7 +1,8 @@
 """Stage 2 of WSSS: a GLNet segmenter trained on pseudo-masks (or, for the upper bound, ground truth).
 
-The standard recipe (DeepLab / CLIP-ES / ToCo, see ``eval/RESULTS.md`` for the measured defaults),
-every part a field of :class:`SegTrainConfig` and a flag of ``glmix-wsss train-seg``:
+The standard recipe (DeepLab / CLIP-ES / ToCo; the defaults are the literature's, and
+``eval/RESULTS.md`` says which are measured), every part a field of :class:`SegTrainConfig` and a
+flag of ``glmix-wsss train-seg``:
 
 * the backbone initialised from a classification checkpoint (its classifier left out), its GLMix
   slots intact, and a decoder (:mod:`glmix_vis.models.segmenter`);

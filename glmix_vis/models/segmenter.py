@@ -11,7 +11,7 @@ maps of every GLMix block, final features) with the decoder's per-pixel class lo
   the log-odds of each foreground class's most confident pixel, so the label rule and every
   consumer of a multi-label head read a segmenter as they read a classifier.
 
-Decoders (:data:`DECODERS`; chosen by measurement, see ``eval/RESULTS.md``):
+Decoders (:data:`DECODERS`; ``mlp`` is the default; ``eval/RESULTS.md`` has the comparison once measured):
 
 * ``"mlp"``: SegFormer's all-MLP head (Xie et al., NeurIPS 2021): each stage projected to
   ``decoder_dim`` channels, upsampled to stride 4, concatenated, fused by a 1x1 conv + norm + ReLU
