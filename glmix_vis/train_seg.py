@@ -324,7 +324,8 @@ def _train_epoch(run: _Run, epoch: int, bar: tqdm) -> dict[str, Any]:
     mean_loss = torch.tensor([loss_sum / max(steps, 1)])
     if d.world > 1:
         dist.all_reduce(mean_loss)
-    return dict(epoch=epoch + 1, train_loss=float(mean_loss) / d.world,  # the shares summed: the global loss seconds=seconds,
+    global_loss = float(mean_loss) / d.world  # the processes' shares summed: the global batch's loss
+    return dict(epoch=epoch + 1, train_loss=global_loss, seconds=seconds,
                 images_per_s=steps * config.batch_size / max(seconds, 1e-9), peak_memory_mb=_peak_memory_mb(d))
 
 

@@ -72,7 +72,7 @@ def test_train_seg_then_eval_seg(tiny_scenes, tmp_path, capsys):
                       "--val-every", "1", "--device", "cpu"])
     assert code == 0
     history = json.loads((run / "history.json").read_text())
-    assert len(history) == 1 and {"train_loss", "val_miou", "images_per_s", "peak_memory_mb"} <= set(history[0])
+    assert len(history) == 1 and {"train_loss", "val_miou", "seconds", "images_per_s", "peak_memory_mb"} <= set(history[0])
     model, info = load_model(run / "final.safetensors", device="cpu")
     assert info.labels.segmentation and info.class_names == open_dataset("voc", tiny_scenes, "val").class_names
     assert info.meta.extra["masks"]["source"] == "gt" and info.meta.extra["training"]["batch_size"] == 2

@@ -11,7 +11,8 @@ maps of every GLMix block, final features) with the decoder's per-pixel class lo
   the log-odds of each foreground class's most confident pixel, so the label rule and every
   consumer of a multi-label head read a segmenter as they read a classifier.
 
-Decoders (:data:`DECODERS`; ``mlp`` is the default; ``eval/RESULTS.md`` has the comparison once measured):
+Decoders (:data:`DECODERS`; ``mlp``, the default, by measurement: 55.4 against ASPP's 23.3 val mIoU on
+the generated scenes at the same small budget, ``eval/RESULTS.md``):
 
 * ``"mlp"``: SegFormer's all-MLP head (Xie et al., NeurIPS 2021): each stage projected to
   ``decoder_dim`` channels, upsampled to stride 4, concatenated, fused by a 1x1 conv + norm + ReLU
