@@ -123,7 +123,6 @@ def _ddp_worker(rank: int, world: int, port: int, config: SegTrainConfig) -> Non
     torch.distributed.destroy_process_group()
 
 
-@pytest.mark.slow
 def test_two_gloo_processes_match_one(tiny_scenes, tmp_path):
     """The same global batch split over 2 processes (DDP, gloo, CPU) takes the same steps as 1 process."""
     import torch.multiprocessing as mp
