@@ -7,6 +7,7 @@ class evidence and pseudo-masks of any block, as segment-anything's predictor do
 >>> predictor.pseudo_mask("slot-cam+crf")                # (H, W) class indices at the image size
 >>> predictor.pseudo_mask("cam", scales=(1.0, 0.5, 1.5), flip=True)  # with test-time augmentation
 >>> predictor.pseudo_mask(MaskRecipe("slot-cam", "par", crf=True, bg_threshold=0.4))  # every setting
+>>> SlotPredictor.from_checkpoint("runs/seg/final.safetensors").segmentation()  # a train-seg model's own
 
 The WSSS work is :mod:`glmix_vis.wsss.pipeline`'s, the same functions ``glmix-wsss eval`` runs:
 the predictor only keeps one image, its batch and its forward pass.
@@ -139,6 +140,21 @@ class SlotPredictor:
         with inference_precision(self.precision):  # test-time augmentation runs more forward passes
             return class_evidence(method, self.model, image.batch, image.size, slots=image.slots,
                                   scales=chosen.scales, flip=chosen.flip, classes=classes)
+
+    @property
+    def has_segmentation(self) -> bool:
+        """Whether the model is a segmenter (``glmix-wsss train-seg``) with its own per-pixel classes."""
+        return self.info.labels.segmentation
+
+    def segmentation(self, crf: bool = False, scales: Sequence[float] = (1.0,), flip: bool = False) -> np.ndarray:
+        """``(H, W)`` uint8: a segmenter's own prediction, the argmax over every class at every pixel
+        with **no** image labels (0 = background, k = ``class_names[k]``), optionally with the dense
+        CRF and test-time augmentation as DeepLab's test step: what ``glmix-wsss eval --method seg``
+        writes. A ``ValueError`` for a model without a segmentation head."""
+        if not self.has_segmentation:
+            raise ValueError(f"{self.info.name} has no segmentation head: load a checkpoint written by "
+                             "glmix-wsss train-seg (pseudo_mask() makes masks from a classifier's evidence)")
+        return self.pseudo_mask("seg", crf=crf, scales=tuple(scales), flip=flip)
 
     def pseudo_mask(self, recipe: MaskRecipe | str | None = None,
                     labels: np.ndarray | Sequence[float] | str | None = None, **changes: Any) -> np.ndarray:

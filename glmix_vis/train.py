@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,23 +21,32 @@ import timm
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, SequentialSampler
 from tqdm.auto import tqdm
 
 from .data import SegmentationDataset, open_dataset
 from .data.labels import LabelSpace
 from .devices import Distributed, autocast_dtype, init_distributed
-from .io import atomic_path, atomic_write_bytes
 from .models.checkpoints import save_safetensors
 from .models.glnet import GLNET_MEAN, GLNET_STD
 from .models.meta import HEAD_FOREGROUND, CheckpointMeta
 from .preprocess import normalize, to_tensor
+from .training import (
+    CHECKPOINT_LAST,
+    FINAL_CHECKPOINT,
+    epoch_sampler,
+    gather_arrays,
+    load_last_checkpoint,
+    restore,
+    save_epoch_checkpoint,
+    unwrap,
+    wrap_ddp,
+    write_history,
+)
 from .wsss.outdir import tie_settings
 
-__all__ = ["TrainConfig", "train", "training_settings", "multilabel_average_precision"]
-
-CHECKPOINT_LAST = "checkpoint-last.pth"
-FINAL_CHECKPOINT = "final.safetensors"
+__all__ = ["TrainConfig", "train", "training_settings", "multilabel_average_precision", "CHECKPOINT_LAST",
+           "FINAL_CHECKPOINT"]
 
 
 @dataclass
@@ -154,20 +162,7 @@ def multilabel_average_precision(scores: np.ndarray, targets: np.ndarray) -> np.
     return ap
 
 
-# ------------------------------------------------------------------------------------ distributed
-def _gather(array: np.ndarray, d: Distributed) -> np.ndarray:
-    if d.world == 1:
-        return array
-    parts: list[Any] = [None] * d.world
-    dist.all_gather_object(parts, array)
-    return np.concatenate(parts, axis=0)
-
-
 # ------------------------------------------------------------------------------------ checkpoints
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
 def _lr_lambda(total_steps: int, warmup_steps: int, min_ratio: float):
     def factor(step: int) -> float:
         if step < warmup_steps:
@@ -238,9 +233,7 @@ def _train(config: TrainConfig, out: Path) -> dict[str, Any]:
     torch.manual_seed(config.seed + d.rank)
     run = _prepare(config, out, d)
     _resume(run)
-    if d.world > 1:
-        run.model = nn.parallel.DistributedDataParallel(
-            run.model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
+    run.model = wrap_ddp(run.model, d)
     criterion = nn.BCEWithLogitsLoss()
     loader_args = _loader_args(run)
     val_sampler = DistributedSampler(run.val_data, shuffle=False) if d.world > 1 else SequentialSampler(run.val_data)
@@ -286,17 +279,11 @@ def _prepare(config: TrainConfig, out: Path, d: Distributed) -> _Run:
 
 def _resume(run: _Run) -> None:
     """Continue after the last finished epoch when the output folder has a checkpoint of it."""
-    last = run.out / CHECKPOINT_LAST
-    if not last.exists():
+    state = load_last_checkpoint(run.out)
+    if state is None:
         return
-    state = torch.load(last, map_location="cpu", weights_only=True)
-    run.model.load_state_dict(state["model"])
-    run.optimizer.load_state_dict(state["optimizer"])
-    run.scheduler.load_state_dict(state["scheduler"])
-    run.scaler.load_state_dict(state["scaler"])
-    run.start_epoch, run.history = int(state["epoch"]), list(state["history"])
-    if run.d.main:
-        print(f"resuming from {last} after epoch {run.start_epoch}")
+    run.start_epoch, run.history = restore(state, run.out, run.d.main, model=run.model, optimizer=run.optimizer,
+                                           scheduler=run.scheduler, scaler=run.scaler)
 
 
 def _loader_args(run: _Run) -> dict[str, Any]:
@@ -307,11 +294,7 @@ def _loader_args(run: _Run) -> dict[str, Any]:
 def _train_epoch(run: _Run, epoch: int, criterion: nn.Module, loader_args: dict[str, Any]) -> float:
     """One pass over the training images (reshuffled per epoch from the seed); the mean loss."""
     config, d, train_data = run.config, run.d, run.train_data
-    if d.world > 1:
-        sampler = DistributedSampler(train_data, shuffle=True, seed=config.seed, drop_last=True)
-        sampler.set_epoch(epoch)
-    else:
-        sampler = RandomSampler(train_data, generator=torch.Generator().manual_seed(config.seed + epoch))
+    sampler = epoch_sampler(train_data, d, config.seed, epoch)
     loader = DataLoader(train_data, sampler=sampler, drop_last=len(train_data) > run.per_rank_batch, **loader_args)
     run.model.train()
     seen, loss_sum = 0, 0.0
@@ -348,8 +331,8 @@ def _finish(run: _Run) -> dict[str, Any]:
         history = run.history
         meta = checkpoint_meta(run.config, list(run.labels.class_names),
                                val_map=history[-1]["val_map"] if history else None, epochs=run.config.epochs)
-        save_safetensors(_unwrap(run.model).state_dict(), final, meta=meta)
-        atomic_write_bytes(run.out / "history.json", json.dumps(history, indent=1).encode())
+        save_safetensors(unwrap(run.model).state_dict(), final, meta=meta)
+        write_history(run.out, history)
     if run.d.world > 1:
         dist.barrier()
     return dict(history=run.history, checkpoint=str(final))
@@ -393,8 +376,8 @@ def _validate(model: nn.Module, loader: DataLoader, d: Distributed, amp_dtype: t
         with torch.autocast(d.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             scores.append(model(x).float().sigmoid().cpu().numpy())
         targets.append(y.numpy())
-    s = _gather(np.concatenate(scores), d)
-    t = _gather(np.concatenate(targets), d)
+    s = gather_arrays(np.concatenate(scores), d)
+    t = gather_arrays(np.concatenate(targets), d)
     ap = multilabel_average_precision(s, t)
     return float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan"), ap
 
@@ -402,18 +385,9 @@ def _validate(model: nn.Module, loader: DataLoader, d: Distributed, amp_dtype: t
 def _save_epoch(run: _Run, epoch: int) -> None:
     """The resumable checkpoint of ``epoch`` (optimiser, schedule and history too), also as
     ``checkpoint-last.pth``; older epoch files beyond ``keep_epochs`` are removed."""
-    out, config = run.out, run.config
-    state = dict(model=_unwrap(run.model).state_dict(), optimizer=run.optimizer.state_dict(),
+    config = run.config
+    state = dict(model=unwrap(run.model).state_dict(), optimizer=run.optimizer.state_dict(),
                  scheduler=run.scheduler.state_dict(), scaler=run.scaler.state_dict(), epoch=epoch,
                  history=run.history, meta=checkpoint_meta(config, list(run.labels.class_names), epoch=epoch),
                  config=json.loads(json.dumps(asdict(config))))
-    epoch_file = out / f"checkpoint-epoch{epoch:03d}.pth"
-    with atomic_path(epoch_file) as tmp:
-        torch.save(state, tmp)
-    with atomic_path(out / CHECKPOINT_LAST) as tmp:
-        if hasattr(os, "link"):
-            os.link(epoch_file, tmp)  # the same file under its second name: no second copy
-        else:
-            torch.save(state, tmp)
-    for old in sorted(out.glob("checkpoint-epoch*.pth"))[:-config.keep_epochs or None]:
-        old.unlink()
+    save_epoch_checkpoint(run.out, state, epoch, config.keep_epochs)

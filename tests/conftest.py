@@ -140,3 +140,19 @@ def tiny_atlas(tiny_predictor, tmp_path_factory) -> Path:
                                                                         craft=False), progress=False)
     atomic_write_bytes(out / "atlas.json", json.dumps(atlas).encode())
     return out
+
+
+@pytest.fixture(scope="module")
+def tiny_segmenter_checkpoint(tmp_path_factory, tiny_checkpoint) -> str:
+    """A segmenter on :func:`tiny_checkpoint`'s backbone (random decoder), saved as ``train-seg`` saves one."""
+    from glmix_vis.models.checkpoints import save_safetensors
+    from glmix_vis.models.factory import create_segmenter
+    from glmix_vis.models.segmenter import DecoderConfig
+
+    torch.manual_seed(0)
+    model = create_segmenter(None, len(TINY_CLASSES), DecoderConfig(dim=8), init=tiny_checkpoint)
+    path = tmp_path_factory.mktemp("seg") / "tiny_seg.safetensors"
+    meta = {"model": "glnet_nano", "classes": TINY_CLASSES, "input_size": [64, 64], "head": "segmentation",
+            "decoder": DecoderConfig(dim=8).to_dict()}
+    save_safetensors(model.state_dict(), path, meta=meta)
+    return str(path)

@@ -74,7 +74,9 @@ def spies(monkeypatch) -> dict[str, list[tuple]]:
 
 @pytest.mark.parametrize("name", list(LAYOUTS))
 def test_each_layout_dispatches_to_its_function_with_its_options(name, spies, tiny_checkpoint, image_file, tmp_path,
-                                                                 tiny_atlas, capsys) -> None:
+                                                                 tiny_atlas, capsys, request) -> None:
+    if LAYOUTS[name].needs_segmenter:
+        tiny_checkpoint = request.getfixturevalue("tiny_segmenter_checkpoint")
     argv = ["figure", image_file, "--layout", name, "--checkpoint", tiny_checkpoint, "--device", "cpu",
             "--dpi", "40", "--width", "single", "--out", str(tmp_path / "fig.png")]
     expected = {}

@@ -66,7 +66,7 @@ def assert_normalised(maps: torch.Tensor) -> None:
 # ------------------------------------------------------------------------------ registry
 def test_registry_names_and_errors() -> None:
     assert available_evidence_methods() == ["cam", "eigencam", "gradcam", "gradcam++", "layercam", "scorecam",
-                                            "slot-cam", "token", "xgradcam"]
+                                            "seg", "slot-cam", "token", "xgradcam"]
     assert isinstance(get_evidence_method("slot_cam"), SlotCAM)
     assert isinstance(get_evidence_method("CAM", bias=False), CAM)
     with pytest.raises(ValueError, match="unknown evidence method"):

@@ -30,6 +30,7 @@ from ._args import (
     dataset_root,
     non_negative_float,
     non_negative_int,
+    number_list,
     positive_float,
     positive_int,
     positive_number_list,
@@ -95,7 +96,15 @@ def recipe_from_args(args: argparse.Namespace) -> MaskRecipe:
     crf = CRFParams(**{name: getattr(args, f"crf_{name}") for name in _CRF_FLAGS})
     return MaskRecipe(args.method, args.refine, args.crf, method_options=_method_options(args),
                       refinement_options=_refinement_options(args), crf_params=crf, scales=tuple(args.scales),
-                      flip=args.flip, bg_threshold=args.bg_threshold)
+                      flip=args.flip, bg_threshold=args.bg_threshold, ignore_band=_band(args.ignore_band))
+
+
+def _band(values: list[float] | None) -> tuple[float, float] | None:
+    if values is None:
+        return None
+    if len(values) != 2:
+        raise UserError(f"--ignore-band takes two numbers LOW,HIGH (e.g. 0.25,0.7), got {values}")
+    return (values[0], values[1])
 
 
 def _add_crf_and_refinement_arguments(p: argparse.ArgumentParser) -> None:
@@ -150,7 +159,8 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
                                    "mmseg's 'aug' is train_aug")
     p.add_argument("--checkpoint", help="checkpoint file or name (default: the bundled demo model)")
     p.add_argument("--method", default="slot-cam", choices=methods,
-                   help=f"class evidence; {ORACLE_METHOD} labels each slot with its majority ground-truth class")
+                   help=f"class evidence; {ORACLE_METHOD} labels each slot with its majority ground-truth class; "
+                        "seg: a train-seg checkpoint's own argmax over every class (image labels not used)")
     p.add_argument("--slot-blocks", help="slot-cam: GLMix blocks to use, e.g. '-1' or '0,1,2' or 'all'")
     p.add_argument("--slot-combine", choices=["mean", "product", "max"], help="slot-cam: how blocks combine")
     p.add_argument("--target-layers", metavar="NAMES",
@@ -165,6 +175,9 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     p.add_argument("--bg-threshold", type=probability, default=None,
                    help="background when no allowed class scores above this (default: the value the "
                         f"checkpoint records for the method, tuned on its training split; else {DEFAULT_BG_THRESHOLD})")
+    p.add_argument("--ignore-band", type=number_list, metavar="LOW,HIGH",
+                   help="write 255 (not learnt by train-seg) where the best allowed class's evidence lies in "
+                        "(LOW, HIGH], before and after the CRF: ToCo's low/high thresholds, e.g. 0.25,0.7")
     p.add_argument("--sweep", action="store_true", help="also sweep the background threshold (reports the best)")
     _add_crf_and_refinement_arguments(p)
     p.add_argument("--scales", type=positive_number_list, default=[1.0], help="test-time scales, e.g. 1.0,0.5,1.5")

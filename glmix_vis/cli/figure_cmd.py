@@ -218,6 +218,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{predictor.info.name} has no GLMix blocks: there are no slot maps to draw")
     if layout.needs_head and not predictor.info.foreground_names:
         raise UserError(f"{predictor.info.name} has no classification head: the {args.layout} layout needs one")
+    if layout.needs_segmenter and not predictor.has_segmentation:
+        raise UserError(f"{predictor.info.name} has no segmentation head: the {args.layout} layout needs a "
+                        "checkpoint written by glmix-wsss train-seg")
     check_layout_arguments(layout, chosen, predictor)  # a clear error now, before any image is processed
     truth = _ground_truth_reader(args.gt)
     gts = {} if truth is None else {p: truth(p) for p in images}  # every one checked before any work

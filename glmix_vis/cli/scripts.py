@@ -17,10 +17,11 @@ VIS_COMMANDS: dict[str, str] = {
 WSSS_COMMANDS: dict[str, str] = {
     "make-data": "glmix_vis.cli.make_data_cmd",
     "train": "glmix_vis.cli.train_cmd",
+    "train-seg": "glmix_vis.cli.train_seg_cmd",
     "eval": "glmix_vis.cli.eval_cmd",
 }
 
 vis_main = console_script("glmix-vis", "glmix-vis: slot maps, figures, the web app and checkpoint tools.",
                           VIS_COMMANDS)
-wsss_main = console_script("glmix-wsss", "glmix-wsss: generated datasets, classifier training and WSSS "
-                           "evaluation.", WSSS_COMMANDS)
+wsss_main = console_script("glmix-wsss", "glmix-wsss: generated datasets, classifier training, WSSS "
+                           "evaluation and segmenter training (stage 2).", WSSS_COMMANDS)

@@ -71,7 +71,14 @@ def run(args: argparse.Namespace) -> int:
                                      used_slots=int((share > 0).sum()),
                                      top_shares=[round(float(s), 3) for s in np.sort(share)[::-1][:5]],
                                      hard=m.hard[0].cpu().numpy()))
+    if predictor.has_segmentation:  # a segmenter: its own prediction beside the slot maps
+        mask = predictor.segmentation()
+        shares = np.bincount(mask.ravel(), minlength=len(predictor.info.class_names)) / mask.size
+        report["segmentation"] = dict(classes={n: round(float(s), 4) for n, s in zip(predictor.info.class_names, shares)
+                                               if s > 0}, mask=mask)
     if args.json:
+        if "segmentation" in report:
+            report["segmentation"]["mask"] = report["segmentation"]["mask"].tolist()
         for b in report["blocks"]:
             b["hard"] = b["hard"].tolist()
         print(json.dumps(report, indent=1))
@@ -82,6 +89,11 @@ def run(args: argparse.Namespace) -> int:
     if head_top:  # an ImageNet head: what it sees, and the VOC class each of those feeds
         print("the head sees: " + ", ".join(str(p) for p in head_top))
     print("classes: " + ", ".join(f"{n} {s:.2f}" for n, s in top))
+    if "segmentation" in report:
+        seg = report["segmentation"]
+        print("\nsegmentation (argmax over every class, no image labels): "
+              + ", ".join(f"{n} {v:.0%}" for n, v in seg["classes"].items()))
+        print("\n".join("  " + line for line in _ascii_map(seg["mask"])))
     for b in report["blocks"]:
         print(f"\n{b['name']}  grid {b['grid'][0]}x{b['grid'][1]}  {b['used_slots']}/{b['slots']} slots used  "
               f"largest shares {b['top_shares']}")

@@ -10,10 +10,12 @@ Segmentation classes are listed background first. For a head of ``n`` outputs:
   (:mod:`.imagenet_voc`); the head's own outputs keep their ImageNet names (``head_names``) and
   its scores are a softmax;
 * ``"generic"``: any other head gets ``class_0``, ``class_1``, ... after ``background``;
+* ``"segmenter"``: a segmenter's metadata (``head="segmentation"``) lists every class its per-pixel
+  head scores, background included (``n`` names); its image-level head scores the foreground
+  classes, one sigmoid each (derived from the segmentation), and ``segmentation`` is set;
 * metadata that names some other number of classes than the head has is an error, never a guess.
 
-A new kind of checkpoint (a segmenter whose head scores background too, say) is one more branch
-of :meth:`LabelSpace.from_checkpoint` and one more ``source``.
+A new kind of checkpoint is one more branch of :meth:`LabelSpace.from_checkpoint` and one more ``source``.
 
 Here, below the models, so that :mod:`glmix_vis.loading` and the training loop read the same
 value: the metadata comes in through :class:`ClassListing` (what
@@ -37,9 +39,10 @@ __all__ = ["BACKGROUND", "GENERIC_PREFIX", "IMAGENET_NUM_CLASSES", "LABEL_SOURCE
 BACKGROUND = VOC_CLASSES[0]
 #: Unnamed head outputs are called ``class_0``, ``class_1``, ...
 GENERIC_PREFIX = "class_"
-LabelSource = Literal["metadata", "imagenet", "generic", "dataset"]
-#: Where a label space's names come from (``dataset``: a training run's dataset, before any checkpoint).
-LABEL_SOURCES: tuple[str, ...] = ("metadata", "imagenet", "generic", "dataset")
+LabelSource = Literal["metadata", "imagenet", "generic", "dataset", "segmenter"]
+#: Where a label space's names come from (``dataset``: a training run's dataset, before any checkpoint;
+#: ``segmenter``: a segmenter's metadata).
+LABEL_SOURCES: tuple[str, ...] = ("metadata", "imagenet", "generic", "dataset", "segmenter")
 
 
 class ClassListing(Protocol):
@@ -47,6 +50,10 @@ class ClassListing(Protocol):
 
     classes: list[str] | None
     head: str
+
+    @property
+    def is_segmentation(self) -> bool:
+        """Whether the checkpoint is a segmenter whose per-pixel head scores every class."""
 
     @property
     def lists_background(self) -> bool:
@@ -70,6 +77,8 @@ class LabelSpace:
             else one group of head outputs per foreground class (an ImageNet head read as VOC).
         head_names: with a ``class_map``, the names of the head's own outputs.
         multilabel: sigmoid per class (True) or a softmax over the head (False).
+
+    ``segmentation`` (a property): the model also scores every class at every pixel (a segmenter).
     """
 
     class_names: tuple[str, ...]
@@ -101,6 +110,11 @@ class LabelSpace:
         docstring states the rule). A ``ValueError`` when the metadata names another number of
         classes than the head has."""
         listed = meta.segmentation_classes(head_size)
+        if meta.is_segmentation:
+            if listed is None:
+                raise ValueError(f"its metadata lists {len(meta.classes or [])} segmentation classes "
+                                 f"but the segmentation head has {head_size} outputs")
+            return cls(tuple(listed), "segmenter")
         if head_size == IMAGENET_NUM_CLASSES and not (meta.lists_background and listed):
             return cls.imagenet(meta.head_class_names(head_size))
         if listed is not None:
@@ -131,6 +145,11 @@ class LabelSpace:
         return cls(tuple(class_names), "dataset")
 
     # ------------------------------------------------------------------ reading it
+    @property
+    def segmentation(self) -> bool:
+        """Whether the model scores every class at every pixel (a segmenter), beside its image-level head."""
+        return self.source == "segmenter"
+
     @property
     def foreground_names(self) -> tuple[str, ...]:
         return self.class_names[1:]

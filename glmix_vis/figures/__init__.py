@@ -3,8 +3,8 @@
 * :mod:`.layouts`: :data:`LAYOUTS`, the figure layouts by name (what ``glmix-vis figure
   --layout`` offers): a new layout is one function plus one entry there;
 * :mod:`.slot_layouts`: :func:`slot_grid`, :func:`soft_slot_maps`, :func:`representative_slots`;
-* :mod:`.class_layouts`: :func:`method_comparison` (and its preset :func:`evidence_panel`),
-  :func:`class_view`;
+* :mod:`.class_layouts`: :func:`method_comparison` (and its presets :func:`evidence_panel` and
+  :func:`segmentation_panel`), :func:`class_view`;
 * :mod:`.discovery`: :func:`atlas_concepts` (images explained by a slot atlas's concepts), the
   figures of ``glmix-vis slot-quality`` and ``glmix-vis atlas``;
 * :mod:`.panels`: the panel engine the layouts share (rows of panels sized in inches, titles
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..models.slots import resolve_blocks
-    from .class_layouts import class_view, evidence_panel, method_comparison
+    from .class_layouts import class_view, evidence_panel, method_comparison, segmentation_panel
     from .discovery import atlas_concepts, atlas_figure, slot_quality_figure
     from .layouts import LAYOUTS
     from .medoids import cosine_distances, k_medoids, representative_slot_ids
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 _HOMES = {
     "LAYOUTS": ".layouts",
     "class_view": ".class_layouts", "evidence_panel": ".class_layouts", "method_comparison": ".class_layouts",
+    "segmentation_panel": ".class_layouts",
     "representative_slots": ".slot_layouts", "slot_grid": ".slot_layouts", "soft_slot_maps": ".slot_layouts",
     "atlas_concepts": ".discovery", "atlas_figure": ".discovery", "slot_quality_figure": ".discovery",
     "cosine_distances": ".medoids", "k_medoids": ".medoids", "representative_slot_ids": ".medoids",
@@ -55,8 +56,8 @@ _HOMES = {
 __all__ = [
     "COLUMN_WIDTHS", "LAYOUTS", "PaperFigure", "apply_colormap", "atlas_concepts", "atlas_figure", "class_view", "colorize_mask", "cosine_distances",
     "evidence_panel", "figure_style", "heatmap_overlay", "k_medoids", "mask_overlay", "method_comparison",
-    "overlay_slots", "representative_slot_ids", "representative_slots", "resolve_blocks", "save_figure", "slot_grid",
-    "slot_palette", "slot_quality_figure", "soft_slot_maps", "track_slot_colors",
+    "overlay_slots", "representative_slot_ids", "representative_slots", "resolve_blocks", "save_figure", "segmentation_panel",
+    "slot_grid", "slot_palette", "slot_quality_figure", "soft_slot_maps", "track_slot_colors",
 ]
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ..wsss.recipe import MaskRecipe
     from .sources import Source
 
-__all__ = ["class_view", "evidence_panel", "method_comparison"]
+__all__ = ["class_view", "evidence_panel", "method_comparison", "segmentation_panel"]
 
 
 # ------------------------------------------------------------------------------ checks and labels
@@ -203,8 +203,11 @@ def _comparison_panels(predictor: SlotPredictor, cols: _Columns, gt: np.ndarray 
         panels.append(Panel(heatmap_overlay(shown, heat, cols.cmap, cols.alpha),
                             (f"{recipe.title} · {name}", recipe.title), draw))
     for recipe in cols.recipes:
-        threshold = tally.thresholds[recipe.method] = recipe_threshold(predictor, recipe, cols.bg_threshold)
-        mask = recipe_mask(predictor, recipe, labels, threshold)
+        if recipe.is_segmenter:  # a segmenter's argmax: no threshold, no labels
+            mask = recipe_mask(predictor, recipe, labels, None)
+        else:
+            threshold = tally.thresholds[recipe.method] = recipe_threshold(predictor, recipe, cols.bg_threshold)
+            mask = recipe_mask(predictor, recipe, labels, threshold)
         tally.present.update(int(v) for v in np.unique(mask) if 0 < v < 255)
         panels.append(Panel(mask_overlay(shown, resize_labels(mask, size), voc), _mask_titles(recipe, cols.evidence)))
     if cols.evidence and predictor.info.head_names:  # an ImageNet head: what it sees, and the class each feeds
@@ -240,12 +243,20 @@ def _threshold_contour(heat: np.ndarray, threshold: float, size: tuple[int, int]
 def _comparison_legend(cols: _Columns, tally: _Tally) -> Legend:
     voc = voc_palette()
     items = [(voc[c], tally.class_names[c]) for c in sorted(tally.present) if c < len(tally.class_names)]
-    note = "background: evidence < " + _threshold_note(tally.thresholds) + ("" if items else "; no foreground in the masks")
+    note = ("background: evidence < " + _threshold_note(tally.thresholds) if tally.thresholds
+            else "background: the segmenter's own class") + ("" if items else "; no foreground in the masks")
     colorbar = Colorbar("class evidence", cols.cmap, horizontal=True) if cols.evidence else None
     return Legend(items, colorbar, notes=[note, *tally.head_notes])
 
 
 # ------------------------------------------------------------------------------ CAM and slot-CAM
+def segmentation_panel(source: Source, **layout: Any) -> PaperFigure:
+    """A segmenter's own prediction (``glmix-wsss train-seg``: the argmax over every class, no image
+    labels), without and with the dense CRF: a preset of :func:`method_comparison` (its layout
+    keywords pass through). Slot maps of the same model: ``slot_grid``."""
+    return method_comparison(source, ("seg", "seg+crf"), **layout)
+
+
 def evidence_panel(source: Source, *, target: str | int | None = None, crf: bool = True,
                    bg_threshold: float | None = None, width: str | float = "double", cmap: str = CMAP,
                    alpha: float = 0.6, row_labels: Sequence[str] | None = None, input_size: int | None = None,

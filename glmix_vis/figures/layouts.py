@@ -56,7 +56,8 @@ class Layout:
     what it shows, and what it takes.
 
     ``needs_head``: it draws class evidence, so the model needs a classification head;
-    ``ground_truth``: it takes per-image label masks (``ground_truth=``, the CLI's ``--gt``).
+    ``ground_truth``: it takes per-image label masks (``ground_truth=``, the CLI's ``--gt``);
+    ``needs_segmenter``: it draws a segmenter's own prediction (a ``glmix-wsss train-seg`` checkpoint).
     """
 
     path: str
@@ -64,6 +65,7 @@ class Layout:
     options: tuple[LayoutOption, ...] = ()
     needs_head: bool = False
     ground_truth: bool = False
+    needs_segmenter: bool = False
 
     @property
     def function(self) -> Callable[..., PaperFigure]:
@@ -165,6 +167,8 @@ LAYOUTS: dict[str, Layout] = {
                              (BLOCKS, K)),
     "evidence": Layout("class_layouts:evidence_panel", "CAM and slot-CAM with their pseudo-masks",
                        (TARGET, BG_THRESHOLD, NO_CRF), needs_head=True),
+    "segmentation": Layout("class_layouts:segmentation_panel", "a segmenter's own prediction (train-seg), "
+                           "without and with the CRF", needs_head=True, needs_segmenter=True),
     "compare": Layout("class_layouts:method_comparison", "the pseudo-masks of several methods and refinements "
                       "side by side (--methods)", (METHODS, TARGET, BG_THRESHOLD), needs_head=True, ground_truth=True),
     "atlas": Layout("discovery:atlas_concepts", "the image's slots coloured by the concepts of a slot atlas (--atlas), "

@@ -26,10 +26,12 @@ def recipe_threshold(predictor: SlotPredictor, recipe: MaskRecipe, bg_threshold:
 
 
 def recipe_mask(predictor: SlotPredictor, recipe: MaskRecipe, labels: np.ndarray | None,
-                threshold: float) -> np.ndarray:
+                threshold: float | None) -> np.ndarray:
     """``(H, W)`` uint8 mask of ``recipe`` at ``threshold`` on the predictor's image (``labels``: the
-    classes it may use, ``None``: the head's), the mask ``glmix-wsss eval`` writes with the same recipe."""
-    return predictor.pseudo_mask(MaskRecipe.of(recipe, bg_threshold=threshold), labels)
+    classes it may use, ``None``: the head's), the mask ``glmix-wsss eval`` writes with the same recipe.
+    ``threshold`` ``None``: the recipe's own (a segmenter's ``seg`` has none and uses no labels)."""
+    chosen = recipe if threshold is None else MaskRecipe.of(recipe, bg_threshold=threshold)
+    return predictor.pseudo_mask(chosen, labels)
 
 
 def recipe_evidence(predictor: SlotPredictor, recipe: MaskRecipe, labels: np.ndarray | None) -> np.ndarray:

@@ -18,13 +18,14 @@ import torch.nn as nn
 from .checkpoints import Checkpoint, head_size, load_pretrained_weights, read_checkpoint, resolve_checkpoint
 from .glnet import MODEL_CONFIGS, GLNet
 from .meta import CheckpointMeta
+from .segmenter import DecoderConfig, GLNetSegmenter, segmenter_from_checkpoint
 from .variants import checkpoint_variant
 
-__all__ = ["create_model"]
+__all__ = ["create_model", "create_segmenter"]
 
 
 def create_model(name: str | None = None, *, checkpoint: str | os.PathLike[str] | None = None,
-                 num_classes: int | None = None, ema: bool | None = None, **kwargs: Any) -> GLNet:
+                 num_classes: int | None = None, ema: bool | None = None, **kwargs: Any) -> nn.Module:
     """Create a registered GLNet variant, optionally with weights from ``checkpoint``: the network
     alone, as ``timm.create_model`` would (for training, fine-tuning, features; for slot maps,
     evidence and masks use :func:`glmix_vis.load_model`, which also names the classes).
@@ -36,6 +37,9 @@ def create_model(name: str | None = None, *, checkpoint: str | os.PathLike[str] 
     loads everything but the classifier(s) and re-initialises them. ``ema`` picks the EMA
     weights (``None``: the authors' advice per variant). Other keyword arguments go to
     ``timm.create_model``.
+
+    A segmenter's checkpoint (``glmix-wsss train-seg``, metadata ``head="segmentation"``) gives the
+    :class:`~glmix_vis.models.segmenter.GLNetSegmenter` it describes.
 
     The model is returned in eval mode. When weights were loaded, ``model.checkpoint_report``
     (a :class:`LoadReport`) says from where and what was reset, and ``model.pretrained_cfg``
@@ -56,6 +60,9 @@ def create_model(name: str | None = None, *, checkpoint: str | os.PathLike[str] 
 
     path = resolve_checkpoint(checkpoint)
     ckpt = read_checkpoint(path)
+    meta = CheckpointMeta.from_mapping(ckpt.meta)
+    if meta.is_segmentation:  # a train-seg checkpoint: the segmenter it describes, as saved
+        return _segmenter(path, ckpt, meta, name, num_classes)
     name = name or checkpoint_variant(ckpt)
     _check_name(name)
     _, state_dict = ckpt.select(ema, name)
@@ -71,6 +78,36 @@ def create_model(name: str | None = None, *, checkpoint: str | os.PathLike[str] 
     _check_materialized(model, path)
     _annotate(model, ckpt, wanted)
     model.checkpoint_report = report
+    return model.eval()
+
+
+def create_segmenter(name: str | None, num_classes: int, decoder: DecoderConfig | None = None, *,
+                     init: str | os.PathLike[str] | None = None, **kwargs: Any) -> GLNetSegmenter:
+    """A segmenter (in training mode) whose backbone is variant ``name`` (``None``: the one ``init``
+    holds), its weights from the classification checkpoint ``init`` (classifier left out) or random,
+    and a freshly initialised decoder of ``num_classes`` outputs (background included)."""
+    if init is not None:
+        backbone = create_model(name, checkpoint=init, num_classes=0, **kwargs)
+    else:
+        if name is None:
+            raise ValueError("give a backbone variant or a checkpoint to initialise it from")
+        _check_name(name)
+        backbone = timm.create_model(name, num_classes=0, **kwargs)
+    if not isinstance(backbone, GLNet):
+        raise ValueError(f"{init} is a segmenter; initialise a segmenter's backbone from a classification checkpoint")
+    return GLNetSegmenter(backbone, num_classes, decoder).train()
+
+
+def _segmenter(path: os.PathLike[str], ckpt: Checkpoint, meta: CheckpointMeta, name: str | None,
+               num_classes: int | None) -> nn.Module:
+    if name is not None and name != meta.model:
+        raise ValueError(f"{path} is a {meta.model} segmenter, not {name}")
+    classes = len(meta.classes or [])
+    if num_classes is not None and num_classes != classes:
+        raise ValueError(f"{path} is a segmenter of {classes} classes; it cannot be loaded with {num_classes}")
+    model = segmenter_from_checkpoint(path, meta, ckpt.select()[1])
+    _check_materialized(model, path)
+    _annotate(model, ckpt, classes)
     return model.eval()
 
 

@@ -14,7 +14,9 @@ Fields (schema version 1):
 ``model``          registered variant name (``glnet_4g``)
 ``classes``        class names; what they name depends on ``head``
 ``head``           ``"foreground"``: ``classes`` lists background first and the head predicts the
-                   rest (our WSSS training); ``"all"``: one name per head output (``convert``)
+                   rest (our WSSS training); ``"all"``: one name per head output (``convert``);
+                   ``"segmentation"``: a segmenter (``train-seg``) whose per-pixel head scores every
+                   class of ``classes``, background first (its decoder in ``extra["decoder"]``)
 ``input_size``     ``[H, W]`` the model was trained at
 ``mean``, ``std``  input normalisation, three values each
 ``bg_thresholds``  background threshold per evidence method, tuned on a training split
@@ -31,11 +33,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SCHEMA_VERSION", "HEAD_FOREGROUND", "HEAD_ALL", "BACKGROUND", "CheckpointMeta"]
+__all__ = ["SCHEMA_VERSION", "HEAD_FOREGROUND", "HEAD_ALL", "HEAD_SEGMENTATION", "BACKGROUND", "CheckpointMeta"]
 
 SCHEMA_VERSION = 1
 HEAD_FOREGROUND = "foreground"
 HEAD_ALL = "all"
+HEAD_SEGMENTATION = "segmentation"
+_HEADS = (HEAD_FOREGROUND, HEAD_ALL, HEAD_SEGMENTATION)
 BACKGROUND = "background"
 _KNOWN = ("model", "classes", "head", "input_size", "mean", "std", "bg_thresholds", "schema")
 
@@ -91,7 +95,7 @@ class CheckpointMeta:
         return cls(
             model=model if isinstance(model, str) else None,
             classes=_names(raw.get("classes")),
-            head=head if head in (HEAD_FOREGROUND, HEAD_ALL) else HEAD_ALL,
+            head=head if head in _HEADS else HEAD_ALL,
             input_size=_size(raw.get("input_size")),
             mean=_triple(raw.get("mean")),
             std=_triple(raw.get("std")),
@@ -101,8 +105,13 @@ class CheckpointMeta:
 
     @property
     def lists_background(self) -> bool:
-        """Whether ``classes`` lists background first and the head scores the rest (``head="foreground"``)."""
-        return self.head == HEAD_FOREGROUND
+        """Whether ``classes`` lists background first (``head="foreground"`` or ``"segmentation"``)."""
+        return self.head in (HEAD_FOREGROUND, HEAD_SEGMENTATION)
+
+    @property
+    def is_segmentation(self) -> bool:
+        """Whether the checkpoint is a segmenter (``head="segmentation"``)."""
+        return self.head == HEAD_SEGMENTATION
 
     def head_class_names(self, num_outputs: int) -> list[str] | None:
         """One name per head output, if the metadata names them all."""
@@ -123,6 +132,8 @@ class CheckpointMeta:
         if self.classes is None:
             return None
         names = self.classes
+        if self.head == HEAD_SEGMENTATION:
+            return list(names) if len(names) == num_outputs else None
         if self.head == HEAD_FOREGROUND:
             return list(names) if len(names) == num_outputs + 1 else None
         if len(names) == num_outputs + 1 and names[0] == BACKGROUND:

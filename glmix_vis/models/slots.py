@@ -180,6 +180,8 @@ class SlotOutput:
         maps: one :class:`SlotMap` per GLMix block, in forward order.
         cls_logits: token-labeling models only: the head on the mean-pooled features.
         token_logits: token-labeling models only: ``(B, h*w, num_classes)`` dense head.
+        segmentation: segmenters only (:class:`~glmix_vis.models.segmenter.GLNetSegmenter`):
+            ``(B, C, h', w')`` per-pixel logits of every class, background first, at the decoder's stride.
     """
 
     logits: torch.Tensor
@@ -187,6 +189,7 @@ class SlotOutput:
     maps: list[SlotMap] = field(default_factory=list)
     cls_logits: torch.Tensor | None = None
     token_logits: torch.Tensor | None = None
+    segmentation: torch.Tensor | None = None
 
     def __iter__(self) -> Iterator[SlotMap]:
         return iter(self.maps)
@@ -205,7 +208,8 @@ class SlotOutput:
 
         return [SlotOutput(logits=self.logits[k:k + 1], features=self.features[k:k + 1],
                            maps=[replace(m, logits=m.logits[k:k + 1], slots=m.slots[k:k + 1]) for m in self.maps],
-                           cls_logits=part(self.cls_logits, k), token_logits=part(self.token_logits, k))
+                           cls_logits=part(self.cls_logits, k), token_logits=part(self.token_logits, k),
+                           segmentation=part(self.segmentation, k))
                 for k in range(self.logits.shape[0])]
 
 
@@ -229,10 +233,11 @@ def slots_float32(out: SlotOutput) -> SlotOutput:
 
     maps = [m if m.logits.dtype == m.slots.dtype == torch.float32 else m.to(torch.float32) for m in out.maps]
     if all(a is b for a, b in zip(maps, out.maps)) and all(
-            f32(t) is t for t in (out.logits, out.features, out.cls_logits, out.token_logits)):
+            f32(t) is t for t in (out.logits, out.features, out.cls_logits, out.token_logits, out.segmentation)):
         return out
     return replace(out, logits=f32(out.logits), features=f32(out.features), maps=maps,
-                   cls_logits=f32(out.cls_logits), token_logits=f32(out.token_logits))
+                   cls_logits=f32(out.cls_logits), token_logits=f32(out.token_logits),
+                   segmentation=f32(out.segmentation))
 
 
 def input_size_of(out: SlotOutput) -> tuple[int, int]:

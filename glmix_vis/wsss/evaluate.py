@@ -104,6 +104,8 @@ class EvalConfig:
             raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
         if self.recipe.is_oracle and self.sweep:
             raise ValueError(f"{ORACLE_METHOD} has no class scores to sweep a background threshold over")
+        if self.recipe.is_segmenter and self.sweep:
+            raise ValueError("seg takes the segmenter's argmax over every class: it has no background threshold to sweep")
         if self.recipe.is_oracle and self.faithfulness:
             raise ValueError(f"{ORACLE_METHOD} has no class evidence whose faithfulness could be scored")
 
@@ -209,7 +211,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         if run.rank == 0:
             store.release_if_unused()
         raise
-    final, raw, sweep_matrices = _confusions(run, store, sweep)
+    final, raw, sweep_matrices, unlabelled = _confusions(run, store, sweep)
     faithfulness = _faithfulness(run) if config.faithfulness else None
     if run.rank != 0:
         return {}
@@ -217,6 +219,8 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
                      time.perf_counter() - started, run.count)
     if faithfulness is not None:
         result["faithfulness"] = faithfulness
+    if config.recipe.ignore_band is not None:  # the share of valid pixels the band left labelled
+        result["coverage"] = 100.0 * float(final.sum()) / max(float(final.sum()) + unlabelled, 1.0)
     store.write_metrics(result, _markdown(result, Metrics.from_confusion(final), run.dataset.class_names))
     return result
 
@@ -326,7 +330,7 @@ def _compute_masks(run: _Run, store: OutputDir, sweep: _Sweep | None) -> _Timing
     try:
         if config.recipe.crf:
             stream = crf_stream(crf_jobs(), config.recipe.crf_params, workers=config.workers or 0,
-                                sink=store.mask_writer(palette))
+                                sink=store.mask_writer(palette, keep_ignored=config.recipe.ignore_band is not None))
             with closing(stream):
                 for _, _, seconds in stream:
                     timing.crf += seconds
@@ -420,9 +424,10 @@ def _faithfulness(run: _Run) -> dict[str, Any] | None:
 
 
 def _confusions(run: _Run, store: OutputDir, sweep: _Sweep | None,
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Confusion matrices of the final masks, of those before the CRF and of the sweep, summed over
-    ranks; read from what is on disk, so identical whether the run was interrupted or not."""
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int]:
+    """Confusion matrices of the final masks, of those before the CRF and of the sweep, and the valid
+    pixels the final masks left unlabelled (255), summed over ranks; read from what is on disk, so
+    identical whether the run was interrupted or not."""
     num_classes = len(run.dataset.class_names)
     final_cm, raw_cm = ConfusionMatrix(num_classes), ConfusionMatrix(num_classes)
     for i in run.mine:
@@ -431,13 +436,14 @@ def _confusions(run: _Run, store: OutputDir, sweep: _Sweep | None,
         final_cm.update(store.read_mask(image_id, gt.shape), gt)
         if run.config.recipe.crf:
             raw_cm.update(store.read_raw(image_id, gt.shape), gt)
-    final, raw = final_cm.matrix, raw_cm.matrix
+    final, raw, unlabelled = final_cm.matrix, raw_cm.matrix, np.array([[final_cm.unlabelled]])
     swept = None if sweep is None else sweep.confusion
     if run.world > 1:
         final, raw = all_reduce_confusion(final), all_reduce_confusion(raw)
+        unlabelled = all_reduce_confusion(unlabelled)
         if swept is not None:
             swept = np.stack([all_reduce_confusion(m) for m in swept])
-    return final, raw, swept
+    return final, raw, swept, int(unlabelled[0, 0])
 
 
 def _file_digest(path: str | None) -> str | None:
@@ -457,7 +463,7 @@ def _mask_settings(config: EvalConfig, info: ModelInfo) -> dict[str, Any]:
         dataset=config.dataset, root=str(Path(config.root).resolve()) if config.root else None, split=config.split,
         checkpoint_sha256=_file_digest(info.checkpoint), model=info.name, input_size=config.input_size,
         **config.recipe.record())
-    if not config.recipe.is_oracle:  # the oracle reads ground-truth masks, not image labels
+    if not (config.recipe.is_oracle or config.recipe.is_segmenter):  # those use no image labels
         settings["labels"] = config.labels
     if info.precision != torch.float32:  # absent for fp32, so folders from before --precision still resume
         settings["precision"] = info.precision_name
@@ -499,6 +505,9 @@ def _markdown(result: dict[str, Any], metrics: Metrics, class_names: Sequence[st
              f"(model {s['model']}, checkpoint `{s['checkpoint']}`).", ""]
     if "nocrf" in result:
         lines += [f"Without CRF: {result['nocrf']['miou']:.2f}.", ""]
+    if "coverage" in result:
+        lines += [f"Confidence band {s['ignore_band']}: {result['coverage']:.1f}% of the valid pixels labelled "
+                  "(the rest written 255, left out of the scores).", ""]
     if "threshold_sweep" in result:
         sw = result["threshold_sweep"]
         lines += [f"Best background threshold: {sw['best_threshold']} (mIoU {sw['best_miou']:.2f}).", ""]

@@ -10,6 +10,8 @@
   reports the best threshold and its mIoU at the end.
 * :func:`unary_probabilities` turns the same thresholded scores into the ``(K+1, H, W)``
   probabilities used as the dense-CRF unary.
+* :func:`in_band` marks the pixels a confidence band leaves out (written 255, :data:`IGNORE`);
+  :func:`argmax_mask` is a segmenter's mask: the argmax over every class of its probabilities.
 
 Masks are computed on numpy arrays or torch tensors; confusion matrices are numpy int64 with
 rows = ground truth, columns = prediction (as :mod:`glmix_vis.wsss.metrics`).
@@ -30,7 +32,11 @@ from .metrics import DEFAULT_IGNORE_INDEX, mean_iou
 __all__ = [
     "DEFAULT_BG_THRESHOLD", "checkpoint_bg_threshold", "DEFAULT_THRESHOLDS", "DEFAULT_POWER_ALPHA", "restrict_to_labels",
     "scores_to_mask", "sweep_confusions", "ThresholdSweep", "best_threshold", "unary_probabilities",
+    "in_band", "argmax_mask", "IGNORE",
 ]
+
+#: The label a pixel gets when it is not to be learnt (the datasets' ignore index).
+IGNORE = DEFAULT_IGNORE_INDEX
 
 #: IRN's default CAM evaluation threshold (``--cam_eval_thres 0.15``).
 DEFAULT_BG_THRESHOLD = 0.15
@@ -102,6 +108,24 @@ def scores_to_mask(scores: Array, bg_threshold: float = DEFAULT_BG_THRESHOLD,
     """
     best, arg = _best_class(scores, labels)
     return np.where(best > bg_threshold, arg + 1, 0).astype(np.int64)
+
+
+def in_band(scores: Array, band: tuple[float, float] | None, labels: Array | None = None) -> np.ndarray:
+    """``(H, W)`` bool: pixels whose best allowed class scores in ``(low, high]`` (ToCo's band
+    between its low and high CAM thresholds); all False without a band."""
+    best, _ = _best_class(scores, labels)
+    if band is None:
+        return np.zeros(best.shape, bool)
+    low, high = band
+    return (best > low) & (best <= high)
+
+
+def argmax_mask(probabilities: Array) -> np.ndarray:
+    """``(H, W)`` int64: the argmax over every class of ``(K, H, W)`` foreground probabilities, the
+    background's being the rest (a segmenter's own mask: no labels, no threshold)."""
+    p = _numpy(probabilities).astype(np.float32, copy=False)
+    background = np.clip(1.0 - p.sum(axis=-3, keepdims=True), 0.0, None)
+    return np.concatenate([background, p], axis=-3).argmax(axis=-3).astype(np.int64)
 
 
 def sweep_confusions(scores: Array, gt: Array, thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
@@ -185,7 +209,8 @@ def unary_probabilities(scores: Array, labels: Array | None = None,
 
     * ``bg_mode="threshold"`` (default): the constant ``bg_threshold``, the same plane
       :func:`scores_to_mask` uses, so the argmax of the unary is exactly the thresholded mask;
-    * ``bg_mode="power"``: PSA's ``(1 - max_k score_k) ** alpha`` (alpha 4 or 32 there).
+    * ``bg_mode="power"``: PSA's ``(1 - max_k score_k) ** alpha`` (alpha 4 or 32 there);
+    * ``bg_mode="rest"``: ``1 - sum_k score_k``, for probabilities over every class (a segmenter's).
 
     The planes are then divided by their sum at every pixel. (A per-pixel constant factor does
     not change the CRF: ``-log`` turns it into a label-independent energy offset.)
@@ -200,8 +225,10 @@ def unary_probabilities(scores: Array, labels: Array | None = None,
     elif bg_mode == "power":
         top = s.max(axis=0, keepdims=True) if s.shape[0] else np.zeros((1, *s.shape[1:]), np.float32)
         bg = np.power(np.clip(1.0 - top, 0.0, 1.0), alpha).astype(np.float32)
+    elif bg_mode == "rest":
+        bg = np.clip(1.0 - s.sum(axis=0, keepdims=True), 0.0, None).astype(np.float32)
     else:
-        raise ValueError(f"bg_mode must be 'threshold' or 'power', got {bg_mode!r}")
+        raise ValueError(f"bg_mode must be 'threshold', 'power' or 'rest', got {bg_mode!r}")
     planes = np.concatenate([bg, s], axis=0)
     total = planes.sum(axis=0, keepdims=True)
     planes[0][total[0] <= 0] = 1.0  # nothing anywhere: background

@@ -2,7 +2,9 @@
 
 Convention (the PASCAL VOC evaluation, also IRN's ``eval_cam`` and chainercv): one confusion
 matrix for the split, ``int64``, rows = ground truth, columns = prediction, pixels labelled
-``ignore_index`` (255: VOC's object boundaries and "void") skipped. Per class:
+``ignore_index`` (255: VOC's object boundaries and "void") skipped, and so are pixels *predicted*
+``ignore_index`` (a pseudo-mask's confidence band leaves them unlabelled; the share of valid pixels
+that got a label is the mask's ``coverage``). Per class:
 
 * IoU = TP / (TP + FP + FN), precision = TP / (TP + FP), recall = TP / (TP + FN);
 * a ratio with a zero denominator is NaN. In particular a class absent from both the ground
@@ -38,11 +40,12 @@ def _numpy_int(x: np.ndarray | torch.Tensor) -> np.ndarray:
 
 def confusion_matrix(pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tensor, num_classes: int,
                      ignore_index: int = DEFAULT_IGNORE_INDEX) -> np.ndarray:
-    """``(C, C)`` int64 counts of (ground truth, prediction) pairs over the non-ignored pixels."""
+    """``(C, C)`` int64 counts of (ground truth, prediction) pairs over the pixels neither ignored in
+    the ground truth nor left unlabelled (``ignore_index``) in the prediction."""
     p, g = _numpy_int(pred), _numpy_int(gt)
     if p.shape != g.shape:
         raise ValueError(f"prediction shape {p.shape} does not match ground truth shape {g.shape}")
-    valid = g != ignore_index
+    valid = (g != ignore_index) & (p != ignore_index)
     p, g = p[valid], g[valid]
     if g.size and (g.min() < 0 or g.max() >= num_classes):
         raise ValueError(f"ground-truth labels must be in 0..{num_classes - 1} or {ignore_index}")
@@ -168,9 +171,17 @@ class ConfusionMatrix:
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+        self.unlabelled = 0  # valid ground-truth pixels the predictions left unlabelled (ignore_index)
 
     def update(self, pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tensor) -> None:
         self.matrix += confusion_matrix(pred, gt, self.num_classes, self.ignore_index)
+        self.unlabelled += int(((_numpy_int(pred) == self.ignore_index) & (_numpy_int(gt) != self.ignore_index)).sum())
+
+    @property
+    def coverage(self) -> float:
+        """Percent of the valid ground-truth pixels that the predictions labelled."""
+        labelled = int(self.matrix.sum())
+        return 100.0 * labelled / max(labelled + self.unlabelled, 1)
 
     def add(self, other: ConfusionMatrix | np.ndarray) -> ConfusionMatrix:
         """Add another accumulator's (or a plain matrix's) counts in place."""

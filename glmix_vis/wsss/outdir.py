@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data import load_palette_png, save_palette_png
+from ..data import IGNORE_INDEX, load_palette_png, save_palette_png
 from ..io import atomic_path, atomic_write_bytes
 
 __all__ = ["SETTINGS_FILE", "OutputDir", "MaskWriter", "SettingsMismatch", "tie_settings", "write_json"]
@@ -36,13 +36,22 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 @dataclass(frozen=True)
 class MaskWriter:
-    """Writes ``<folder>/<id>.png`` palette masks; picklable, so a CRF worker can write its own result."""
+    """Writes ``<folder>/<id>.png`` palette masks; picklable, so a CRF worker can write its own result.
+
+    ``ignored_from``: a folder whose mask of the same image (written before) marks pixels 255 that
+    stay 255 here: a confidence band's pixels, kept out of the CRF's mask as out of the one before it.
+    """
 
     folder: str
     palette: np.ndarray
+    ignored_from: str | None = None
 
     def __call__(self, image_id: str, mask: np.ndarray) -> None:
-        save_palette_png(Path(self.folder) / f"{image_id}.png", np.asarray(mask).astype(np.uint8), self.palette)
+        mask = np.asarray(mask).astype(np.uint8)
+        if self.ignored_from is not None:
+            before = load_palette_png(Path(self.ignored_from) / f"{image_id}.png")
+            mask = np.where(before == IGNORE_INDEX, np.uint8(IGNORE_INDEX), mask)
+        save_palette_png(Path(self.folder) / f"{image_id}.png", mask, self.palette)
 
 
 class SettingsMismatch(ValueError):
@@ -125,9 +134,11 @@ class OutputDir:
         """Whether the image is done (its final mask and, with the CRF, the one before it exist)."""
         return self.mask_path(image_id).exists() and self.raw_path(image_id).exists()
 
-    def mask_writer(self, palette: np.ndarray) -> MaskWriter:
-        """A picklable writer of final masks (``writer(image_id, mask)``)."""
-        return MaskWriter(str(self.mask_dir), np.asarray(palette, dtype=np.uint8))
+    def mask_writer(self, palette: np.ndarray, keep_ignored: bool = False) -> MaskWriter:
+        """A picklable writer of final masks (``writer(image_id, mask)``); ``keep_ignored``: pixels that
+        are 255 in the mask before the CRF stay 255 (a confidence band's)."""
+        return MaskWriter(str(self.mask_dir), np.asarray(palette, dtype=np.uint8),
+                          str(self.raw_dir) if keep_ignored and self.raw_dir != self.mask_dir else None)
 
     def write_mask(self, image_id: str, mask: np.ndarray, palette: np.ndarray) -> None:
         self.mask_writer(palette)(image_id, mask)

@@ -3,6 +3,10 @@
     image labels ─► class evidence (test-time augmentation optional) ─► pseudo-mask ─► refinement (PAR,
     slot walk; optional) ─► dense CRF
 
+A confidence band (:attr:`MaskRecipe.ignore_band`) writes 255 where the best allowed class's
+evidence is neither low nor high, before the CRF and, kept, after it. A segmenter's own prediction
+(method ``seg``) takes no labels: its mask is the argmax over every class (:func:`pseudo_mask`).
+
 Every step is a function of the model, its input batch (one preprocessed image) and, when the
 caller has it, the forward pass already run on that batch: no files, no UI. Two callers that
 pass the same batch and settings get the same mask, bit for bit; ``glmix-wsss eval``'s
@@ -35,7 +39,7 @@ from ..models.slots import SlotOutput, run_slots
 from .crf import CRFParams, crf_labels
 from .evidence.base import EvidenceMethod
 from .evidence.tta import augments, tta_evidence
-from .masks import scores_to_mask, sweep_confusions, unary_probabilities
+from .masks import IGNORE, argmax_mask, in_band, scores_to_mask, sweep_confusions, unary_probabilities
 from .metrics import DEFAULT_IGNORE_INDEX
 from .oracle import slot_oracle_mask
 from .recipe import ORACLE_METHOD, MaskRecipe
@@ -114,6 +118,9 @@ class PseudoMask:
         refinement: the name of the refinement that made :attr:`refined_scores` (``"none"``: none).
         refined_scores: the refined ``(K, H, W)`` evidence the mask thresholds (``None`` without a refinement).
         recipe: the (resolved) recipe that made it.
+        ignored: ``(H, W)`` bool, the pixels the recipe's confidence band writes 255 (``None``: no band).
+        bg_mode: the CRF unary's background plane (:func:`~glmix_vis.wsss.masks.unary_probabilities`):
+            ``"threshold"``, or ``"rest"`` for a segmenter's probabilities.
     """
 
     labels: np.ndarray
@@ -123,6 +130,8 @@ class PseudoMask:
     refinement: str = "none"
     refined_scores: np.ndarray | None = None
     recipe: MaskRecipe | None = None
+    ignored: np.ndarray | None = None
+    bg_mode: str = "threshold"
 
     @property
     def mask_scores(self) -> np.ndarray:
@@ -131,14 +140,15 @@ class PseudoMask:
 
     def unary(self) -> np.ndarray:
         """``(K+1, H, W)`` CRF unary: :attr:`mask_scores` thresholded, as probabilities (argmax = :attr:`mask`)."""
-        return unary_probabilities(self.mask_scores, self.labels, bg_threshold=self.bg_threshold)
+        return unary_probabilities(self.mask_scores, self.labels, bg_threshold=self.bg_threshold, bg_mode=self.bg_mode)
 
     def after_crf(self, image: np.ndarray, params: CRFParams | None = None) -> np.ndarray:
         """``(H, W)`` uint8 mask after a dense CRF over ``image`` (the RGB image the batch was made
         from), with ``params`` or else the recipe's CRF parameters."""
         if params is None and self.recipe is not None:
             params = self.recipe.crf_params
-        return dense_crf(image, self.unary(), params)
+        labels = dense_crf(image, self.unary(), params)
+        return labels if self.ignored is None else np.where(self.ignored, np.uint8(IGNORE), labels)
 
     def final(self, image: np.ndarray) -> np.ndarray:
         """The recipe's mask: :meth:`after_crf` when the recipe has the CRF, else :attr:`mask`."""
@@ -180,7 +190,8 @@ def pseudo_mask(model: nn.Module, info: HeadInfo, image: ImageInput, recipe: Mas
     """Labels, evidence and the thresholded mask (before any CRF) of one image under ``recipe``.
 
     ``labels`` (multi-hot over the foreground classes) restricts the mask, as the WSSS protocol
-    does with ground-truth image labels; ``None`` applies the label rule to the head's logits
+    does with ground-truth image labels (method ``seg`` ignores them: a segmenter's mask is its
+    argmax over every class); ``None`` applies the label rule to the head's logits
     (from ``image.slots``, or from one forward pass that the evidence then reuses). The recipe's
     threshold is :meth:`~MaskRecipe.resolved` against ``info`` here when it is not set.
 
@@ -190,6 +201,8 @@ def pseudo_mask(model: nn.Module, info: HeadInfo, image: ImageInput, recipe: Mas
     """
     recipe = recipe.resolved(info)
     method, refiner = recipe.evidence_method(getattr(info, "class_map", None)), recipe.refiner()
+    if recipe.is_segmenter:
+        return _segmenter_mask(model, method, image, recipe)
     slots = image.slots
     if slots is None and (labels is None or refiner.needs_slots):
         slots = run_slots(model, image.batch)
@@ -198,14 +211,29 @@ def pseudo_mask(model: nn.Module, info: HeadInfo, image: ImageInput, recipe: Mas
         labels = predicted_labels(info, slots.logits[0])
     labels = np.asarray(labels, dtype=np.float32)
     scores = _label_evidence(model, method, ImageInput(image.rgb, image.batch, slots), recipe, labels)
-    if refiner.is_identity:
-        mask = scores_to_mask(scores, recipe.threshold, labels).astype(np.uint8)
-        return PseudoMask(labels=labels, scores=scores, bg_threshold=recipe.threshold, mask=mask, recipe=recipe)
-    prepared = refiner.prepare(size=scores.shape[-2:], image=image.rgb, slots=slots, device=image.batch.device)
-    refined = prepared(scores, labels)
-    return PseudoMask(labels=labels, scores=scores, bg_threshold=recipe.threshold,
-                      mask=scores_to_mask(refined, recipe.threshold, labels).astype(np.uint8),
-                      refinement=refiner.name, refined_scores=refined, recipe=recipe)
+    refined = None
+    if not refiner.is_identity:
+        prepared = refiner.prepare(size=scores.shape[-2:], image=image.rgb, slots=slots, device=image.batch.device)
+        refined = prepared(scores, labels)
+    final_scores = scores if refined is None else refined
+    mask = scores_to_mask(final_scores, recipe.threshold, labels).astype(np.uint8)
+    ignored = None
+    if recipe.ignore_band is not None:
+        ignored = in_band(final_scores, recipe.ignore_band, labels)
+        mask[ignored] = IGNORE
+    return PseudoMask(labels=labels, scores=scores, bg_threshold=recipe.threshold, mask=mask,
+                      refinement=refiner.name if refined is not None else "none", refined_scores=refined,
+                      recipe=recipe, ignored=ignored)
+
+
+def _segmenter_mask(model: nn.Module, method: EvidenceMethod, image: ImageInput, recipe: MaskRecipe) -> PseudoMask:
+    """A segmenter's own mask (method ``seg``): its class probabilities (test-time augmentation as the
+    recipe says) and their argmax over every class; no image labels, every class allowed."""
+    scores = class_evidence(method, model, image.batch, image.size, slots=image.slots, scales=recipe.scales,
+                            flip=recipe.flip)
+    labels = np.ones(scores.shape[0], np.float32)
+    return PseudoMask(labels=labels, scores=scores, bg_threshold=float("nan"),
+                      mask=argmax_mask(scores).astype(np.uint8), recipe=recipe, bg_mode="rest")
 
 
 def _label_evidence(model: nn.Module, method: EvidenceMethod, image: ImageInput, recipe: MaskRecipe,

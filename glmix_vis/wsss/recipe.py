@@ -13,6 +13,14 @@ a recipe, and nothing forwards the settings one by one.
   method, else IRN's 0.15"; :meth:`MaskRecipe.resolved` applies it, once.
 * **One record.** :meth:`MaskRecipe.record` is what ``OUT/settings.json`` stores and compares, so a
   resumed eval never mixes masks made another way.
+* **Confidence band.** ``ignore_band=(low, high)`` writes 255 (not learnt by stage 2) where the
+  best allowed class's evidence lies in ``(low, high]``: ToCo's low/high thresholds on the CAM
+  (``cam_to_label``: at most ``low`` is background, above ``high`` foreground, between ignored).
+  It applies to the mask before the CRF and, kept, to the mask after it: the CRF runs on the full
+  unary and the band's pixels are then written 255 too (as CLIP-ES sets low-confidence pixels to
+  255 in its CRF step), so the two folders ignore the same pixels.
+* **A segmenter's predictions** (method ``seg``): the argmax over every class, no image labels,
+  no background threshold, no refinement and no band.
 * **One short name.** ``method[+refinement][+crf]`` (``slot-cam+slot-walk+crf``) names a recipe
   with default options; figure columns and table rows carry it (:meth:`parse`, :attr:`name`).
 """
@@ -97,6 +105,8 @@ class MaskRecipe:
         scales, flip: test-time augmentation (``(1.0,)`` and ``False``: none).
         bg_threshold: a pixel is background unless its best allowed class scores above it;
             ``None``: the checkpoint's tuned value for the method (:meth:`resolved`).
+        ignore_band: ``(low, high)``: pixels whose best allowed class scores in ``(low, high]`` are
+            written 255 (see the module docstring); ``None``: every pixel labelled.
     """
 
     method: str = "slot-cam"
@@ -108,6 +118,7 @@ class MaskRecipe:
     scales: tuple[float, ...] = (1.0,)
     flip: bool = False
     bg_threshold: float | None = None
+    ignore_band: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         method = str(self.method).strip().lower().replace("_", "-")
@@ -126,6 +137,10 @@ class MaskRecipe:
         set_(self, "refinement_options", Options(self.refinement_options))
         set_(self, "scales", _scales(self.scales))
         set_(self, "bg_threshold", _threshold(self.bg_threshold))
+        set_(self, "ignore_band", _band(self.ignore_band))
+        if self.is_segmenter and (self.refinement != "none" or self.bg_threshold is not None or self.ignore_band):
+            raise ValueError("seg takes the segmenter's argmax over every class: it has no refinement, "
+                             "background threshold or confidence band")
         if self.is_oracle and (self.crf or self.refinement != "none"):
             raise ValueError(f"{ORACLE_METHOD} assigns ground-truth classes to slots; it takes no "
                              f"{'CRF (use --no-crf)' if self.crf else 'refinement'}")
@@ -204,6 +219,11 @@ class MaskRecipe:
         return self.method == ORACLE_METHOD
 
     @property
+    def is_segmenter(self) -> bool:
+        """Whether the method is a segmenter's own prediction (probabilities over every class: ``seg``)."""
+        return not self.is_oracle and evidence_class(self.method).probabilities
+
+    @property
     def augments(self) -> bool:
         """Whether test-time augmentation runs more forward passes than the one at scale 1."""
         return self.flip or any(s != 1.0 for s in self.scales)
@@ -232,7 +252,7 @@ class MaskRecipe:
         checkpoint's metadata records for the method (``meta``: a
         :class:`~glmix_vis.models.meta.CheckpointMeta`, or a :class:`~glmix_vis.loading.ModelInfo`),
         else IRN's 0.15. The one place the rule is applied."""
-        if self.bg_threshold is not None:
+        if self.bg_threshold is not None or self.is_segmenter:
             return self
         from .masks import checkpoint_bg_threshold
 
@@ -250,7 +270,8 @@ class MaskRecipe:
         settings: dict[str, Any] = dict(
             method=self.method, method_options=dict(self.method_options), refinement=self.refinement,
             refinement_options=self.refiner().settings(), crf=self.crf, crf_params=asdict(self.crf_params),
-            scales=[float(s) for s in self.scales], flip=self.flip, bg_threshold=self.bg_threshold)
+            scales=[float(s) for s in self.scales], flip=self.flip, bg_threshold=self.bg_threshold,
+            ignore_band=list(self.ignore_band) if self.ignore_band else None)
         if self.is_oracle:
             settings["oracle_block"] = self.oracle_block
         return _json(settings)
@@ -269,6 +290,8 @@ class MaskRecipe:
                       crf_params=asdict(self.crf_params) if self.crf else None)
         if self.refinement != "none":
             record.update(refinement=self.refinement, refinement_options=self.refiner().settings())
+        if self.ignore_band is not None:  # only when set, so folders from before the band still resume
+            record["ignore_band"] = list(self.ignore_band)
         return _json(record)
 
 
@@ -299,6 +322,18 @@ def _threshold(value: Any) -> float | None:
     if isinstance(value, bool) or not 0.0 <= t <= 1.0:  # NaN fails the comparison too
         raise ValueError(f"the background threshold must be a number in [0, 1], got {value!r}")
     return t
+
+
+def _band(value: Any) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"the confidence band is two numbers (low, high), got {value!r}") from None
+    if not 0.0 <= low < high <= 1.0:
+        raise ValueError(f"the confidence band needs 0 <= low < high <= 1, got {value!r}")
+    return (low, high)
 
 
 def parse_assignments(pairs: Sequence[str], defaults: Mapping[str, Any], what: str) -> dict[str, Any]:

@@ -112,6 +112,10 @@ class EvidenceMethod(ABC):
     #: What a person choosing the method should know of its cost (the app's method list shows it);
     #: ``None``: about one forward pass.
     cost_note: ClassVar[str | None] = None
+    #: True for a method whose maps are class probabilities over every class, background the rest
+    #: (a segmenter's, ``seg``): used as they are, never normalised per class; its mask is their
+    #: argmax over all classes, with no image labels and no background threshold.
+    probabilities: ClassVar[bool] = False
 
     def __init__(self, class_map: ClassMap | None = None, class_reduce: str = "max") -> None:
         if class_reduce not in CLASS_REDUCTIONS:
@@ -139,7 +143,8 @@ class EvidenceMethod(ABC):
     def __call__(self, model: nn.Module, inputs: EvidenceInput, classes: Sequence[int] | None = None,
                  size: Sequence[int] | None = None) -> torch.Tensor:
         """``(B, len(classes) or K, H, W)`` maps in [0, 1], float32, at the input size (or ``size``)."""
-        return normalize_per_class(self.compute(model, inputs, classes, size))
+        maps = self.compute(model, inputs, classes, size)
+        return maps.float() if self.probabilities else normalize_per_class(maps)
 
     def compute(self, model: nn.Module, inputs: EvidenceInput, classes: Sequence[int] | None = None,
                 size: Sequence[int] | None = None) -> torch.Tensor:

@@ -45,7 +45,8 @@ def tta_evidence(method: EvidenceMethod, model: nn.Module, images: torch.Tensor,
             slot-cam by default augments its dense evidence and keeps the image's own slots).
         scales: image scale factors (bilinear resizing of the normalised image batch).
         flip: also run the horizontally flipped batch (in the same forward pass).
-        normalize: divide each class map by its maximum at the end (ReLU + max, in [0, 1]).
+        normalize: divide each class map by its maximum at the end (ReLU + max, in [0, 1]); never
+            for a method whose maps are probabilities (``seg``: they are averaged as they are).
         size: output ``(H, W)``, default the batch's. Pass the original image size when the
             batch was resized for the model: every method then draws its maps directly at that
             size (for slot-cam the slot edges stay sharp; no second interpolation).
@@ -58,6 +59,7 @@ def tta_evidence(method: EvidenceMethod, model: nn.Module, images: torch.Tensor,
     in_size = (images.shape[-2], images.shape[-1])
     size = in_size if size is None else (int(size[0]), int(size[1]))
     cls = None if classes is None else [int(c) for c in classes]
+    normalize = normalize and not method.probabilities
     with torch.no_grad():
         custom = method.augmented(model, images, cls, tuple(float(s) for s in scales), bool(flip), size)
     if custom is not None:
