@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 
@@ -17,6 +18,7 @@ from glmix_vis.discovery.atlas import AtlasConfig, build_atlas, purity, slot_cla
 from glmix_vis.discovery.fidelity import ImportanceSum, concept_curves, single_concept_drops
 from glmix_vis.discovery.gallery import gallery_html
 from glmix_vis.discovery.quality import dataset_images
+from glmix_vis.predictor import SlotPredictor
 
 
 def test_purity_by_hand():
@@ -64,6 +66,11 @@ def scenes(tmp_path_factory):
 
 
 def test_build_atlas_streams_and_accounts_for_every_slot(tiny_predictor, scenes, tmp_path):
+    # the scenes' classes are not the tiny model's, so concept importance reads the classes the head
+    # sees: a head biased to see every class, so that every image has classes to delete and insert
+    model = copy.deepcopy(tiny_predictor.model)
+    torch.nn.init.constant_(model.head.bias, 10.0)
+    tiny_predictor = SlotPredictor(model, tiny_predictor.info, device="cpu")
     ds = open_dataset("scenes", scenes, "train")
     config = AtlasConfig(block=0, concepts=3, examples=2, fidelity_images=2, chunk_rows=16, craft_pixels=8)
     atlas = build_atlas(tiny_predictor, lambda: dataset_images(ds, 6), tmp_path, config,
