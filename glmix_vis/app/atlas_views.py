@@ -72,7 +72,9 @@ def pixel_detail(result: Analysis, atlas: LoadedAtlas | None, x: int, y: int) ->
               f"({info['size']} slots of {atlas.data['images']} images, {100 * info['share']:.1f}% of their "
               f"pixels{purity})."]
     if top:
-        lines.append("Removing it lowers " + ", ".join(f"{k} by {v:+.3f}" for k, v in top) + " on average.")
+        # importance is the mean drop of a class's score when the concept's slots are removed
+        lines.append("Removing it changes the class scores by " + ", ".join(f"{k} {-v:+.3f}" for k, v in top)
+                     + " on average.")
     return "\n".join(lines), [(_read(p), caption) for p, caption in atlas.crops(c) if Path(p).is_file()]
 
 
