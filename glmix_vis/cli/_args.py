@@ -6,12 +6,13 @@ import argparse
 import math
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ._dispatch import UserError
 
 __all__ = ["add_device_argument", "add_precision_argument", "auto_or_count", "auto_or_positive_int", "block_list",
-           "dataset_root", "number_list", "positive_int", "non_negative_int", "positive_float", "non_negative_float",
+           "dataset_root", "expand_inputs", "IMAGE_SUFFIXES", "number_list", "positive_int", "non_negative_int", "positive_float", "non_negative_float",
            "probability", "positive_number_list"]
 
 
@@ -122,3 +123,24 @@ def dataset_root(root: str | None, dataset: str = "voc") -> str:
         print(f"no --root: using the generated scenes in {DEFAULT_SCENES_DIR} (created on first use)",
               file=sys.stderr)
     return root_or_default(root)
+
+
+#: The image files a folder given on the command line contributes.
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
+
+
+def expand_inputs(inputs: list[str]) -> list[Path]:
+    """Image files from files and folders (a folder's images, sorted, not recursive)."""
+    images: list[Path] = []
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise UserError(f"{path}: no images in this folder (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+            images.extend(found)
+        elif path.exists():
+            images.append(path)
+        else:
+            raise UserError(f"{path}: no such file or folder")
+    return images

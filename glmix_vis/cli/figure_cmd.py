@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from ..figures.layouts import LAYOUTS, Layout, LayoutOption, layout_options
-from ._args import add_device_argument, add_precision_argument, positive_float, positive_int
+from ._args import add_device_argument, add_precision_argument, expand_inputs, positive_float, positive_int
 from ._dispatch import UserError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
 FORMATS = ("pdf", "svg", "png")
 
 
@@ -91,23 +90,6 @@ def check_layout_arguments(layout: Layout, chosen: dict[str, Any], predictor: An
                 option.check(chosen[option.keyword], predictor)
             except ValueError as exc:
                 raise UserError(f"{option.flag}: {exc}") from None
-
-
-def expand_inputs(inputs: list[str]) -> list[Path]:
-    """Image files from files and folders (a folder's images, sorted, not recursive)."""
-    images: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise UserError(f"{path}: no images in this folder (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
-            images.extend(found)
-        elif path.exists():
-            images.append(path)
-        else:
-            raise UserError(f"{path}: no such file or folder")
-    return images
 
 
 def _check_suffix(path: Path) -> Path:

@@ -6,10 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._args import add_device_argument, add_precision_argument, block_list, dataset_root, positive_int
+from ._args import (
+    add_device_argument,
+    add_precision_argument,
+    block_list,
+    dataset_root,
+    expand_inputs,
+    positive_int,
+)
 from ._dispatch import UserError
-
-_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
@@ -40,21 +45,6 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     p.add_argument("--no-figure", action="store_true", help="write no figure")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
-
-
-def _image_files(paths: list[str]) -> list[Path]:
-    files: list[Path] = []
-    for text in paths:
-        path = Path(text).expanduser()
-        if path.is_dir():
-            files += sorted(f for f in path.iterdir() if f.suffix.lower() in _IMAGE_SUFFIXES)
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise UserError(f"{path}: no such image file or folder")
-    if not files:
-        raise UserError(f"no images found in {' '.join(paths)}")
-    return files
 
 
 def _bare_images(files: list[Path]):
@@ -93,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     blocks = block_list(args.blocks)
     merge = DEFAULT_MERGE[args.dataset] if args.merge is None else (args.merge or None)
     if args.images:
-        files = _image_files(args.images)[:args.limit]
+        files = expand_inputs(args.images)[:args.limit]
         images, total, num_classes = _bare_images(files), len(files), None
         meta = dict(dataset="images", split=", ".join(args.images))
     else:

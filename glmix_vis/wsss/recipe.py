@@ -27,6 +27,7 @@ a recipe, and nothing forwards the settings one by one.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -296,8 +297,6 @@ class MaskRecipe:
 
 
 def _json(record: dict[str, Any]) -> dict[str, Any]:
-    import json
-
     return json.loads(json.dumps(record, default=str))  # the form it is compared in after a reload
 
 
