@@ -50,6 +50,10 @@ def slot_quality_figure(report: dict[str, Any], width: str | float = "double", d
                      f"({report['images']} images)".strip(" ·"))
         if ax.lines:  # under the axes: the lines start at the top left
             ax.legend(ncols=4, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2))
+        else:  # images without ground truth: say why the panel is empty rather than leave it blank
+            ax.text(0.5, 0.5, "no ground truth: FG-ARI, mBO and CorLoc need object masks\n"
+                    "(these images are scored for consistency only, right)", transform=ax.transAxes,
+                    ha="center", va="center", color="0.35")
         pairs = [b for b in blocks if b.get("consistency_next")]
         labels = [f"{b['block']}→{b['consistency_next']['next']}" for b in pairs]
         at = list(range(len(pairs)))
