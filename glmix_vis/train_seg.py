@@ -223,7 +223,8 @@ def train_segmenter(config: SegTrainConfig) -> dict[str, Any]:
     try:
         for epoch in range(run.start_epoch, config.epochs):
             record = _train_epoch(run, epoch, bar)
-            if config.val_every and ((epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs):
+            if run.val_set is not None and config.val_every and (
+                    (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs):
                 record["val_miou"] = _validate(run)
             run.history.append(record)
             if d.main:

@@ -88,6 +88,13 @@ def test_train_seg_then_eval_seg(tiny_scenes, tmp_path, capsys):
     assert "| class | IoU | precision | recall |" in (out / "metrics.md").read_text()
 
 
+def test_no_val_split_means_no_val_scores(tiny_scenes, tmp_path):
+    """--val-split none with the default --val-every 1: trained, nothing scored (it used to assert)."""
+    train_segmenter(_config(tiny_scenes, tmp_path / "run", val_split=None, val_every=1))
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert len(history) == 1 and "val_miou" not in history[0]
+
+
 def test_resume_after_a_kill_gives_the_same_weights(tiny_scenes, tmp_path, monkeypatch):
     import glmix_vis.train_seg as train_seg
 
