@@ -372,8 +372,11 @@ def segmenter_meta(run: _Run, **extra: Any) -> dict[str, Any]:
     """The checkpoint metadata: classes, input settings, decoder, training recipe and the masks' provenance."""
     config, model = run.config, unwrap(run.model)
     variant = model.backbone.pretrained_cfg.get("architecture") or config.model
+    # The backbone's own input size, not the crop: crops are windows of images at their own scale, and
+    # the predictor's short-side rule must show the segmenter images at the scale its backbone learnt.
+    input_size = tuple(int(v) for v in model.pretrained_cfg.get("input_size", (3, config.crop_size, config.crop_size))[-2:])
     meta = CheckpointMeta(model=variant, classes=list(run.masks.dataset.class_names), head=HEAD_SEGMENTATION,
-                          input_size=(config.crop_size, config.crop_size), mean=tuple(run.mean), std=tuple(run.std),
+                          input_size=input_size, mean=tuple(run.mean), std=tuple(run.std),
                           extra={DECODER_META_KEY: config.decoder_config().to_dict(), "dataset": config.dataset,
                                  "training": config.to_dict(), "masks": run.masks.provenance(), **extra})
     return meta.to_mapping()

@@ -76,6 +76,8 @@ def test_train_seg_then_eval_seg(tiny_scenes, tmp_path, capsys):
     model, info = load_model(run / "final.safetensors", device="cpu")
     assert info.labels.segmentation and info.class_names == open_dataset("voc", tiny_scenes, "val").class_names
     assert info.meta.extra["masks"]["source"] == "gt" and info.meta.extra["training"]["batch_size"] == 2
+    # the predictor's short side is the backbone's own input size (the bundled init's 160), never the crop
+    assert tuple(info.meta.input_size) == (160, 160)
     out = tmp_path / "eval"
     code = wsss_main(["eval", "--root", str(tiny_scenes), "--split", "val", "--checkpoint",
                       str(run / "final.safetensors"), "--method", "seg", "--no-crf", "--workers", "0",
