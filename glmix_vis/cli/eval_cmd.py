@@ -204,6 +204,11 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     p.add_argument("--faithfulness", action="store_true",
                    help="also score the evidence's faithfulness (ROAD, deletion/insertion AUC) on the images' "
                         "ground-truth classes; costly, see --faithfulness-images")
+    p.add_argument("--save-evidence", action="store_true",
+                   help="also write OUT/evidence/<id>.npy: the evidence each mask thresholds, of the image's allowed "
+                        "classes, as IRN saves its CAMs for its later steps (a dict: 'keys', the 0-based foreground "
+                        "class indices, 'high_res', their (k, H, W) float32 maps; np.load(..., allow_pickle=True)"
+                        ".item()); about 1 MB per class of a VOC-size image")
     p.add_argument("--faithfulness-images", type=positive_int, default=100,
                    help="faithfulness: the first N images of the run (default 100)")
     add_device_argument(p)
@@ -212,7 +217,8 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..wsss.evaluate import EvalConfig, evaluate
+    from ..data.scenes import DEFAULT_SCENES_DIR
+    from ..wsss.evaluate import EvalConfig, check_output_folder, evaluate
 
     # Every setting is checked here, before the dataset is looked at (or generated) and the model loaded.
     split = args.split or ("train" if args.root else "val")
@@ -220,7 +226,10 @@ def run(args: argparse.Namespace) -> int:
                         labels=args.labels, sweep=args.sweep, input_size=args.input_size,
                         device=args.device, workers=args.workers, threads=args.threads, batch_size=args.batch_size,
                         precision=args.precision, limit=args.limit, faithfulness=args.faithfulness,
-                        faithfulness_images=args.faithfulness_images, recipe=recipe_from_args(args))
+                        faithfulness_images=args.faithfulness_images, save_evidence=args.save_evidence,
+                        recipe=recipe_from_args(args))
+    # A folder of masks made otherwise is refused before the default dataset is generated (minutes).
+    check_output_folder(replace(config, root=args.root or str(DEFAULT_SCENES_DIR)))
     config = replace(config, root=dataset_root(args.root, args.dataset))
     result = evaluate(config)
     if result:
