@@ -249,7 +249,7 @@ def test_a_resumed_run_says_what_is_there_and_keeps_the_timing(scenes_and_checkp
     root, ckpt = scenes_and_checkpoint
     out = tmp_path / "run"
     first = _eval(root, ckpt, out, "--method", "cam", "--no-crf", "--limit", "2")
-    capsys.readouterr()
+    assert f"checkpoint: {ckpt}\n" in capsys.readouterr().err  # which file it loaded, said once
     second = _eval(root, ckpt, out, "--method", "cam", "--no-crf")
     assert "2 of 4 images already have their masks" in capsys.readouterr().err
     assert second["timing"]["images_computed"] == 4 and second["timing"]["images_already_there"] == 2

@@ -11,7 +11,7 @@ from typing import Any
 
 from ._dispatch import UserError
 
-__all__ = ["add_device_argument", "add_precision_argument", "auto_or_count", "auto_or_positive_int", "block_list", "checkpoint_line",
+__all__ = ["add_device_argument", "add_precision_argument", "auto_or_count", "auto_or_positive_int", "block_list",
            "dataset_root", "expand_inputs", "IMAGE_SUFFIXES", "model_name", "number_list", "positive_int", "non_negative_int", "positive_float", "non_negative_float",
            "probability", "positive_number_list"]
 
@@ -73,22 +73,6 @@ def model_name(text: str) -> str:
     if text not in names:
         raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(names)})")
     return text
-
-
-def checkpoint_line(loaded: str | None, requested: str | None) -> str:
-    """Which file a command loaded, said once: the file, and any other file the same name stands
-    for that was passed over (``glnet_4g.pth`` beside ``glnet_4g.safetensors``)."""
-    from ..models.checkpoints import checkpoint_candidates
-
-    if requested is None:
-        return f"checkpoint: {loaded} (the bundled demo model)"
-    if Path(requested).suffix or "/" in requested or "\\" in requested:
-        return f"checkpoint: {loaded}"
-    passed_over = [str(p) for p in checkpoint_candidates(requested)[1:]]
-    if not passed_over:
-        return f"checkpoint: {loaded} (found by the name {requested!r})"
-    return (f"checkpoint: {loaded} (found by the name {requested!r}; also named so and not used: "
-            f"{', '.join(passed_over)}: give the file's path to use another)")
 
 
 def add_device_argument(p: argparse.ArgumentParser) -> None:

@@ -7,7 +7,7 @@ import json
 import re
 from typing import TYPE_CHECKING
 
-from ._args import add_device_argument, add_precision_argument, block_list, checkpoint_line, positive_int
+from ._args import add_device_argument, add_precision_argument, block_list, positive_int
 from ._dispatch import UserError
 
 if TYPE_CHECKING:
@@ -86,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         if not examples:
             raise UserError("no image given and no bundled example found")
         image = next(iter(examples.values()))
+    from ..loading import checkpoint_line
+
     predictor = SlotPredictor.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision)
     predictor.set_image(image, input_size=args.input_size)
     blocks = block_list(args.blocks)

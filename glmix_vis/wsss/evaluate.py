@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 
 from ..data import SegmentationDataset, open_dataset
 from ..devices import DEFAULT_PRECISION, inference_precision, init_distributed
-from ..loading import ModelInfo, load_model
+from ..loading import ModelInfo, checkpoint_line, load_model
 from ..models.slots import SlotOutput, run_slots
 from ..preprocess import image_to_batch, model_input_size
 from .crf import crf_stream
@@ -207,6 +207,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     config = run.config
     store = OutputDir(config.out, crf=config.recipe.crf)
     if run.progress:  # said once the run is known to be sound, before anything is written
+        tqdm.write(checkpoint_line(run.info.checkpoint, config.checkpoint), file=sys.stderr)
         tqdm.write(f"masks and metrics go to {Path(config.out).resolve()}", file=sys.stderr)
     store.claim(_mask_settings(config, run.info), write=run.rank == 0)
     sweep = _Sweep(store, run.rank, config.thresholds, len(run.dataset.class_names)) if config.sweep else None
