@@ -285,13 +285,19 @@ def preamble(run: _Run) -> str:
     the epochs, and where a resumed run starts (the epoch lines then give the time left)."""
     c = run.config
     params = sum(p.numel() for p in run.model.parameters()) / 1e6
-    steps = math.ceil(len(run.train_data) / (run.per_rank_batch * run.d.world))
     start = (f"resuming after epoch {run.start_epoch}" if run.start_epoch
              else "from random weights" if c.init is None else f"from {c.init}")
     return (f"training {c.model} ({params:.1f}M parameters, {start}) on {len(run.train_data)} {c.train_split} images "
             f"({len(run.val_data)} {c.val_split} images scored after each epoch) of {c.root}, on "
             f"{run.d.device}{f' x {run.d.world} processes' if run.d.world > 1 else ''}: {c.epochs} epochs of "
-            f"{steps} steps (global batch {c.batch_size}), into {run.out}")
+            f"{_loader_steps(run)} steps (global batch {c.batch_size}), into {run.out}")
+
+
+def _loader_steps(run: _Run) -> int:
+    """The optimiser steps of one epoch as :func:`_train_epoch`'s loader makes them (its last,
+    partial batch dropped when there is more than one)."""
+    mine = len(run.train_data) // run.d.world if run.d.world > 1 else len(run.train_data)
+    return mine // run.per_rank_batch if len(run.train_data) > run.per_rank_batch else math.ceil(mine / run.per_rank_batch)
 
 
 def _duration(seconds: float) -> str:
