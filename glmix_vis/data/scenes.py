@@ -470,7 +470,8 @@ def _prepare_output(out: Path, meta: dict, force: bool) -> Path:
         if existing != meta:
             if not force:
                 what = "a generated dataset with different settings" if existing else "other files"
-                raise FileExistsError(f"{out}: not empty, holds {what}; pass --force to replace it")
+                raise FileExistsError(f"{out}: not empty, holds {what}; pass --force to replace the generator's own "
+                                      "files in it (VOCdevkit/VOC2012's images, masks, lists; anything else is kept)")
             for name in _OWNED:  # remove only what this generator writes; anything else stays
                 target = voc_dir / name
                 if target.is_dir():
