@@ -88,9 +88,9 @@ def run(args: argparse.Namespace) -> int:
         image = next(iter(examples.values()))
     from ..loading import checkpoint_line
 
+    blocks = block_list(args.blocks)  # a bad --blocks is said before the model loads
     predictor = SlotPredictor.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision)
     predictor.set_image(image, input_size=args.input_size)
-    blocks = block_list(args.blocks)
     try:
         maps = predictor.maps(blocks)
     except IndexError as exc:
