@@ -27,30 +27,18 @@ from pathlib import Path
 
 import torch
 
+from .device_names import check_device_name
 from .precisions import DEFAULT_PRECISION, PRECISIONS
 
 __all__ = ["resolve_device", "check_device_name", "autocast_dtype", "PRECISIONS", "PRECISION_DTYPES", "DEFAULT_PRECISION",
            "resolve_precision", "precision_name", "cpu_supports_bf16", "inference_precision",
            "network_precision", "network_autocast", "Distributed", "init_distributed"]
 
-_USABLE = ("cpu", "cuda", "mps", "xpu")
 
 #: The dtype each precision name stands for (what outputs record, e.g. ``settings.json``).
 PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: /proc/cpuinfo flags of native bfloat16 matrix instructions (x86).
 _CPU_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
-
-
-def check_device_name(name: str) -> None:
-    """A clear ``ValueError`` for a device name torch does not know (``tpu``) or cannot run here."""
-    if name == "auto":
-        return
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if device.type not in _USABLE:
-        raise ValueError(f"device {name!r} is not supported; use auto, cpu, cuda or cuda:N")
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,7 +20,7 @@ from .devices import DEFAULT_PRECISION, precision_name, resolve_device, resolve_
 from .models.glnet import GLNET_MEAN, GLNET_STD
 from .models.meta import CheckpointMeta
 
-__all__ = ["HeadPrediction", "ModelInfo", "load_model"]
+__all__ = ["HeadPrediction", "ModelInfo", "checkpoint_line", "load_model"]
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,23 @@ class ModelInfo:
         order = np.argsort(-probs, kind="stable")[:k]
         return [HeadPrediction(names[i] if i < len(names) else f"output {i}", float(probs[i]), feeds.get(int(i)))
                 for rank, i in enumerate(order) if rank == 0 or probs[i] >= min_score]
+
+
+def checkpoint_line(loaded: str | None, requested: str | os.PathLike[str] | None) -> str:
+    """Which file a command loaded, said once: the file, and any other file the same name stands
+    for that was passed over (``glnet_4g.pth`` beside ``glnet_4g.safetensors``)."""
+    from .models.checkpoints import checkpoint_candidates
+
+    if requested is None:
+        return f"checkpoint: {loaded} (the bundled demo model)"
+    requested = os.fspath(requested)
+    if Path(requested).suffix or "/" in requested or "\\" in requested:
+        return f"checkpoint: {loaded}"
+    passed_over = [str(p) for p in checkpoint_candidates(requested)[1:]]
+    if not passed_over:
+        return f"checkpoint: {loaded} (found by the name {requested!r})"
+    return (f"checkpoint: {loaded} (found by the name {requested!r}; also named so and not used: "
+            f"{', '.join(passed_over)}: give the file's path to use another)")
 
 
 def load_model(checkpoint: str | os.PathLike[str] | None = None, *, model_name: str | None = None,

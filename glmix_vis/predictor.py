@@ -104,9 +104,14 @@ class SlotPredictor:
 
     # ------------------------------------------------------------------ classification
     def class_scores(self) -> np.ndarray:
-        """``(K,)`` probability of each foreground class (sigmoid for multi-label heads; for an
-        ImageNet head, the softmax mass of the ImageNet classes mapped to each target class)."""
+        """``(K,)`` probability of each foreground class, in the order of ``info.foreground_names``
+        (sigmoid for multi-label heads; for an ImageNet head, the softmax mass of the ImageNet
+        classes mapped to each target class). By name: :meth:`scores_by_class`."""
         return self.info.class_scores(self._require().logits[0])
+
+    def scores_by_class(self) -> dict[str, float]:
+        """Each foreground class's name and probability (:meth:`class_scores`), in class order."""
+        return dict(zip(self.info.foreground_names, self.class_scores().tolist()))
 
     def top_predictions(self, k: int = 5, min_score: float = 0.0) -> list[HeadPrediction]:
         """What the head itself says: its ``k`` most probable outputs (ImageNet names for an

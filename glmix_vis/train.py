@@ -45,7 +45,7 @@ from .training import (
 )
 from .wsss.outdir import tie_settings
 
-__all__ = ["TrainConfig", "train", "training_settings", "multilabel_average_precision", "CHECKPOINT_LAST",
+__all__ = ["TrainConfig", "train", "preamble", "training_settings", "multilabel_average_precision", "CHECKPOINT_LAST",
            "FINAL_CHECKPOINT"]
 
 
@@ -233,6 +233,8 @@ def _train(config: TrainConfig, out: Path) -> dict[str, Any]:
     torch.manual_seed(config.seed + d.rank)
     run = _prepare(config, out, d)
     _resume(run)
+    if d.main:
+        print(preamble(run), flush=True)
     run.model = wrap_ddp(run.model, d)
     criterion = nn.BCEWithLogitsLoss()
     loader_args = _loader_args(run)
@@ -247,8 +249,9 @@ def _train(config: TrainConfig, out: Path) -> dict[str, Any]:
                       seconds=time.perf_counter() - started)
         run.history.append(record)
         if d.main:
+            left = (config.epochs - epoch - 1) * record["seconds"]
             print(f"epoch {epoch + 1}/{config.epochs}: loss {record['train_loss']:.4f}  val mAP {val_map:.4f}  "
-                  f"({record['seconds']:.0f} s)")
+                  f"({record['seconds']:.0f} s{f'; about {_duration(left)} left' if left else ''})", flush=True)
             _save_epoch(run, epoch + 1)
     return _finish(run)
 
@@ -275,6 +278,33 @@ def _prepare(config: TrainConfig, out: Path, d: Distributed) -> _Run:
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     return _Run(config, out, d, labels, model, optimizer, scheduler, scaler, amp_dtype, train_data, val_data,
                 per_rank_batch)
+
+
+def preamble(run: _Run) -> str:
+    """What a run is about to do, said before its first batch: the model, the images, the folder,
+    the epochs, and where a resumed run starts (the epoch lines then give the time left)."""
+    c = run.config
+    params = sum(p.numel() for p in run.model.parameters()) / 1e6
+    start = (f"resuming after epoch {run.start_epoch}" if run.start_epoch
+             else "from random weights" if c.init is None else f"from {c.init}")
+    return (f"training {c.model} ({params:.1f}M parameters, {start}) on {len(run.train_data)} {c.train_split} images "
+            f"({len(run.val_data)} {c.val_split} images scored after each epoch) of {c.root}, on "
+            f"{run.d.device}{f' x {run.d.world} processes' if run.d.world > 1 else ''}: {c.epochs} epochs of "
+            f"{_loader_steps(run)} steps (global batch {c.batch_size}), into {run.out}")
+
+
+def _loader_steps(run: _Run) -> int:
+    """The optimiser steps of one epoch as :func:`_train_epoch`'s loader makes them (its last,
+    partial batch dropped when there is more than one)."""
+    mine = len(run.train_data) // run.d.world if run.d.world > 1 else len(run.train_data)
+    return mine // run.per_rank_batch if len(run.train_data) > run.per_rank_batch else math.ceil(mine / run.per_rank_batch)
+
+
+def _duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``2.5 h``: a time left as a person reads it."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def _resume(run: _Run) -> None:

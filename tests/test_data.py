@@ -189,6 +189,21 @@ def test_make_data_cli_refuses_different_dataset(tmp_path, capsys):
     assert wsss_main(["make-data", "--out", str(stranger), "--train", "2", "--val", "1", "--quiet"]) == 2
 
 
+def test_make_data_leaves_a_complete_dataset_as_it_is(tmp_path, capsys):
+    """Issue 24 item 7: the same command again says the dataset is there instead of regenerating it."""
+    out = tmp_path / "cli"
+    argv = ["make-data", "--out", str(out), "--train", "3", "--val", "1", "--quiet"]
+    assert wsss_main(argv) == 0
+    stamps = {p: p.stat().st_mtime_ns for p in _voc(out).rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert wsss_main(argv) == 0
+    assert "already holds this dataset (3 train + 1 val images" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in _voc(out).rglob("*") if p.is_file()} == stamps
+    (_voc(out) / "ImageSets" / "Segmentation" / "val.txt").unlink()  # incomplete (interrupted): made again
+    assert wsss_main(argv) == 0
+    assert "wrote 3 train + 1 val images" in capsys.readouterr().out
+
+
 # -- VOC fixture ----------------------------------------------------------------------------------
 
 

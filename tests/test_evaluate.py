@@ -45,7 +45,9 @@ def test_eval_writes_masks_and_metrics_and_resumes(scenes_and_checkpoint, tmp_pa
 
     stamps = {p.name: p.stat().st_mtime_ns for p in masks}
     second = _eval(root, ckpt, out, "--method", "slot-cam", "--sweep")
-    assert second["timing"]["images_computed"] == 0  # nothing recomputed
+    assert second["timing"]["images_already_there"] == 4  # nothing recomputed: the first run's timing is kept
+    assert second["timing"]["images_computed"] == 4
+    assert second["timing"]["forward_s_per_image"] == pytest.approx(first["timing"]["forward_s_per_image"])
     assert {p.name: p.stat().st_mtime_ns for p in (out / "masks").glob("*.png")} == stamps
     assert second["miou"] == first["miou"] and second["confusion_matrix"] == first["confusion_matrix"]
 
@@ -146,12 +148,12 @@ def test_output_dir_is_a_store_tied_to_its_settings(tmp_path):
     store.claim(settings)
     assert json.loads((store.root / SETTINGS_FILE).read_text()) == settings
     store.claim(dict(settings))  # the same settings: resuming is fine
-    with pytest.raises(ValueError, match=r"other settings \(method: 'cam' -> 'slot-cam'; new: None -> 1\)"):
-        store.claim({"method": "slot-cam", "scales": [1.0], "new": 1})
 
     mask = np.arange(12, dtype=np.uint8).reshape(3, 4) % 3
     assert not store.has_masks("a")
     store.write_raw("a", mask, voc_palette())
+    with pytest.raises(ValueError, match=r"other settings \(method: 'cam' -> 'slot-cam'; new: None -> 1\)"):
+        store.claim({"method": "slot-cam", "scales": [1.0], "new": 1})  # a mask is there: they would mix
     assert not store.has_masks("a")  # the final mask is missing still
     store.mask_writer(voc_palette())("a", mask.astype(np.int64))  # what a CRF worker calls
     assert store.has_masks("a")
@@ -219,3 +221,82 @@ def test_failed_training_leaves_no_empty_folder(tmp_path, capsys):
     out = tmp_path / "run"
     assert wsss_main(["train", "--root", str(tmp_path / "missing"), "--out", str(out)]) == 2
     assert "not found" in capsys.readouterr().err and not out.exists()
+
+
+def test_settings_without_a_mask_tie_nothing(scenes_and_checkpoint, tmp_path, capsys):
+    """Issue 25 item 7: a run killed before its first mask leaves settings.json behind (nothing could
+    release it); the corrected command is taken and the settings rewritten, not refused "because of
+    masks" that are not there."""
+    store = OutputDir(tmp_path / "store", crf=False)
+    store.claim({"method": "cam"})
+    store.claim({"method": "slot-cam"}, write=False)  # another rank: no mask, the writing rank decides
+    store.claim({"method": "slot-cam"})
+    assert json.loads((store.root / SETTINGS_FILE).read_text()) == {"method": "slot-cam"}
+
+    root, ckpt = scenes_and_checkpoint
+    out = tmp_path / "run"
+    _eval(root, ckpt, out, "--method", "cam", "--no-crf", "--limit", "1")
+    for png in (out / "masks").glob("*.png"):  # as a kill before the first mask leaves it
+        png.unlink()
+    (out / "metrics.json").unlink()
+    capsys.readouterr()
+    assert _eval(root, ckpt, out, "--method", "slot-cam", "--no-crf", "--limit", "1")["images"] == 1
+    assert json.loads((out / SETTINGS_FILE).read_text())["method"] == "slot-cam"
+
+
+def test_a_resumed_run_says_what_is_there_and_keeps_the_timing(scenes_and_checkpoint, tmp_path, capsys):
+    """Issue 24 item 7: "N masks already there", and the timing of the images computed before it."""
+    root, ckpt = scenes_and_checkpoint
+    out = tmp_path / "run"
+    first = _eval(root, ckpt, out, "--method", "cam", "--no-crf", "--limit", "2")
+    assert f"checkpoint: {ckpt}\n" in capsys.readouterr().err  # which file it loaded, said once
+    second = _eval(root, ckpt, out, "--method", "cam", "--no-crf")
+    assert "2 of 4 images already have their masks" in capsys.readouterr().err
+    assert second["timing"]["images_computed"] == 4 and second["timing"]["images_already_there"] == 2
+    assert second["timing"]["total_s"] > first["timing"]["total_s"]
+
+
+def test_metrics_md_names_the_data_and_the_threshold(scenes_and_checkpoint, tmp_path):
+    """Issue 24 item 7: generated scenes are not "voc"; the background threshold that decided the score is stated."""
+    root, ckpt = scenes_and_checkpoint
+    result = _eval(root, ckpt, tmp_path / "a", "--method", "cam", "--no-crf")
+    text = (tmp_path / "a" / "metrics.md").read_text()
+    assert text.startswith("# cam on generated scenes val")
+    assert f"Background threshold {result['settings']['bg_threshold']:g} (" in text
+    assert result["bg_threshold"]["value"] == result["settings"]["bg_threshold"]
+    _eval(root, ckpt, tmp_path / "b", "--method", "cam", "--no-crf", "--bg-threshold", "0.35")
+    assert "Background threshold 0.35 (--bg-threshold)" in (tmp_path / "b" / "metrics.md").read_text()
+
+
+def test_save_evidence_writes_irns_layout(scenes_and_checkpoint, tmp_path):
+    """Issue 24 item 7: the raw evidence as ``.npy``, as IRN's later steps read it."""
+    root, ckpt = scenes_and_checkpoint
+    out = tmp_path / "run"
+    _eval(root, ckpt, out, "--method", "cam", "--no-crf", "--limit", "2")
+    assert not (out / "evidence").exists()
+    _eval(root, ckpt, out, "--method", "cam", "--no-crf", "--limit", "2", "--save-evidence")  # resumed: written now
+    dataset = open_dataset("voc", root, "val")
+    for i in range(2):
+        saved = np.load(out / "evidence" / f"{dataset.image_ids[i]}.npy", allow_pickle=True).item()
+        keys = np.flatnonzero(dataset.image_labels(i))
+        assert saved["keys"].tolist() == keys.tolist()
+        h, w = dataset.load_mask(i).shape
+        assert saved["high_res"].shape == (len(keys), h, w) and saved["high_res"].dtype == np.float32
+        assert 0.0 <= saved["high_res"].min() and saved["high_res"].max() <= 1.0
+
+
+def test_other_settings_are_refused_before_the_default_scenes_are_generated(tmp_path, monkeypatch, capsys):
+    """Issue 24 item 5: a flagless eval into a folder of other masks spent minutes generating the
+    default dataset before refusing the folder; now it refuses first."""
+    import glmix_vis.data.scenes as scenes
+
+    default = tmp_path / "default-scenes"
+    monkeypatch.setattr(scenes, "DEFAULT_SCENES_DIR", default)
+    out = tmp_path / "eval"
+    store = OutputDir(out, crf=False)
+    store.claim({"method": "cam", "dataset": "voc"})
+    store.write_raw("x", np.zeros((2, 2), np.uint8), voc_palette())
+    assert wsss_main(["eval", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "other settings (" in err and "method: 'cam' -> 'slot-cam'" in err
+    assert not default.exists()

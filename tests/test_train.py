@@ -133,3 +133,20 @@ def test_a_single_process_joins_no_group(monkeypatch):
     here = init_distributed("cpu")
     assert (here.rank, here.world, here.device, here.local_world, here.main) == (0, 1, torch.device("cpu"), 1, True)
     assert not dist.is_initialized()
+
+
+def test_train_says_what_it_will_do_before_its_first_batch(tiny_scenes, tmp_path, capsys):
+    """Issue 24 item 5: the model, the images, the folder and the epochs before the bar; the time left after each epoch."""
+    from glmix_vis.cli.wsss import main as wsss_main
+
+    out = tmp_path / "run"
+    argv = ["train", "--root", str(tiny_scenes), "--out", str(out), "--epochs", "2", "--batch-size", "4",
+            "--input-size", "64", "--workers", "0", "--device", "cpu", "--max-train-images", "4"]
+    assert wsss_main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    first = lines[0]
+    assert first.startswith("training glnet_nano (1.7M parameters, from random weights) on 4 train images")
+    assert "6 val images" in first and str(tiny_scenes) in first and "2 epochs of 1 steps" in first
+    assert str(out) in first
+    assert lines[1].startswith("epoch 1/2:") and "left)" in lines[1] and lines[2].startswith("epoch 2/2:")
+    assert "left" not in lines[2]

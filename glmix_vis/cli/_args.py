@@ -12,7 +12,7 @@ from typing import Any
 from ._dispatch import UserError
 
 __all__ = ["add_device_argument", "add_precision_argument", "auto_or_count", "auto_or_positive_int", "block_list",
-           "dataset_root", "expand_inputs", "IMAGE_SUFFIXES", "number_list", "positive_int", "non_negative_int", "positive_float", "non_negative_float",
+           "dataset_root", "expand_inputs", "IMAGE_SUFFIXES", "model_name", "number_list", "positive_int", "non_negative_int", "positive_float", "non_negative_float",
            "probability", "positive_number_list"]
 
 
@@ -56,7 +56,7 @@ auto_or_positive_int = _or_auto(positive_int, "a whole number >= 1")
 
 
 def _device(text: str) -> str:
-    from ..devices import check_device_name
+    from ..device_names import check_device_name
 
     try:
         check_device_name(text)
@@ -65,9 +65,19 @@ def _device(text: str) -> str:
     return text
 
 
+def model_name(text: str) -> str:
+    """argparse type: a GLNet variant name (read from the model table's source: no torch)."""
+    from ._source import dict_keys
+
+    names = dict_keys("glmix_vis.models.glnet", "MODEL_CONFIGS")
+    if text not in names:
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(names)})")
+    return text
+
+
 def add_device_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", type=_device,
-                   help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
+                   help="auto (CUDA when available), cpu, cuda, cuda:1 ... (default auto)")
 
 
 def add_precision_argument(p: argparse.ArgumentParser) -> None:

@@ -20,7 +20,8 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
                     "same K and images): class purity, concept deletion / insertion AUC. Writes ATLAS/atlas.json, "
                     "ATLAS/index.html with ATLAS/crops/, and ATLAS/atlas.png/.pdf.")
     p.add_argument("--root", help="dataset root (default: the generated scenes, created if missing)")
-    p.add_argument("--dataset", default="voc", choices=["voc", "coco"])
+    p.add_argument("--dataset", default="voc", choices=["voc", "coco"],
+                   help="dataset format (generated scenes use the VOC layout; default voc)")
     p.add_argument("--split", default="train", help="split (default train)")
     p.add_argument("--block", type=int, default=0, help="GLMix block index (default 0; negative counts from the end)")
     p.add_argument("--out", type=Path, required=True, help="output folder (ATLAS)")
@@ -40,7 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
                    help="images scored by concept deletion / insertion (default 50; 0: none)")
     p.add_argument("--examples", type=positive_int, default=6, help="typical crops per concept (default 6)")
     p.add_argument("--no-craft", action="store_true", help="skip the CRAFT baseline")
-    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed of the k-means (default 0)")
     add_device_argument(p)
     add_precision_argument(p)
     p.add_argument("--no-figure", action="store_true", help="write no paper figure")

@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from ..figures.layouts import LAYOUTS, Layout, LayoutOption, layout_options
-from ._args import add_device_argument, add_precision_argument, expand_inputs, positive_float, positive_int
+from ._args import (
+    add_device_argument,
+    add_precision_argument,
+    expand_inputs,
+    positive_float,
+    positive_int,
+)
 from ._dispatch import UserError
 
 FORMATS = ("pdf", "svg", "png")
@@ -193,7 +199,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--input-size must be at least 32, got {args.input_size}")
     if args.gt is not None and not layout.ground_truth:
         raise UserError(f"--gt applies to the {_which([k for k, v in LAYOUTS.items() if v.ground_truth])} only")
+    from ..loading import checkpoint_line
+
     predictor = SlotPredictor.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision)
+    print(checkpoint_line(predictor.info.checkpoint, args.checkpoint), file=sys.stderr)
     if predictor.info.is_demo or layout.needs_head:
         print(predictor.info.knowledge_note(), file=sys.stderr)
     if int(getattr(predictor.model, "num_glmix_blocks", 0)) == 0:

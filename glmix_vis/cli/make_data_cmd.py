@@ -36,7 +36,8 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
         description=(
             "Write a deterministic synthetic WSSS dataset (textured shapes on textured backgrounds) to "
             "OUT/VOCdevkit/VOC2012 with JPEG images, palette-PNG masks, XML annotations and split lists. "
-            "Read it back with the VOC loader (dataset 'voc' or 'scenes')."
+            "Read it back with the VOC loader (dataset 'voc' or 'scenes'). A folder that already holds this "
+            "very dataset (same settings and counts, complete) is left as it is."
         ),
     )
     p.add_argument("--out", type=Path, required=True, help="output folder (gets VOCdevkit/VOC2012 inside)")
@@ -49,15 +50,25 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     p.add_argument(
         "--workers", type=_positive, default=None, help="worker processes (default: CPU count, max 8)"
     )
-    p.add_argument("--force", action="store_true", help="replace a different dataset already in --out")
+    p.add_argument("--force", action="store_true",
+                   help="when --out holds a generated dataset made with other settings, or other files: replace "
+                        "what the generator writes (VOCdevkit/VOC2012's JPEGImages, SegmentationClass, "
+                        "SegmentationObject, Annotations, ImageSets, classes.json); anything else in --out is kept "
+                        "(default: refuse)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.scenes import SceneConfig, generate_scenes
+    from ..data.scenes import SceneConfig, complete_scenes, ensure_instance_masks, generate_scenes
 
     config = SceneConfig(size=args.size, seed=args.seed)
+    there = complete_scenes(args.out, args.train, args.val, config)
+    if there is not None:  # regenerating would rewrite identical files for minutes
+        ensure_instance_masks(there, progress=not args.quiet)
+        print(f"{there} already holds this dataset ({args.train} train + {args.val} val images, the same settings): "
+              "nothing to do")
+        return 0
     start = time.perf_counter()
     try:
         voc_dir = generate_scenes(

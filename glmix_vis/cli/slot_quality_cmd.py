@@ -26,7 +26,8 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
                     "adjacent blocks. Writes OUT/slot_quality.json, slot_quality.md and slot_quality.png/.pdf. "
                     "With --images instead of a dataset, only the consistency is scored (no ground truth).")
     p.add_argument("--root", help="dataset root (default: the generated scenes, created if missing)")
-    p.add_argument("--dataset", default="voc", choices=["voc", "coco"])
+    p.add_argument("--dataset", default="voc", choices=["voc", "coco"],
+                   help="dataset format (generated scenes use the VOC layout; default voc)")
     p.add_argument("--split", default="val", help="split to score (default val)")
     p.add_argument("--images", nargs="+", metavar="PATH",
                    help="image files or folders without ground truth, instead of a dataset: consistency only")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from typing import TYPE_CHECKING
 
 from ._args import add_device_argument, add_precision_argument, block_list, positive_int
@@ -28,11 +29,48 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     return p
 
 
-def _ascii_map(hard: np.ndarray, width: int = 32) -> list[str]:
-    symbols = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz#@"
-    h, w = hard.shape
-    step = max(1, w // width)
-    return ["".join(symbols[v % len(symbols)] for v in row[::step]) for row in hard[::step]]
+#: One character per slot index in the text maps (repeating after 64 slots).
+SYMBOLS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz#@"
+#: The widest text map, in characters.
+MAP_WIDTH = 32
+
+
+def _map_step(width: int) -> int:
+    return max(1, width // MAP_WIDTH)
+
+
+def _ascii_map(hard: np.ndarray) -> list[str]:
+    step = _map_step(hard.shape[1])
+    return ["".join(SYMBOLS[v % len(SYMBOLS)] for v in row[::step]) for row in hard[::step]]
+
+
+def legend(grid_widths: list[int]) -> str:
+    """How to read the text maps, said once before them."""
+    step = max((_map_step(w) for w in grid_widths), default=1)
+    sampled = f" (the widest grids: every {step}th cell of every {step}th row)" if step > 1 else ""
+    return ("How to read the maps: one character per cell of the block's grid" + sampled + ", naming the slot that "
+            "wins the cell (its hard group): 0-9 are slots 0-9, A-Z slots 10-35, a-z slots 36-61, # 62, @ 63. "
+            "'largest shares': the fraction of the grid each of the 5 largest slots wins. A block is named by "
+            "its GLMix block index (what --blocks takes) and its stage, then by its module in Python "
+            "(model.get_submodule(...)).")
+
+
+def _json_text(report: dict) -> str:
+    """JSON with every list of numbers on one line: a map is one line per row, not one per cell."""
+    rows: list[str] = []
+
+    def mark(value: object) -> object:
+        if isinstance(value, dict):
+            return {k: mark(v) for k, v in value.items()}
+        if isinstance(value, list):
+            if value and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+                rows.append(json.dumps(value, separators=(",", ":")))
+                return f"\0{len(rows) - 1}\0"
+            return [mark(v) for v in value]
+        return value
+
+    text = json.dumps(mark(report), indent=1)
+    return re.sub(r'"\\u0000(\d+)\\u0000"', lambda m: rows[int(m.group(1))], text)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,19 +86,19 @@ def run(args: argparse.Namespace) -> int:
         if not examples:
             raise UserError("no image given and no bundled example found")
         image = next(iter(examples.values()))
+    from ..loading import checkpoint_line
+
+    blocks = block_list(args.blocks)  # a bad --blocks is said before the model loads
     predictor = SlotPredictor.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision)
     predictor.set_image(image, input_size=args.input_size)
-    blocks = block_list(args.blocks)
     try:
         maps = predictor.maps(blocks)
     except IndexError as exc:
         raise UserError(str(exc)) from exc
-    scores = predictor.class_scores()
-    names = predictor.info.foreground_names
-    top = sorted(zip(names, scores.tolist()), key=lambda t: -t[1])[:5]
+    top = sorted(predictor.scores_by_class().items(), key=lambda t: -t[1])[:5]
     head_top = predictor.top_predictions(5, min_score=0.01) if predictor.info.head_names else []
-    report = dict(image=str(image), model=predictor.info.name, input=list(predictor.batch.shape[-2:]),
-                  precision=predictor.info.precision_name,
+    report = dict(image=str(image), model=predictor.info.name, checkpoint=predictor.info.checkpoint,
+                  input=list(predictor.batch.shape[-2:]), precision=predictor.info.precision_name,
                   model_note=predictor.info.knowledge_note(),
                   classes={n: round(s, 4) for n, s in top},
                   head=[dict(name=p.name, score=round(p.score, 4), feeds=p.feeds) for p in head_top], blocks=[])
@@ -81,21 +119,27 @@ def run(args: argparse.Namespace) -> int:
             report["segmentation"]["mask"] = report["segmentation"]["mask"].tolist()
         for b in report["blocks"]:
             b["hard"] = b["hard"].tolist()
-        print(json.dumps(report, indent=1))
+        print(_json_text(report))
         return 0
+    _print_text(report, checkpoint_line(predictor.info.checkpoint, args.checkpoint), head_top)
+    return 0
+
+
+def _print_text(report: dict, loaded: str, head_top: list) -> None:
     precision = "" if report["precision"] == "fp32" else f" in {report['precision']}"
     print(f"{report['image']}: {report['model']} at {report['input'][0]}x{report['input'][1]}{precision}")
-    print(predictor.info.knowledge_note())
+    print(loaded)
+    print(report["model_note"])
     if head_top:  # an ImageNet head: what it sees, and the VOC class each of those feeds
         print("the head sees: " + ", ".join(str(p) for p in head_top))
-    print("classes: " + ", ".join(f"{n} {s:.2f}" for n, s in top))
+    print("classes: " + ", ".join(f"{n} {s:.2f}" for n, s in report["classes"].items()))
     if "segmentation" in report:
         seg = report["segmentation"]
         print("\nsegmentation (argmax over every class, no image labels): "
               + ", ".join(f"{n} {v:.0%}" for n, v in seg["classes"].items()))
         print("\n".join("  " + line for line in _ascii_map(seg["mask"])))
+    print("\n" + legend([b["grid"][1] for b in report["blocks"]]))
     for b in report["blocks"]:
-        print(f"\n{b['name']}  grid {b['grid'][0]}x{b['grid'][1]}  {b['used_slots']}/{b['slots']} slots used  "
-              f"largest shares {b['top_shares']}")
+        print(f"\n{b['name']} = {b['module']}  grid {b['grid'][0]}x{b['grid'][1]}  {b['used_slots']}/{b['slots']} "
+              f"slots used  largest shares {b['top_shares']}")
         print("\n".join("  " + line for line in _ascii_map(b["hard"])))
-    return 0

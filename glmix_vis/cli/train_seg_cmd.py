@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import argparse
 
-from ..models.glnet import MODEL_CONFIGS
-from ..models.segmenter import DECODERS
-from ..train_seg import LOSSES, SegTrainConfig, train_segmenter
+from . import _source
 from ._args import (
     add_device_argument,
     dataset_root,
+    model_name,
+    non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
     positive_number_list,
+    probability,
 )
 from ._dispatch import UserError
 
-_D = SegTrainConfig(root="", out="")
+# SegTrainConfig's defaults and the choices, read from their owners' source (importing them is importing torch).
+_D = _source.dataclass_defaults("glmix_vis.train_seg", "SegTrainConfig")
+_LOSSES = _source.constant("glmix_vis.train_seg", "LOSSES")
+_DECODERS = _source.constant("glmix_vis.models.segmenter", "DECODERS")
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
@@ -29,44 +33,56 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
                     "checked in full first. Re-running with the same --out resumes after the last finished "
                     "epoch. Distributed: torchrun --nproc_per_node N -m glmix_vis.cli.wsss train-seg ... "
                     "(the global --batch-size is split over the processes).")
-    p.add_argument("--dataset", default="voc", choices=["voc", "coco"])
+    p.add_argument("--dataset", default=_D.dataset, choices=["voc", "coco"],
+                   help=f"dataset format (generated scenes use the VOC layout; default {_D.dataset})")
     p.add_argument("--root", help="dataset root (default: the generated scenes)")
-    p.add_argument("--train-split", default="train", help="the split the masks belong to (VOC: train or train_aug)")
-    p.add_argument("--val-split", default="val", help="split scored after each --val-every epochs ('none': skip)")
+    p.add_argument("--train-split", default="train", help=f"the split the masks belong to (VOC: train or train_aug; default {_D.train_split})")
+    p.add_argument("--val-split", default="val", help=f"split scored after each --val-every epochs ('none': skip; default {_D.val_split})")
     p.add_argument("--masks", required=True, help="eval's OUT/masks folder, or 'gt' for the dataset's own masks")
     p.add_argument("--init", help="classification checkpoint for the backbone (file or name; default: the bundled model)")
-    p.add_argument("--model", choices=list(MODEL_CONFIGS), metavar="MODEL",
+    p.add_argument("--model", type=model_name, metavar="MODEL",
                    help="backbone variant (default: the one --init holds)")
-    p.add_argument("--out", default="runs/seg", help="output folder (checkpoints, history.json, final.safetensors)")
-    p.add_argument("--decoder", choices=DECODERS, default=_D.decoder,
+    p.add_argument("--out", default="runs/seg", help="output folder: checkpoints, history.json, final.safetensors (default runs/seg)")
+    p.add_argument("--decoder", choices=_DECODERS, default=_D.decoder,
                    help=f"mlp: SegFormer's all-MLP head over all stages; aspp: DeepLabV2's ASPP on the last (default {_D.decoder})")
-    p.add_argument("--decoder-dim", type=positive_int, default=_D.decoder_dim)
-    p.add_argument("--decoder-dropout", type=float, default=_D.decoder_dropout)
-    p.add_argument("--aspp-rates", default=",".join(map(str, _D.aspp_rates)), help="aspp: dilation rates, e.g. 1,2,3,4")
-    p.add_argument("--epochs", type=positive_int, default=_D.epochs)
-    p.add_argument("--batch-size", type=positive_int, default=_D.batch_size, help="global batch (any process count)")
-    p.add_argument("--lr", type=positive_float, default=_D.lr, help="decoder learning rate (AdamW)")
-    p.add_argument("--backbone-lr-mult", type=float, default=_D.backbone_lr_mult,
+    p.add_argument("--decoder-dim", type=positive_int, default=_D.decoder_dim,
+                   help=f"the decoder's channels (default {_D.decoder_dim})")
+    p.add_argument("--decoder-dropout", type=probability, default=_D.decoder_dropout,
+                   help=f"dropout before the decoder's classifier (default {_D.decoder_dropout:g})")
+    p.add_argument("--aspp-rates", default=",".join(map(str, _D.aspp_rates)),
+                   help=f"aspp: dilation rates (default {','.join(map(str, _D.aspp_rates))})")
+    p.add_argument("--epochs", type=positive_int, default=_D.epochs, help=f"epochs (default {_D.epochs})")
+    p.add_argument("--batch-size", type=positive_int, default=_D.batch_size,
+                   help=f"global batch, the same for any process count (default {_D.batch_size})")
+    p.add_argument("--lr", type=positive_float, default=_D.lr,
+                   help=f"the decoder's learning rate (AdamW; default {_D.lr:g})")
+    p.add_argument("--backbone-lr-mult", type=non_negative_float, default=_D.backbone_lr_mult,
                    help=f"the backbone's learning rate as a fraction of --lr (default {_D.backbone_lr_mult:g})")
-    p.add_argument("--weight-decay", type=float, default=_D.weight_decay)
-    p.add_argument("--poly-power", type=float, default=_D.poly_power, help="poly decay (1 - step/total)^power")
-    p.add_argument("--warmup-epochs", type=float, default=_D.warmup_epochs)
-    p.add_argument("--loss", choices=LOSSES, default=_D.loss,
-                   help="balanced: background and foreground pixel means averaged (ToCo, DSRG); ce: plain mean")
-    p.add_argument("--crop-size", type=positive_int, default=_D.crop_size)
+    p.add_argument("--weight-decay", type=non_negative_float, default=_D.weight_decay,
+                   help=f"AdamW weight decay (default {_D.weight_decay:g})")
+    p.add_argument("--poly-power", type=non_negative_float, default=_D.poly_power,
+                   help=f"poly decay of the learning rate, (1 - step/total)^power (default {_D.poly_power:g})")
+    p.add_argument("--warmup-epochs", type=non_negative_float, default=_D.warmup_epochs,
+                   help=f"linear warm-up of the learning rate, in epochs (default {_D.warmup_epochs:g})")
+    p.add_argument("--loss", choices=_LOSSES, default=_D.loss,
+                   help=f"balanced: background and foreground pixel means averaged (ToCo, DSRG); ce: plain mean "
+                        f"(default {_D.loss})")
+    p.add_argument("--crop-size", type=positive_int, default=_D.crop_size,
+                   help=f"side of the square training crops, padded with 255 (default {_D.crop_size})")
     p.add_argument("--scale-range", type=positive_number_list, default=list(_D.scale_range),
-                   help="random scale range, e.g. 0.5,1.5")
-    p.add_argument("--no-flip", dest="flip", action="store_false")
+                   help=f"random scale range LOW,HIGH (default {','.join(f'{v:g}' for v in _D.scale_range)})")
+    p.add_argument("--no-flip", dest="flip", action="store_false", help="no random horizontal flips (default: flips)")
     p.add_argument("--train-bn", dest="freeze_bn", action="store_false",
                    help="update the backbone's BatchNorm statistics (default: frozen, as DeepLab)")
-    p.add_argument("--workers", type=non_negative_int, default=_D.workers)
+    p.add_argument("--workers", type=non_negative_int, default=_D.workers,
+                   help=f"data-loading processes, 0: in this process (default {_D.workers})")
     add_device_argument(p)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
+    p.add_argument("--seed", type=int, default=_D.seed, help=f"random seed (default {_D.seed})")
+    p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA (default: on)")
     p.add_argument("--val-every", type=non_negative_int, default=_D.val_every,
-                   help="score val mIoU every N epochs and after the last (0: never)")
-    p.add_argument("--max-train-images", type=positive_int, help="only the first N training images (smoke runs)")
-    p.add_argument("--max-val-images", type=positive_int, help="only the first N val images")
+                   help=f"score val mIoU every N epochs and after the last (0: never; default {_D.val_every})")
+    p.add_argument("--max-train-images", type=positive_int, help="only the first N training images (smoke runs; default: all)")
+    p.add_argument("--max-val-images", type=positive_int, help="only the first N val images (default: all)")
     return p
 
 
@@ -77,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
         rates = tuple(int(r) for r in args.aspp_rates.split(",") if r.strip())
     except ValueError:
         raise UserError(f"--aspp-rates takes whole numbers such as 1,2,3,4, got {args.aspp_rates!r}") from None
+    from ..train_seg import SegTrainConfig, train_segmenter  # torch: once the arguments are parsed
+
     config = SegTrainConfig(
         root=dataset_root(args.root, args.dataset), out=args.out, masks=args.masks, init=args.init, model=args.model,
         dataset=args.dataset, train_split=args.train_split,

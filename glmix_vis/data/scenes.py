@@ -41,6 +41,7 @@ __all__ = [
     "Scene",
     "SceneConfig",
     "SceneObject",
+    "complete_scenes",
     "ensure_instance_masks",
     "generate_scenes",
     "root_or_default",
@@ -469,7 +470,8 @@ def _prepare_output(out: Path, meta: dict, force: bool) -> Path:
         if existing != meta:
             if not force:
                 what = "a generated dataset with different settings" if existing else "other files"
-                raise FileExistsError(f"{out}: not empty, holds {what}; pass --force to replace it")
+                raise FileExistsError(f"{out}: not empty, holds {what}; pass --force to replace the generator's own "
+                                      "files in it (VOCdevkit/VOC2012's images, masks, lists; anything else is kept)")
             for name in _OWNED:  # remove only what this generator writes; anything else stays
                 target = voc_dir / name
                 if target.is_dir():
@@ -543,22 +545,27 @@ def root_or_default(root: str | os.PathLike[str] | None, *, progress: bool = Tru
     return str(DEFAULT_SCENES_DIR)
 
 
-def ensure_scenes(out: str | Path, n_train: int = 2000, n_val: int = 300, config: SceneConfig | None = None,
-                  progress: bool = True) -> Path:
-    """The dataset at ``out``, generated only if it is missing or was made with other settings.
-
-    Complete means: the same ``classes.json`` and both split lists (written last) present.
-    """
+def complete_scenes(out: str | Path, n_train: int = 2000, n_val: int = 300,
+                    config: SceneConfig | None = None) -> Path | None:
+    """``out``'s VOC folder when it already holds exactly this dataset (the same ``classes.json``
+    and both split lists, which are written last), else ``None``."""
     config = config or SceneConfig()
-    out = Path(out).expanduser()
-    voc_dir = out / "VOCdevkit" / "VOC2012"
+    voc_dir = Path(out).expanduser() / "VOCdevkit" / "VOC2012"
     try:
         existing = json.loads((voc_dir / METADATA_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        existing = None
+        return None
     complete = all((voc_dir / "ImageSets" / "Segmentation" / f"{s}.txt").is_file() for s in SPLITS)
     wanted = json.loads(json.dumps(_metadata(config, n_train, n_val)))  # as it reads back from disk
-    if existing == wanted and complete:
+    return voc_dir if existing == wanted and complete else None
+
+
+def ensure_scenes(out: str | Path, n_train: int = 2000, n_val: int = 300, config: SceneConfig | None = None,
+                  progress: bool = True) -> Path:
+    """The dataset at ``out``, generated only if it is missing or was made with other settings
+    (:func:`complete_scenes`); a complete one made before instance masks existed gets them."""
+    voc_dir = complete_scenes(out, n_train, n_val, config)
+    if voc_dir is not None:
         ensure_instance_masks(voc_dir, progress=progress)
         return voc_dir
     return generate_scenes(out, n_train, n_val, config, progress=progress)

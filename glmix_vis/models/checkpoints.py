@@ -33,7 +33,7 @@ from ._standins import SAFE_GLOBALS, STANDIN_NAMES, resolve_interpolations, to_p
 
 __all__ = [
     "CheckpointError", "Checkpoint", "LoadReport", "Detection", "read_checkpoint", "read_checkpoint_meta",
-    "load_checkpoint", "find_checkpoint", "resolve_checkpoint", "checkpoint_dirs", "save_safetensors",
+    "load_checkpoint", "find_checkpoint", "checkpoint_candidates", "resolve_checkpoint", "checkpoint_dirs", "save_safetensors",
     "compare_signature", "shape_of", "strip_prefixes", "load_state_dict_into", "load_pretrained_weights", "head_size",
     "locate_pretrained", "EMA_PREFERRED", "HEAD_KEYS", "CHECKPOINT_SUFFIXES", "first_non_finite", "check_finite",
 ]
@@ -85,8 +85,29 @@ def _looks_like_path(text: str) -> bool:
     return Path(text).suffix in _PATH_SUFFIXES or os.sep in text or "/" in text or text.startswith("~")
 
 
+def checkpoint_candidates(name: str) -> list[Path]:
+    """Every file the checkpoint name ``name`` stands for, in the order :func:`resolve_checkpoint`
+    takes them: ``<name>.safetensors``, then ``<name>.pth``, in the working directory, then in each of
+    :func:`checkpoint_dirs`. More than one: the first is used (what a command's loaded line says)."""
+    found = []
+    for d in (Path(), *checkpoint_dirs()):
+        for suffix in CHECKPOINT_SUFFIXES:
+            p = d / f"{name}{suffix}"
+            if p.is_file() and not any(_same_file(p, q) for q in found):
+                found.append(p)
+    return found
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def resolve_checkpoint(name_or_path: str | os.PathLike[str]) -> Path:
-    """A checkpoint file path, or a name (e.g. ``glnet_4g``) looked up with :func:`find_checkpoint`.
+    """A checkpoint file path, or a name (e.g. ``glnet_4g``): :func:`checkpoint_candidates`'s first
+    (a file in the working directory wins over :func:`checkpoint_dirs`; ``.safetensors`` over ``.pth``).
 
     A *file* of that name wins; a folder that merely shares a variant's name (``./glnet_4g/`` of
     training outputs, say) does not hide the registered checkpoint.
@@ -99,13 +120,15 @@ def resolve_checkpoint(name_or_path: str | os.PathLike[str]) -> Path:
         if p.exists():
             raise CheckpointError(f"{p} is not a file")
         raise FileNotFoundError(f"no such checkpoint file: {p}")
-    try:
-        return find_checkpoint(text)
-    except FileNotFoundError:
-        if p.exists():
-            raise CheckpointError(f"{p} is not a file, and no checkpoint named {text!r} was found in "
-                                  f"{', '.join(map(str, checkpoint_dirs()))}") from None
-        raise
+    candidates = checkpoint_candidates(text)
+    if candidates:
+        return candidates[0]
+    looked = ", ".join([*(f"./{text}{s}" for s in CHECKPOINT_SUFFIXES),
+                        *(str(d / f"{text}{s}") for d in checkpoint_dirs() for s in CHECKPOINT_SUFFIXES)])
+    if p.exists():
+        raise CheckpointError(f"{p} is not a file, and no checkpoint named {text!r} was found: looked for {looked}")
+    raise FileNotFoundError(f"no checkpoint for {text!r}; looked for {looked} "
+                            "(set GLMIX_CHECKPOINT_DIR to the folder holding the weights)")
 
 
 def locate_pretrained(variant: str, *, user_file: str | os.PathLike[str] | None = None,

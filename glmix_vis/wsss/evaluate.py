@@ -46,20 +46,20 @@ from tqdm.auto import tqdm
 
 from ..data import SegmentationDataset, open_dataset
 from ..devices import DEFAULT_PRECISION, inference_precision, init_distributed
-from ..loading import ModelInfo, load_model
+from ..loading import ModelInfo, checkpoint_line, load_model
 from ..models.slots import SlotOutput, run_slots
 from ..preprocess import image_to_batch, model_input_size
 from .crf import crf_stream
 from .evidence import EvidenceMethod
 from .evidence.usable import check_method
-from .masks import DEFAULT_THRESHOLDS, best_threshold
+from .masks import DEFAULT_BG_THRESHOLD, DEFAULT_THRESHOLDS, best_threshold
 from .metrics import ConfusionMatrix, Metrics, all_reduce_confusion
-from .outdir import SETTINGS_FILE, OutputDir
+from .outdir import SETTINGS_FILE, OutputDir, refuse_other_settings
 from .pipeline import ImageInput, PseudoMask, pseudo_mask, slot_oracle
 from .recipe import ORACLE_METHOD, MaskRecipe
 from .scheduling import DEFAULT_BATCH_SIZE, consecutive_groups, plan_cores, read_ahead
 
-__all__ = ["EvalConfig", "evaluate", "ORACLE_METHOD", "SETTINGS_FILE"]
+__all__ = ["EvalConfig", "evaluate", "check_output_folder", "ORACLE_METHOD", "SETTINGS_FILE"]
 
 #: A sweep's progress is saved every this many images (and at the end).
 SWEEP_SAVE_EVERY = 50
@@ -94,6 +94,7 @@ class EvalConfig:
     progress: bool = True
     faithfulness: bool = False  # also score the evidence by ROAD and deletion/insertion AUC (costly)
     faithfulness_images: int | None = 100  # of the run's first images; None: all of them
+    save_evidence: bool = False  # also write OUT/evidence/<id>.npy, the evidence each mask thresholds (IRN's layout)
 
     def __post_init__(self) -> None:
         if not isinstance(self.recipe, MaskRecipe):
@@ -108,6 +109,8 @@ class EvalConfig:
             raise ValueError("seg takes the segmenter's argmax over every class: it has no background threshold to sweep")
         if self.recipe.is_oracle and self.faithfulness:
             raise ValueError(f"{ORACLE_METHOD} has no class evidence whose faithfulness could be scored")
+        if self.recipe.is_oracle and self.save_evidence:
+            raise ValueError(f"{ORACLE_METHOD} has no class evidence to save")
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as ``metrics.json`` reports them: the run's, then the recipe's, one flat record."""
@@ -121,6 +124,7 @@ class _Timing:
     forward: float = 0.0
     crf: float = 0.0
     images: int = 0
+    already_there: int = 0  # images whose masks an earlier run wrote
 
 
 @dataclass
@@ -198,10 +202,12 @@ def _versions() -> dict[str, str]:
 def evaluate(config: EvalConfig) -> dict[str, Any]:
     """Run (or resume) the evaluation and return the metrics dictionary written to ``metrics.json``."""
     started = time.perf_counter()
+    check_output_folder(config)
     run = _setup(config)
     config = run.config
     store = OutputDir(config.out, crf=config.recipe.crf)
     if run.progress:  # said once the run is known to be sound, before anything is written
+        tqdm.write(checkpoint_line(run.info.checkpoint, config.checkpoint), file=sys.stderr)
         tqdm.write(f"masks and metrics go to {Path(config.out).resolve()}", file=sys.stderr)
     store.claim(_mask_settings(config, run.info), write=run.rank == 0)
     sweep = _Sweep(store, run.rank, config.thresholds, len(run.dataset.class_names)) if config.sweep else None
@@ -215,14 +221,39 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     faithfulness = _faithfulness(run) if config.faithfulness else None
     if run.rank != 0:
         return {}
-    result = _report(config, run.dataset, run.info, final, raw, sweep_matrices, timing,
-                     time.perf_counter() - started, run.count)
+    result = _report(config, run.dataset, run.info, final, raw, sweep_matrices,
+                     _timing_record(config, timing, time.perf_counter() - started, run.count, store.read_metrics()),
+                     run.count)
     if faithfulness is not None:
         result["faithfulness"] = faithfulness
     if config.recipe.ignore_band is not None:  # the share of valid pixels the band left labelled
         result["coverage"] = 100.0 * float(final.sum()) / max(float(final.sum()) + unlabelled, 1.0)
     store.write_metrics(result, _markdown(result, Metrics.from_confusion(final), run.dataset.class_names))
     return result
+
+
+def _known_settings(config: EvalConfig) -> dict[str, Any]:
+    """The part of :func:`_mask_settings` known before any data or model is read."""
+    known: dict[str, Any] = dict(dataset=config.dataset, input_size=config.input_size)
+    if config.root is not None:
+        known["root"] = str(Path(config.root).resolve())
+    record = config.recipe.record()
+    if record.get("bg_threshold", 0) is None:  # decided by the checkpoint: known once it is read
+        del record["bg_threshold"]
+    known.update(record)
+    if not (config.recipe.is_oracle or config.recipe.is_segmenter):
+        known["labels"] = config.labels
+    return json.loads(json.dumps(known, default=str))
+
+
+def check_output_folder(config: EvalConfig) -> None:
+    """Refuse an output folder whose masks were made with other settings before anything slow runs
+    (a dataset generated or checked, a model read): the settings known from the command alone are
+    compared now (:func:`~glmix_vis.wsss.outdir.refuse_other_settings`), the rest once the model is
+    read. A folder that holds no mask yet ties nothing."""
+    store = OutputDir(config.out, crf=config.recipe.crf)
+    if store.holds_masks():
+        refuse_other_settings(store.root, _known_settings(config), holds="masks")
 
 
 def _setup(config: EvalConfig) -> _Run:
@@ -289,8 +320,13 @@ def _compute_masks(run: _Run, store: OutputDir, sweep: _Sweep | None) -> _Timing
     for i in run.mine:
         image_id = run.dataset.image_ids[i]
         need_sweep = sweep is not None and sweep.needs(image_id)
-        if need_sweep or not store.has_masks(image_id):  # else resumed: already written
+        done = store.has_masks(image_id) and (not config.save_evidence or store.has_evidence(image_id))
+        if need_sweep or not done:  # else resumed: already written
             todo.append((i, need_sweep))
+    timing.already_there = len(run.mine) - len(todo)
+    if timing.already_there and run.progress:
+        tqdm.write(f"{timing.already_there} of {len(run.mine)} images already have their masks in {config.out}: "
+                   f"computing the other {len(todo)}", file=sys.stderr)
     bar = tqdm(total=len(run.mine), initial=len(run.mine) - len(todo), desc=f"eval {config.recipe.method}",
                disable=not run.progress, unit="img")
     batch = _batch_size(run)
@@ -319,6 +355,10 @@ def _compute_masks(run: _Run, store: OutputDir, sweep: _Sweep | None) -> _Timing
                         assert sweep is not None and result is not None
                         sweep.add(item.image_id, result, item.gt)
                     store.write_raw(item.image_id, raw, palette)
+                    if config.save_evidence:
+                        assert result is not None
+                        classes = np.flatnonzero(result.labels)
+                        store.write_evidence(item.image_id, classes, result.mask_scores[classes])
                     bar.update()
                     if config.recipe.crf:
                         assert result is not None
@@ -470,8 +510,29 @@ def _mask_settings(config: EvalConfig, info: ModelInfo) -> dict[str, Any]:
     return json.loads(json.dumps(settings, default=str))  # the form it is compared in after a reload
 
 
+def _timing_record(config: EvalConfig, timing: _Timing, seconds: float, n: int,
+                   previous: dict[str, Any] | None) -> dict[str, Any]:
+    """What the masks cost: this run's work, added to the record of the run that wrote the masks it
+    found (``previous``: the folder's earlier ``metrics.json``), so a resumed run that computed
+    nothing keeps the timing of the run that did instead of overwriting it with its own."""
+    record = dict(images_computed=timing.images, images_already_there=timing.already_there,
+                  forward_s=timing.forward, crf_s=timing.crf, total_s=seconds)
+    before = (previous or {}).get("timing", {})
+    if timing.already_there and "forward_s_per_image" in before:
+        done = int(before.get("images_computed", 0))
+        record["images_computed"] += done
+        record["forward_s"] += before["forward_s_per_image"] * done
+        record["crf_s"] += before["crf_s_per_image"] * done
+        record["total_s"] += float(before.get("total_s", 0.0))
+    per_image = max(record["images_computed"], 1)
+    return dict(images_computed=record["images_computed"], images_already_there=timing.already_there,
+                forward_s_per_image=record["forward_s"] / per_image, crf_s_per_image=record["crf_s"] / per_image,
+                total_s=record["total_s"], total_s_per_image=record["total_s"] / max(n, 1),
+                crf_workers=config.workers, torch_threads=config.threads, batch_size=config.batch_size)
+
+
 def _report(config: EvalConfig, dataset: SegmentationDataset, info: ModelInfo, final: np.ndarray,
-            raw: np.ndarray, sweep: np.ndarray | None, timing: _Timing, seconds: float, n: int) -> dict[str, Any]:
+            raw: np.ndarray, sweep: np.ndarray | None, timing: dict[str, Any], n: int) -> dict[str, Any]:
     names = list(dataset.class_names)
     result = Metrics.from_confusion(final).to_dict(names)
     result["miou_convention"] = ("IoU = TP / (TP + FP + FN) per class over the confusion matrix accumulated on "
@@ -488,21 +549,45 @@ def _report(config: EvalConfig, dataset: SegmentationDataset, info: ModelInfo, f
     settings["model"] = info.name
     result["settings"] = settings
     result["images"] = n
-    per_image = timing.images or 1
-    result["timing"] = dict(images_computed=timing.images, forward_s_per_image=timing.forward / per_image,
-                            crf_s_per_image=timing.crf / per_image, total_s=seconds,
-                            total_s_per_image=seconds / max(n, 1), crf_workers=config.workers,
-                            torch_threads=config.threads, batch_size=config.batch_size)
+    result["dataset_name"] = _dataset_name(config.dataset, dataset)
+    if not (config.recipe.is_oracle or config.recipe.is_segmenter):
+        result["bg_threshold"] = dict(value=config.recipe.threshold, source=_threshold_source(config, info))
+    result["timing"] = timing
     result["versions"] = _versions()
     return result
+
+
+def _dataset_name(kind: str, dataset: SegmentationDataset) -> str:
+    """How a report names the data: generated scenes (a VOC-layout folder ``make-data`` wrote, with
+    its ``classes.json``) are not PASCAL VOC."""
+    from ..data.voc import METADATA_FILE
+
+    voc_dir = getattr(dataset, "voc_dir", None)
+    if kind == "voc" and voc_dir is not None and (Path(voc_dir) / METADATA_FILE).is_file():
+        return "generated scenes"
+    return {"voc": "PASCAL VOC 2012", "coco": "COCO"}.get(kind, kind)
+
+
+def _threshold_source(config: EvalConfig, info: ModelInfo) -> str:
+    """Where the background threshold that decided the masks came from (the recipe's one rule)."""
+    tuned = info.meta.tuned_bg_threshold(config.recipe.method)
+    if tuned is not None and tuned == config.recipe.threshold:
+        return f"the value the checkpoint records for {config.recipe.method}, tuned on its training split"
+    if tuned is None and config.recipe.threshold == DEFAULT_BG_THRESHOLD:
+        return "the default, IRN's (the checkpoint records none for this method)"
+    return "--bg-threshold"
 
 
 def _markdown(result: dict[str, Any], metrics: Metrics, class_names: Sequence[str]) -> str:
     s = result["settings"]
     refined = f" + {s['refinement']}" if s.get("refinement", "none") != "none" else ""
-    lines = [f"# {s['method']}{refined}{' + CRF' if s['crf'] else ''} on {s['dataset']} {s['split']}", "",
+    lines = [f"# {s['method']}{refined}{' + CRF' if s['crf'] else ''} on {result['dataset_name']} {s['split']}", "",
              f"mIoU **{result['miou']:.2f}** over {result['images']} images "
              f"(model {s['model']}, checkpoint `{s['checkpoint']}`).", ""]
+    if "bg_threshold" in result:
+        t = result["bg_threshold"]
+        lines += [f"Background threshold {t['value']:g} ({t['source']}): a pixel is background unless its best "
+                  "allowed class scores above it.", ""]
     if "nocrf" in result:
         lines += [f"Without CRF: {result['nocrf']['miou']:.2f}.", ""]
     if "coverage" in result:
