@@ -270,7 +270,7 @@ def _prepare(config: TrainConfig, out: Path, d: Distributed) -> _Run:
                                    config.max_train_images)
     val_data = ImageLabelDataset(val_set, config.input_size, False, config.crop_scale, config.mean, config.std)
     per_rank_batch = max(1, config.batch_size // d.world)
-    steps_per_epoch = math.ceil(len(train_data) / (per_rank_batch * d.world))
+    steps_per_epoch = epoch_steps(len(train_data), per_rank_batch, d.world)
     total_steps = steps_per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(
         total_steps, int(config.warmup_epochs * steps_per_epoch), config.min_lr / config.lr))
@@ -293,11 +293,16 @@ def preamble(run: _Run) -> str:
             f"{_loader_steps(run)} steps (global batch {c.batch_size}), into {run.out}")
 
 
+def epoch_steps(images: int, per_rank_batch: int, world: int = 1) -> int:
+    """The optimiser steps of one epoch as :func:`_train_epoch`'s loader makes them: its last,
+    partial batch is dropped when there is more than one. The schedule counts exactly these, so the
+    learning rate reaches its floor at the last step."""
+    mine = images // world if world > 1 else images
+    return mine // per_rank_batch if images > per_rank_batch else math.ceil(mine / per_rank_batch)
+
+
 def _loader_steps(run: _Run) -> int:
-    """The optimiser steps of one epoch as :func:`_train_epoch`'s loader makes them (its last,
-    partial batch dropped when there is more than one)."""
-    mine = len(run.train_data) // run.d.world if run.d.world > 1 else len(run.train_data)
-    return mine // run.per_rank_batch if len(run.train_data) > run.per_rank_batch else math.ceil(mine / run.per_rank_batch)
+    return epoch_steps(len(run.train_data), run.per_rank_batch, run.d.world)
 
 
 def _duration(seconds: float) -> str:

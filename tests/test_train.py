@@ -150,3 +150,20 @@ def test_train_says_what_it_will_do_before_its_first_batch(tiny_scenes, tmp_path
     assert str(out) in first
     assert lines[1].startswith("epoch 1/2:") and "left)" in lines[1] and lines[2].startswith("epoch 2/2:")
     assert "left" not in lines[2]
+
+
+def test_the_schedule_counts_the_steps_the_loader_makes(tiny_scenes, tmp_path):
+    """5 images in batches of 2 make 2 steps (the partial batch is dropped): the rate ends at min_lr."""
+    from torch.utils.data import DataLoader
+
+    from glmix_vis.train import epoch_steps
+
+    for images, batch in [(5, 2), (4, 2), (3, 4), (62 * 16 + 7, 16)]:
+        loader = DataLoader(range(images), batch_size=batch, drop_last=images > batch)
+        assert epoch_steps(images, batch) == len(loader)
+    config = TrainConfig(root=str(tiny_scenes), out=str(tmp_path / "run"), model="glnet_nano", epochs=1,
+                         batch_size=2, input_size=32, workers=0, device="cpu", max_train_images=5, min_lr=1e-5, warmup_epochs=0)
+    train(config)
+    saved = torch.load(tmp_path / "run" / CHECKPOINT_LAST, weights_only=True)
+    assert saved["scheduler"]["last_epoch"] == 2
+    assert saved["scheduler"]["_last_lr"][0] == pytest.approx(1e-5)
