@@ -175,6 +175,9 @@ def test_slot_quality_cli(tiny_checkpoint, scenes_root, tmp_path, capsys):
     data = json.loads((out / "slot_quality.json").read_text())
     assert data["images"] == 2 and data["merge"] == 6 and [b["block"] for b in data["blocks"]] == [0, 1]
     assert all(0 <= b[m] <= 1 for b in data["blocks"] for m in ("fg_ari", "mbo_i", "mbo_c", "corloc"))
+    md = (out / "slot_quality.md").read_text()
+    assert md.splitlines()[0].endswith("on generated scenes val (2 images)")  # not "voc val"
+    assert "| block 0 (stage 1) = stages." in md  # both names of a block, once
     assert vis_main(["slot-quality", "--root", str(scenes_root), "--out", str(out), "--merge", "-1"]) == 2
     assert "--merge must be >= 0" in capsys.readouterr().err
     assert vis_main(["slot-quality", "--images", str(tmp_path / "nothing"), "--out", str(out)]) == 2

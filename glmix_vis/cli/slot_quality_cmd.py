@@ -91,7 +91,10 @@ def run(args: argparse.Namespace) -> int:
         ds = _open(args)
         total = min(args.limit or len(ds), len(ds))
         images, num_classes = dataset_images(ds, total), ds.num_classes
-        meta = dict(dataset=args.dataset, root=str(ds.root), split=ds.split)
+        from ..data import dataset_title
+
+        meta = dict(dataset=args.dataset, dataset_name=dataset_title(args.dataset, ds), root=str(ds.root),
+                    split=ds.split)
     predictor = SlotPredictor.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision)
     meta.update(model=predictor.info.name, checkpoint=str(predictor.info.checkpoint or "bundled"),
                 input_size=args.input_size, linkage=args.linkage)

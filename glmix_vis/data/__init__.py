@@ -20,6 +20,7 @@ __all__ = [
     "Sample",
     "SegmentationDataset",
     "VOCDataset",
+    "dataset_title",
     "load_palette_png",
     "open_dataset",
     "save_palette_png",
@@ -51,3 +52,14 @@ def open_dataset(name: str, root: str | Path | None, split: str, **kw: Any) -> S
 
         return COCODataset(root, split, **kw)
     raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+
+
+def dataset_title(kind: str, dataset: SegmentationDataset) -> str:
+    """How a report names the data: generated scenes (a VOC-layout folder ``make-data`` wrote, with
+    its ``classes.json``) are not PASCAL VOC."""
+    from .voc import METADATA_FILE
+
+    voc_dir = getattr(dataset, "voc_dir", None)
+    if kind in ("voc", "scenes") and voc_dir is not None and (Path(voc_dir) / METADATA_FILE).is_file():
+        return "generated scenes"
+    return {"voc": "PASCAL VOC 2012", "coco": "COCO"}.get(kind, kind)

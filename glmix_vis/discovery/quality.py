@@ -127,12 +127,13 @@ class SlotQuality:
             return "–" if v is None else f"{100 * v:.1f}"
 
         head = " | ".join(_TITLES[m] for m in METRICS)
-        lines = [f"# Slot quality: {self.meta.get('model', '?')} on {self.meta.get('dataset', '?')} "
+        data = self.meta.get("dataset_name") or self.meta.get("dataset", "?")
+        lines = [f"# Slot quality: {self.meta.get('model', '?')} on {data} "
                  f"{self.meta.get('split', '')} ({self.images} images)", ""]
         if not any(b[m] is not None for b in self.blocks for m in METRICS):  # no ground truth: consistency only
             lines += ["No ground truth: slots used and consistency only.", "", "| block | grid | slots used |",
                       "|---|---|---:|"]
-            lines += [f"| {b['name']} | {b['grid'][0]}×{b['grid'][1]} | {b['used_slots']:.1f} / {b['slots']} |"
+            lines += [f"| {_both_names(b)} | {b['grid'][0]}×{b['grid'][1]} | {b['used_slots']:.1f} / {b['slots']} |"
                       for b in self.blocks]
         else:
             lines += self._metric_tables(head, pct)
@@ -147,7 +148,7 @@ class SlotQuality:
                  "", "## All slots", "", f"| block | grid | slots used | {head} | slot oracle mIoU |",
                  "|---|---|---:|" + "---:|" * (len(METRICS) + 1)]
         for b in self.blocks:
-            lines.append(f"| {b['name']} | {b['grid'][0]}×{b['grid'][1]} | {b['used_slots']:.1f} / {b['slots']} | "
+            lines.append(f"| {_both_names(b)} | {b['grid'][0]}×{b['grid'][1]} | {b['used_slots']:.1f} / {b['slots']} | "
                          + " | ".join(pct(b[m]) for m in METRICS) + f" | {pct(b.get('oracle_miou'))} |")
         if self.merge:
             lines += ["", f"## Slots merged to {self.merge} groups", "", f"| block | {head} |",
@@ -155,6 +156,11 @@ class SlotQuality:
             lines += [f"| {b['name']} | " + " | ".join(pct(b["merged"][m]) for m in METRICS) + " |"
                       for b in self.blocks]
         return lines
+
+
+def _both_names(row: dict[str, Any]) -> str:
+    """``block 0 (stage 1) = stages.0.blocks.0``: the reader's name and the module path, as ``slots`` prints them."""
+    return f"{row['name']} = {row['module']}" if row.get("module") else row["name"]
 
 
 def slot_quality(predictor: SlotPredictor, images: Iterable[GroundTruthImage], *, blocks: Sequence[int] | None = None,
@@ -189,7 +195,7 @@ def slot_quality(predictor: SlotPredictor, images: Iterable[GroundTruthImage], *
     rows = []
     for k, (b, m) in enumerate(zip(chosen, maps)):
         after = chosen[k + 1] if k + 1 < len(chosen) else None
-        rows.append(dict(block=b, name=block_label(b, m), stage=m.stage + 1, grid=list(m.grid), slots=m.num_slots,
+        rows.append(dict(block=b, name=block_label(b, m), module=m.name, stage=m.stage + 1, grid=list(m.grid), slots=m.num_slots,
                          used_slots=means.get(f"{b}.used_slots"), **{x: means.get(f"{b}.{x}") for x in METRICS},
                          oracle_miou=mean_iou(oracles[b].matrix) / 100 if b in oracles else None,
                          merged={"groups": merge, **{x: means.get(f"{b}.merged.{x}") for x in METRICS}},

@@ -44,7 +44,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from ..data import SegmentationDataset, open_dataset
+from ..data import SegmentationDataset, dataset_title, open_dataset
 from ..devices import DEFAULT_PRECISION, inference_precision, init_distributed
 from ..loading import ModelInfo, checkpoint_line, load_model
 from ..models.slots import SlotOutput, run_slots
@@ -549,23 +549,12 @@ def _report(config: EvalConfig, dataset: SegmentationDataset, info: ModelInfo, f
     settings["model"] = info.name
     result["settings"] = settings
     result["images"] = n
-    result["dataset_name"] = _dataset_name(config.dataset, dataset)
+    result["dataset_name"] = dataset_title(config.dataset, dataset)
     if not (config.recipe.is_oracle or config.recipe.is_segmenter):
         result["bg_threshold"] = dict(value=config.recipe.threshold, source=_threshold_source(config, info))
     result["timing"] = timing
     result["versions"] = _versions()
     return result
-
-
-def _dataset_name(kind: str, dataset: SegmentationDataset) -> str:
-    """How a report names the data: generated scenes (a VOC-layout folder ``make-data`` wrote, with
-    its ``classes.json``) are not PASCAL VOC."""
-    from ..data.voc import METADATA_FILE
-
-    voc_dir = getattr(dataset, "voc_dir", None)
-    if kind == "voc" and voc_dir is not None and (Path(voc_dir) / METADATA_FILE).is_file():
-        return "generated scenes"
-    return {"voc": "PASCAL VOC 2012", "coco": "COCO"}.get(kind, kind)
 
 
 def _threshold_source(config: EvalConfig, info: ModelInfo) -> str:
