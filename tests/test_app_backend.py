@@ -153,7 +153,7 @@ def test_overlays_on_an_array(backend, label):
     img = _photo()
     n = len(backend.model(label).block_names)
     status, items = backend.slot_overlays(img, label, None, list(range(n)))
-    assert len(items) == n and "96×128 px image" in status and "network input 128×160" in status
+    assert len(items) == n and "128×96 px image" in status and "network input 160×128" in status
     labels = backend.model(label).block_labels
     for b, (picture, caption) in enumerate(items):
         assert picture.shape == _shown(img.shape) and picture.dtype == np.uint8
@@ -215,7 +215,7 @@ def test_truncated_upload_and_missing_file_give_messages(backend, label, tmp_pat
 
 def test_big_images_are_downscaled_and_bombs_refused(backend, label, nano_checkpoint):
     status, items = backend.slot_overlays(np.zeros((1200, 600, 3), np.uint8), label, None, [0])
-    assert items[0][0].shape == (256, 128, 3) and "256×128 px image" in status
+    assert items[0][0].shape == (256, 128, 3) and "128×256 px image (width×height, downscaled from 600×1200)" in status
     strict = SlotApp(nano_checkpoint, max_pixels=10_000, device="cpu")
     status, items = strict.slot_overlays(_encode(Image.new("RGB", (200, 100)), "PNG"), label, None, [0])
     assert "exceeds the limit" in status and items == []

@@ -242,7 +242,7 @@ def test_launched_app_answers_through_gradio_client(nano_checkpoint, tmp_path):
         client = Client(demo.local_url, verbose=False)
         status, gallery, *_ = client.predict(handle_file(str(photo)), nano_checkpoint.name, 128, [0, 2], 2,
                                              api_name="/analyze")
-        assert "120×160 px image" in status and len(gallery) == 2
+        assert "160×120 px image" in status and len(gallery) == 2
         for item in gallery:
             with Image.open(item["image"]) as im:
                 assert im.size == (256, 192)  # enlarged for display; the status gives the real size

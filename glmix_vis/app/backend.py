@@ -90,6 +90,8 @@ class SlotApp:
         self.notify = notify
         self.models = ModelCache(model_cache_size, device=device, precision=precision)
         self.results: LRU[tuple, views.Analysis] = LRU(result_cache_size)
+        #: Uploads that could not be read, by image key: their message (asked again, not read again).
+        self._unreadable: LRU[tuple, str] = LRU(result_cache_size)
         self.figure_dir = Path(tempfile.mkdtemp(prefix="glmix-vis-figures-"))
         self._figures: list[Path] = []
         self._figures_lock = threading.Lock()
@@ -138,6 +140,10 @@ class SlotApp:
 
     def read_image(self, image: Any) -> np.ndarray:
         """An upload (path, bytes, PIL image or array) as RGB uint8, downscaled to ``max_side``."""
+        return self._read(image)[0]
+
+    def _read(self, image: Any) -> tuple[np.ndarray, tuple[int, int]]:
+        """:meth:`read_image` and the upload's own size, width x height (before the downscale)."""
         if image is None:
             raise AppError(messages.NO_IMAGE)
         try:
@@ -150,8 +156,9 @@ class SlotApp:
             raise AppError(messages.strip_dirs(str(exc))) from exc
         except (TypeError, ValueError, OSError) as exc:
             raise AppError(f"cannot read this image ({exc})") from exc
+        uploaded = (int(rgb.shape[1]), int(rgb.shape[0]))
         rgb = downscale_to(rgb, self.max_side)
-        return rgb if rgb.flags.writeable else rgb.copy()  # the CRF needs a writable buffer
+        return (rgb if rgb.flags.writeable else rgb.copy()), uploaded  # the CRF needs a writable buffer
 
     def forward(self, rgb: np.ndarray, label: str, input_size: int | None = None) -> views.Analysis:
         """The forward pass of an image as :meth:`read_image` returns it, through the chosen model
@@ -170,9 +177,22 @@ class SlotApp:
         cached = self.results.get(key)
         if cached is not None:
             return cached
-        result = self.forward(self.read_image(image), label, input_size)
+        if (known := self._unreadable.get(key[0])) is not None:
+            raise AppError(known)
+        try:
+            rgb, uploaded = self._read(image)
+        except AppError as exc:
+            self._unreadable.put(key[0], str(exc))
+            raise
+        result = self.forward(rgb, label, input_size)
+        result.uploaded_size = uploaded
         self.results.put(key, result)
         return result
+
+    def unreadable(self, image: Any) -> bool:
+        """Whether ``image`` is an upload that :meth:`analysis` could not read (the page then keeps
+        the last good result instead of showing nothing)."""
+        return image is not None and self._unreadable.get(_image_key(image)) is not None
 
     # -------------------------------------------------------------- model choice
     def model_settings(self, label: str) -> dict[str, Any]:
@@ -218,8 +238,9 @@ class SlotApp:
         except Exception as exc:  # AppError: a message; anything else: logged, then a message
             return self.report(exc), []
         pred = result.predictor
-        status = messages.overlay_status(pred.image_size, tuple(pred.batch.shape[-2:]), len(chosen),
-                                         time.perf_counter() - start)
+        (h, w), (net_h, net_w) = pred.image_size, pred.batch.shape[-2:]
+        status = messages.overlay_status((w, h), (int(net_w), int(net_h)), len(chosen), time.perf_counter() - start,
+                                         uploaded=result.uploaded_size)
         return status, overlays
 
     def overlay_pictures(self, result: views.Analysis, blocks: list[int]) -> Gallery:
@@ -307,6 +328,54 @@ class SlotApp:
             return None
         return views.annotated(result.predictor, mask)
 
+    # -------------------------------------------------------------- API answers (JSON, files)
+    def class_scores(self, image: Any, label: str, input_size: int | None,
+                     session: str | None = None) -> dict[str, Any]:
+        """The classes API (``/class_scores``) as JSON: every class's score, the classes the model
+        sees (the pipeline's label rule) and, for an ImageNet head, its own top classes;
+        ``{"error": ...}`` when there is nothing to score."""
+        try:
+            if image is None:
+                raise AppError(messages.NO_IMAGE)
+            with self.budgeted(session):
+                result = self.analysis(image, label, input_size)
+            if not result.loaded.has_classifier:
+                raise AppError(messages.NO_HEAD)
+        except Exception as exc:  # AppError: a message; anything else: logged, then a message
+            return {"error": _plain(self, exc)}
+        pred = result.predictor
+        names = pred.info.foreground_names
+        answer: dict[str, Any] = {
+            "model": label, "scores": {n: round(float(v), 6) for n, v in zip(names, pred.class_scores())},
+            "classes": [names[k] for k in views.likely_classes(pred, len(names))]}
+        if pred.info.head_names:
+            answer["head_top"] = [{"name": p.name, "score": round(p.score, 6), "feeds": p.feeds}
+                                  for p in pred.top_predictions(5)]
+        return answer
+
+    def mask_file(self, image: Any, label: str, input_size: int | None, method: str, crf: bool = False,
+                  session: str | None = None) -> tuple[str | None, dict[str, Any]]:
+        """The mask API (``/mask``): the pseudo-mask of ``method`` (with or without the dense CRF) as
+        an indexed PNG at the analysed image's size, pixel value = class index in the VOC palette,
+        and its legend as JSON; ``(None, {"error": ...})`` when there is none."""
+        from ..data.palette import save_palette_png
+
+        try:
+            if image is None:
+                raise AppError(messages.NO_IMAGE)
+            with self.budgeted(session):
+                result = self.analysis(image, label, input_size)
+                views.check_method(result.loaded, method)
+                mask = views.pseudo_mask(result, method, crf=bool(crf))
+            out = self._new_figure_path(f"mask_{method}{'_crf' if crf else ''}.png")
+            save_palette_png(out, mask)
+        except Exception as exc:  # AppError: a message; anything else: logged, then a message
+            return None, {"error": _plain(self, exc)}
+        names = result.predictor.info.class_names
+        present = [int(k) for k in np.unique(mask) if 0 <= k < len(names)]
+        return str(out), {"method": method, "crf": bool(crf), "size": [int(mask.shape[1]), int(mask.shape[0])],
+                          "classes": {str(k): names[k] for k in present}}
+
     # -------------------------------------------------------------- figure download
     def figure(self, image: Any, label: str, input_size: int | None, blocks: Sequence[int] | None,
                block: int | None = None, method: str = DEFAULT_METHOD, view: str = TAB_SLOTS,
@@ -364,6 +433,11 @@ class SlotApp:
 
 
 # ------------------------------------------------------------------------------ helpers
+def _plain(app: SlotApp, exc: Exception) -> str:
+    """The message :meth:`SlotApp.report` shows for ``exc``, without its Markdown (for JSON)."""
+    return app.report(exc, warn=False).removeprefix(messages.error_markdown(""))
+
+
 def _input_size(value: int | float | None, info: ModelInfo) -> int:
     if value is None or value == 0:
         return info.input_size

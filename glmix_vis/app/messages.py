@@ -15,7 +15,7 @@ from ..figures.style import share_percent
 from ..loading import ModelInfo
 
 __all__ = [
-    "AppError", "NO_BLOCK", "NO_HEAD", "NO_IMAGE", "NO_IMAGE_YET", "block_choice", "class_status", "method_choice", "out_of_time", "error_markdown",
+    "AppError", "KEPT_PREVIOUS", "NO_BLOCK", "NO_HEAD", "NO_IMAGE", "NO_IMAGE_YET", "block_choice", "class_status", "method_choice", "out_of_time", "error_markdown",
     "figure_ready", "load_error", "method_refused", "model_notice", "no_slot", "overlay_caption", "overlay_status",
     "slot_detail", "soft_caption", "soft_status", "strip_dirs", "unexpected_error", "unknown_figure_format",
     "unknown_model",
@@ -30,6 +30,8 @@ NO_IMAGE = "upload an image or pick an example"
 NO_BLOCK = "choose at least one GLMix block"
 NO_IMAGE_YET = "upload an image or pick an example first"
 NO_HEAD = "this model has no classifier head: no class evidence"
+#: After an upload that could not be read: nothing shown was replaced.
+KEPT_PREVIOUS = "The pictures still show the last image that could be read."
 
 
 def unknown_model(label: object) -> str:
@@ -103,9 +105,13 @@ def model_notice(label: str, info: ModelInfo, has_classifier: bool) -> str:
 
 # ------------------------------------------------------------------------------ slot groups
 def overlay_status(image_size: tuple[int, int], network_size: tuple[int, int], num_blocks: int,
-                   seconds: float) -> str:
-    (h, w), (net_h, net_w) = image_size, network_size
-    return f"{h}×{w} px image, network input {net_h}×{net_w}, {num_blocks} block(s) in {seconds:.2f} s"
+                   seconds: float, uploaded: tuple[int, int] | None = None) -> str:
+    """The analysis' status line. Every size is width×height, as image viewers write it
+    (``image_size``, ``network_size``, ``uploaded``); an upload the app shrank says from what."""
+    (w, h), (net_w, net_h) = image_size, network_size
+    shrunk = f", downscaled from {uploaded[0]}×{uploaded[1]}" if uploaded and tuple(uploaded) != (w, h) else ""
+    return (f"{w}×{h} px image (width×height{shrunk}), network input {net_w}×{net_h}, "
+            f"{num_blocks} block(s) in {seconds:.2f} s")
 
 
 def overlay_caption(block_label: str, used: int, num_slots: int) -> str:

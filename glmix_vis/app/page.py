@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
 import numpy as np
 import torch
 
+from . import messages
 from .backend import SlotApp
 from .messages import AppError
 from .serving import (
@@ -141,6 +142,7 @@ class Controls:
     first: dict[str, Any]
     view: gr.State
     image: UploadImage
+    examples: gr.Examples | None
     model: gr.Dropdown
     model_note: gr.Markdown
     size: gr.Slider
@@ -213,6 +215,11 @@ class Page:
     analysis: Step
     model_change: Step
     make_figure: Step
+    #: Every tab's refresh as wired after an analysis (an unreadable upload leaves its widgets alone).
+    follow_ups: list[Step] = field(default_factory=list)
+    #: The API's endpoints by name (``/analyze``, ``/class_scores``, ``/mask``, ``/figure``):
+    #: answers to a client, wired to no widget of the page.
+    api: dict[str, Step] = field(default_factory=dict)
 
     def open_tab(self, tab: str) -> Step:
         """What opening ``tab`` does first: remember it and take a made figure away."""
@@ -409,10 +416,11 @@ def _controls(app: SlotApp, first: dict[str, Any], view: gr.State) -> Controls:
     """The column beside the tabs: image, examples, model and what it knows, input size, blocks."""
     image = UploadImage(label="Image", type="filepath", sources=["upload", "clipboard"], height=300,
                         elem_id="input-image")
-    examples = example_files()
-    if examples:
-        gr.Examples([[str(p)] for p in examples.values()], inputs=[image], example_labels=list(examples),
-                    label="Examples", examples_per_page=12)
+    # right under the image, where the visitor looks after an upload: its size, or why it was refused
+    status = gr.Markdown(elem_id="status")
+    files = example_files()
+    examples = gr.Examples([[str(p)] for p in files.values()], inputs=[image], example_labels=list(files),
+                           label="Examples", examples_per_page=12) if files else None
     model = gr.Dropdown(list(app.checkpoints), value=app.default_label, label="Model",
                         info="the bundled demo model, or a checkpoint found in the checkpoint folder")
     model_note = gr.Markdown(first["notice"], elem_id="model-notice")
@@ -420,8 +428,7 @@ def _controls(app: SlotApp, first: dict[str, Any], view: gr.State) -> Controls:
                      info="short side of the image the network sees, in pixels")
     blocks = gr.CheckboxGroup(first["block_choices"], value=first["blocks"], label="GLMix blocks")
     run = gr.Button("Show slot maps", variant="primary")
-    status = gr.Markdown(elem_id="status")
-    return Controls(app, PictureFiles(), first, view, image, model, model_note, size, blocks, run, status)
+    return Controls(app, PictureFiles(), first, view, image, examples, model, model_note, size, blocks, run, status)
 
 
 def _figure_row() -> FigureRow:
@@ -435,30 +442,56 @@ def _figure_row() -> FigureRow:
 
 def _wire(c: Controls, figure: FigureRow, tabs: list[tuple[Tab, gr.Tab, TabView]]) -> Page:
     """The page's events: a new analysis (then every tab's refresh), a model change, opening a
-    tab, a figure of the open view and the view options that take it away."""
+    tab, a figure of the open view and the view options that take it away.
+
+    A new image is analysed once: on its upload (a paste from the clipboard is one too), on an
+    example and when it is removed, never on ``image.change``, which gradio's image fires twice for
+    every upload after the first. While it runs, every tab's pictures show progress over what they
+    held; an unreadable upload leaves them as they were (:func:`_unless_unreadable`)."""
     views = [v for _, _, v in tabs]
-    page = Page(c, figure, {spec.id: v for spec, _, v in tabs}, _analysis_step(c, figure, views),
+    plain = _analysis_step(c, figure, views)
+    page = Page(c, figure, {spec.id: v for spec, _, v in tabs}, _keeping_previous(c, plain),
                 _model_step(c, tabs), _figure_step(c, figure, views))
-    hidden = dict(api_name=False, show_progress="hidden")
+    gallery = next(v.analysis_gallery for v in views if v.analysis_gallery is not None)
+    pictures = [gallery, *dict.fromkeys(w for v in views for s in v.refresh for w in s.outputs)]
+    refresh = page.follow_ups = [_unless_unreadable(c, s) for v in views for s in v.refresh]
 
-    def follow_up(event: Any) -> None:
-        """After new overlays: the open tab's views."""
-        for step in (s for v in views for s in v.refresh):
-            event = step.on(event.then, **hidden)
+    def analyse(event: Any, **options: Any) -> None:
+        """A new analysis, progress shown on every tab's pictures at once, then the open tab's views."""
+        event = page.analysis.on(event, show_progress_on=pictures, **options)
+        for step in refresh:
+            event = step.on(event.then, api_name=False)
 
-    follow_up(page.analysis.on(c.run.click, api_name="analyze"))
-    for trigger in (c.image.change, c.size.release, c.blocks.input):
-        follow_up(page.analysis.on(trigger, api_name=False))
-    follow_up(page.analysis.on(page.model_change.on(c.model.input, api_name=False).then, api_name=False))
+    page.api = _api_endpoints(c, figure, views, plain)
+    new_image = [c.run.click, c.image.upload, c.image.clear]
+    if c.examples is not None:
+        new_image.append(c.examples.load_input_event.then)
+    for trigger in (*new_image, c.size.release, c.blocks.input):
+        analyse(trigger, api_name=False)
+    analyse(page.model_change.on(c.model.input, api_name=False).then, api_name=False)
     for spec, tab, v in tabs:
         event = page.open_tab(spec.id).on(tab.select, api_name=False, queue=False)
         for step in v.refresh:
-            event = step.on(event.then, api_name=False)
+            event = _unless_unreadable(c, step).on(event.then, api_name=False)
         if v.figure_option is not None:  # a figure belongs to the view it was made of
             v.figure_option[1].input(figure.cleared, None, figure.outputs, api_name=False, queue=False)
-    page.make_figure.on(figure.make.click, api_name="figure")
+    page.make_figure.on(figure.make.click, api_name=False)
     _cancel_when_gone(c)
     return page
+
+
+def _unless_unreadable(c: Controls, step: Step) -> Step:
+    """``step``, or no change to its widgets when its image is an upload that could not be read: a
+    bad upload must not wipe the last good result (the status under the image says why)."""
+    if not step.inputs or step.inputs[0] is not c.image:
+        return step
+
+    def keep_or_run(img: Any, *rest: Any) -> Any:
+        if c.app.unreadable(img):
+            return {w: gr.skip() for w in step.outputs}
+        return step.fn(img, *rest)
+
+    return Step(keep_or_run, step.inputs, step.outputs)
 
 
 def session_of() -> str | None:
@@ -495,6 +528,60 @@ def _analysis_step(c: Controls, figure: FigureRow, views: list[TabView]) -> Step
         return {c.status: text, gallery: c.files.gallery(items), **kept, **figure.cleared()}
 
     return Step(on_analysis, [*c.common, c.blocks, *follow], [c.status, gallery, *follow, *figure.outputs])
+
+
+def _keeping_previous(c: Controls, analysis: Step) -> Step:
+    """The page's analysis: an upload that cannot be read leaves every picture as it was and says
+    so under the image (``/analyze``, for API clients, answers with an empty gallery instead)."""
+    follow = analysis.inputs[len(c.common) + 1:]  # the block choices that follow the chosen blocks
+
+    def keep_or_show(img: Any, label: str, input_size: float, chosen: list[int], *current: int | None) -> dict:
+        out = analysis.fn(img, label, input_size, chosen, *current)
+        if not c.app.unreadable(img):
+            return out
+        kept = {w: gr.skip() for w in analysis.outputs}
+        kept.update(zip(follow, current))  # plain values: see on_analysis
+        return {**kept, c.status: f"{out[c.status].rstrip('.')}. {messages.KEPT_PREVIOUS}"}
+
+    return Step(keep_or_show, analysis.inputs, analysis.outputs)
+
+
+def _api_endpoints(c: Controls, figure: FigureRow, views: list[TabView], analysis: Step) -> dict[str, Step]:
+    """The endpoints API clients call (gradio_client, ``/gradio_api/call/NAME``), wired to no widget
+    of the page: ``/analyze`` (status and overlays), ``/class_scores`` (JSON), ``/mask`` (the
+    pseudo-mask as an indexed PNG in the VOC palette, with its legend as JSON) and ``/figure`` (the
+    view it is told, ``slots``, ``soft`` or ``classes``, with the block and method it is given).
+    Their parameters the page has no widget for are hidden widgets; the parameter names are the
+    functions' own."""
+    options = {name: widget for v in views if v.figure_option for name, widget in [v.figure_option]}
+    with gr.Column(visible=False):
+        view_choice = gr.Radio([TAB_SLOTS, TAB_SOFT, TAB_CLASSES], value=TAB_SLOTS, label="view")
+        crf_choice = gr.Checkbox(False, label="crf (the mask refined by a dense CRF)")
+        scores_json = gr.JSON(label="class scores")
+        mask_png = gr.Image(type="filepath", format="png", label="pseudo-mask (class index per pixel)")
+        legend_json = gr.JSON(label="mask legend")
+
+    def class_scores(image: Any, model: str, input_size: float) -> dict[Any, Any]:
+        return {scores_json: c.app.class_scores(image, model, input_size, session=session_of())}
+
+    def mask(image: Any, model: str, input_size: float, method: str, crf: bool) -> dict[Any, Any]:
+        path, legend = c.app.mask_file(image, model, input_size, method, crf=bool(crf), session=session_of())
+        return {mask_png: path, legend_json: legend}
+
+    def view_figure(image: Any, model: str, input_size: float, blocks: list[int], block: int | None, method: str,
+                    fmt: str, view: str) -> dict[Any, Any]:
+        path, text = c.app.figure(image, model, input_size, blocks, block=block, method=method, view=view, fmt=fmt,
+                                  session=session_of())
+        return {figure.file: path, figure.status: text}
+
+    endpoints = {"analyze": analysis,
+                 "class_scores": Step(class_scores, [*c.common], [scores_json]),
+                 "mask": Step(mask, [*c.common, options["method"], crf_choice], [mask_png, legend_json]),
+                 "figure": Step(view_figure, [*c.common, c.blocks, options["block"], options["method"], figure.fmt,
+                                              view_choice], figure.outputs)}
+    for name, step in endpoints.items():
+        gr.on([], step.fn, step.inputs, step.outputs, api_name=name, show_progress="hidden")
+    return endpoints
 
 
 def _model_step(c: Controls, tabs: list[tuple[Tab, gr.Tab, TabView]]) -> Step:

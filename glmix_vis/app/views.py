@@ -43,6 +43,8 @@ class Analysis:
     forward_seconds: float
     min_display_side: int = 0
     memo: dict[tuple, Any] = field(default_factory=dict)
+    #: The upload's own size, width x height, before the app downscaled it (None: not known).
+    uploaded_size: tuple[int, int] | None = None
 
     def cached(self, key: tuple, compute: Callable[[], Any]) -> Any:
         if key not in self.memo:
