@@ -50,6 +50,7 @@ from .settings import (
     TAB_CLASSES,
     TAB_SLOTS,
     TAB_SOFT,
+    file_size,
 )
 
 __all__ = ["INTRO", "TABS", "Controls", "FigureRow", "ModelUpdate", "Page", "Step", "Tab", "TabView", "UploadImage",
@@ -634,6 +635,7 @@ def launch(checkpoint: str | os.PathLike[str] | None = None, *, host: str = DEFA
     with one line that names the option to change; the address is checked first, before any
     model is loaded.
     """
+    max_file_size = file_size(max_file_size)  # a bad limit: one line now, not after the model loads
     if port is not None and (problem := address_problem(host, port)):
         raise ServeError(problem)
     limit_heap_fragmentation()
@@ -644,12 +646,18 @@ def launch(checkpoint: str | os.PathLike[str] | None = None, *, host: str = DEFA
     demo.queue(**queue_options(concurrency))
     bound_session_queues(demo, max_sessions)
     try:
+        # gradio's own lines would add "To create a public link, set `share=True`", an option no one here
+        # can set: it is told to be quiet, and the address is printed here
         demo.launch(**launch_options(host=host, port=port, max_file_size=max_file_size, concurrency=concurrency,
-                                     max_sessions=max_sessions, prevent_thread_lock=prevent_thread_lock,
-                                     quiet=quiet), theme=gr.themes.Soft(), css=PAGE_CSS)
+                                     max_sessions=max_sessions, prevent_thread_lock=True, quiet=True),
+                    theme=gr.themes.Soft(), css=PAGE_CSS)
     except OSError as exc:  # gradio: "Cannot find empty port ..." (taken since the check above)
         if "empty port" not in str(exc):
             raise
         raise ServeError((address_problem(host, port) if port is not None else None)
                          or f"cannot serve on {host}:{port}; choose another --port or --host") from None
+    if not quiet:
+        print(f"* Running on local URL:  {demo.local_url}", flush=True)
+    if not prevent_thread_lock:
+        demo.block_thread()  # until Ctrl-C or SIGTERM, as gradio's launch would
     return demo
