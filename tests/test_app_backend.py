@@ -251,12 +251,14 @@ def test_soft_maps_gallery_and_slot_detail(backend, label):
     assert len(items) == result.loaded.num_slots[0] and "Block 0 (stage 1)" in text
     assert all(picture.shape == _shown(img.shape) for picture, _ in items)
     slots = [int(c.split()[1]) for _, c in items]
-    shares = [float(result.shares(0)[s]) for s in slots]
-    assert sorted(slots) == list(range(len(items))) and shares == sorted(shares, reverse=True)
+    from glmix_vis.app.views import slot_areas
+
+    areas = [float(slot_areas(result, 0)[s]) for s in slots]  # the hard map's, as shown
+    assert sorted(slots) == list(range(len(items))) and areas == sorted(areas, reverse=True)
     assert all(f"slot {s} · " in c for s, (_, c) in zip(slots, items))
     slot = slots[0]
     info = backend.slot_detail(img, label, None, 0, 0)
-    assert f"slot {slot}**" in info and f"{result.shares(0)[slot]:.1%}" in info
+    assert f"slot {slot}**" in info and f"{areas[0]:.1%}" in info
     assert backend.slot_detail(img, label, None, 0, 999).startswith("**Error:**")
 
 

@@ -54,6 +54,7 @@ from .settings import (
     MIN_DISPLAY_SIDE,
     MODEL_CACHE_SIZE,
     RESULT_CACHE_SIZE,
+    SOFT_SHOWN,
     TAB_SLOTS,
 )
 
@@ -253,7 +254,7 @@ class SlotApp:
 
     # -------------------------------------------------------------- soft maps
     def slot_order(self, result: views.Analysis, block: int) -> list[int]:
-        """Slots of a block, largest share first."""
+        """Slots of a block, the largest area first; those that own no pixel last (:func:`views.slot_order`)."""
         return views.slot_order(result, block)
 
     def slot_peaks(self, result: views.Analysis, block: int) -> np.ndarray:
@@ -261,30 +262,34 @@ class SlotApp:
         return views.slot_peaks(result, block)
 
     def soft_maps(self, image: Any, label: str, input_size: int | None, block: int | None,
-                  warn: bool = True) -> tuple[str, Gallery]:
-        """Status line and a gallery of one block's per-slot dispatch maps, largest slot first."""
+                  warn: bool = True, shown: str = SOFT_SHOWN[0]) -> tuple[str, Gallery]:
+        """Status line and a gallery of one block's per-slot dispatch maps, the largest area first:
+        the :data:`~glmix_vis.app.settings.MAX_SOFT_MAPS` largest, every slot that owns pixels or
+        all (``shown``: ``"largest"``, ``"owning"``, ``"all"``)."""
         if image is None or block is None:
             return "", []
         try:
             result = self.analysis(image, label, input_size)
             block = views.chosen_blocks([block], len(result.loaded.block_names))[0]
+            items = views.soft_pictures(result, block, shown)
         except Exception as exc:  # AppError: a message; anything else: logged, then a message
             return self.report(exc, warn), []
-        items = views.soft_pictures(result, block)
-        return messages.soft_status(result.loaded.block_labels[block]), items
+        num, owning = result.loaded.num_slots[block], int((views.slot_areas(result, block) > 0).sum())
+        return messages.soft_status(result.loaded.block_labels[block], num, len(items), owning), items
 
     def slot_detail(self, image: Any, label: str, input_size: int | None, block: int | None,
                     index: int | None) -> str:
-        """What the ``index``-th entry of the soft-map gallery is: its slot, share and mean weight."""
+        """What the ``index``-th entry of the soft-map gallery is: its slot, area, mean and peak weight."""
         if image is None or block is None or index is None:
             return ""
         try:
             result = self.analysis(image, label, input_size)
             block = views.chosen_blocks([block], len(result.loaded.block_names))[0]
-            slot, share, weight, peak = views.slot_numbers(result, block, index)
+            slot, area, weight, peak = views.slot_numbers(result, block, index)
         except Exception as exc:  # AppError: a message; anything else: logged, then a message
             return self.report(exc)
-        return messages.slot_detail(result.loaded.block_labels[block], slot, share, weight, peak)
+        return messages.slot_detail(result.loaded.block_labels[block], slot, area, weight, peak,
+                                    result.loaded.num_slots[block])
 
     # -------------------------------------------------------------- classes
     def class_view(self, image: Any, label: str, input_size: int | None, method: str, warn: bool = True,

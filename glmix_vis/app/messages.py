@@ -17,8 +17,8 @@ from ..loading import ModelInfo
 __all__ = [
     "AppError", "KEPT_PREVIOUS", "NO_BLOCK", "NO_HEAD", "NO_IMAGE", "NO_IMAGE_YET", "block_choice", "class_status", "method_choice", "out_of_time", "error_markdown",
     "figure_ready", "load_error", "method_refused", "model_notice", "no_slot", "overlay_caption", "overlay_status",
-    "slot_detail", "soft_caption", "soft_status", "strip_dirs", "unexpected_error", "unknown_figure_format",
-    "unknown_model",
+    "slot_detail", "soft_caption", "soft_status", "strip_dirs", "unexpected_error", "uniform_multiple",
+    "unknown_figure_format", "unknown_model", "unknown_soft_choice",
 ]
 
 
@@ -120,21 +120,41 @@ def overlay_caption(block_label: str, used: int, num_slots: int) -> str:
 
 
 # ------------------------------------------------------------------------------ soft maps
-def soft_status(block_label: str) -> str:
-    return (f"{block_label.capitalize()}, largest slot first. Colour: each pixel's "
+def uniform_multiple(peak: float, num_slots: int) -> str:
+    """A weight as a multiple of the uniform weight 1/S of a slot that prefers no pixel: ``"35×"``."""
+    times = float(peak) * num_slots
+    return f"{times:.0f}×" if times >= 10 else f"{times:.1f}×"
+
+
+def soft_status(block_label: str, num_slots: int, shown: int, owning: int) -> str:
+    """The soft-map tab's status: which slots are shown, and what the colours and captions mean."""
+    which = "all its slots" if shown == num_slots else f"{shown} of its {num_slots} slots"
+    none = num_slots - owning
+    owners = (f"{owning} own pixels in the hard map" + (f", {none} own none (captioned *owns no pixel*, shown "
+                                                         "last)" if none else ""))
+    return (f"{block_label.capitalize()}: {which}, the largest area first; {owners}. Colour: each pixel's "
             f"dispatch weight to the slot, **each map scaled to its own peak** (dark = 0, yellow = the peak "
-            f"in its caption; the exported figure uses the same scale). Caption: the slot's share of the "
-            f"image's pixels and its peak weight. Click a slot to enlarge it.")
+            f"in its caption; the exported figure uses the same scale). A slot that prefers no pixel has the "
+            f"uniform weight 1/{num_slots} = {1 / num_slots:.3f} everywhere: a peak of *1× uniform* is a "
+            f"flat map, however yellow it looks. Click a slot to enlarge it.")
 
 
-def soft_caption(slot: int, share: float, peak: float) -> str:
-    return f"slot {slot} · {share_percent(share)} · peak {peak:.2f}"
+def soft_caption(slot: int, area: float, peak: float, num_slots: int) -> str:
+    """A soft map's caption: the slot, its area in the hard map, its peak against the uniform weight."""
+    owns = share_percent(area) if area > 0 else "owns no pixel"
+    return f"slot {slot} · {owns} · peak {peak:.2f} = {uniform_multiple(peak, num_slots)} uniform"
 
 
-def slot_detail(block_label: str, slot: int, share: float, weight: float, peak: float) -> str:
-    return (f"**{block_label.capitalize()}, slot {slot}**: wins **{share:.1%}** of the "
-            f"image (hard assignment); dispatch weight {weight:.1%} on average, {peak:.1%} at its peak "
-            f"(the yellow end of its map).")
+def slot_detail(block_label: str, slot: int, area: float, weight: float, peak: float, num_slots: int) -> str:
+    owns = (f"owns **{area:.1%}** of the image (hard assignment)" if area > 0
+            else "owns **no pixel** of the image (another slot wins each one)")
+    return (f"**{block_label.capitalize()}, slot {slot}**: {owns}; dispatch weight {weight:.1%} on average, "
+            f"{peak:.1%} at its peak (the yellow end of its map), {uniform_multiple(peak, num_slots)} the "
+            f"uniform weight 1/{num_slots}.")
+
+
+def unknown_soft_choice(which: object, choices: Sequence[str]) -> str:
+    return f"unknown choice of slots {which!r}: choose one of {', '.join(choices)}"
 
 
 # ------------------------------------------------------------------------------ classes

@@ -46,6 +46,8 @@ from .settings import (
     DEFAULT_MAX_SIDE,
     DEFAULT_PORT,
     INPUT_SIZES,
+    MAX_SOFT_MAPS,
+    SOFT_SHOWN,
     TAB_ATLAS,
     TAB_CLASSES,
     TAB_SLOTS,
@@ -237,12 +239,19 @@ def slot_groups_tab(c: Controls) -> TabView:
 
 
 def soft_maps_tab(c: Controls) -> TabView:
-    """One block's per-slot dispatch maps, and a click on one says what that slot is."""
+    """One block's per-slot dispatch maps, the largest area first (the first
+    :data:`~glmix_vis.app.settings.MAX_SOFT_MAPS`, every slot that owns pixels, or all), and a click
+    on one says what that slot is."""
     app, files = c.app, c.files
-    layer = gr.Dropdown(c.first["block_choices"], value=c.first["blocks"][-1], label="Block",
-                        elem_id="block-choice")
-    soft_status = gr.Markdown()
-    gr.HTML(colorbar_html("0", "the slot's peak weight (in its caption)", "soft-legend"))
+    with gr.Row():
+        layer = gr.Dropdown(c.first["block_choices"], value=c.first["blocks"][-1], label="Block",
+                            elem_id="block-choice", scale=1)
+        which = gr.Radio([(f"the {MAX_SOFT_MAPS} largest", "largest"), ("every slot that owns pixels", "owning"),
+                          ("all slots", "all")], value=SOFT_SHOWN[0], label="Slots shown", elem_id="soft-shown",
+                         scale=2)
+    soft_status = gr.Markdown(elem_id="soft-status")
+    gr.HTML(colorbar_html("0", "the slot's peak weight (in its caption, against the uniform weight 1/S)",
+                          "soft-legend"))
     soft = gr.Gallery(label="Per-slot dispatch maps", columns=4, height="fit-content",
                       object_fit="contain", elem_id="soft-maps")
     slot_text = gr.Markdown(elem_id="slot-detail")
@@ -251,21 +260,24 @@ def soft_maps_tab(c: Controls) -> TabView:
     def gallery(text: str, items: list) -> dict[Any, Any]:
         return {soft_status: text, soft: files.gallery(items), slot_text: ""}
 
-    def on_soft(img: Any, label: str, input_size: float, block: int | None, current: str) -> dict[Any, Any]:
+    def on_soft(img: Any, label: str, input_size: float, block: int | None, slots: str,
+                current: str) -> dict[Any, Any]:
         if current != TAB_SOFT:  # computed when its tab is opened
             return {soft_status: "", soft: [], slot_text: ""}
-        return gallery(*app.soft_maps(img, label, input_size, block, warn=False))
+        return gallery(*app.soft_maps(img, label, input_size, block, warn=False, shown=slots))
 
-    def on_layer(img: Any, label: str, input_size: float, block: int | None) -> dict[Any, Any]:
-        return gallery(*app.soft_maps(img, label, input_size, block))
+    def on_layer(img: Any, label: str, input_size: float, block: int | None, slots: str) -> dict[Any, Any]:
+        return gallery(*app.soft_maps(img, label, input_size, block, shown=slots))
 
     def on_slot(img: Any, label: str, input_size: float, block: int | None, evt: gr.SelectData) -> dict[Any, Any]:
         return {slot_text: app.slot_detail(img, label, input_size, block, evt.index)}
 
-    Step(on_layer, [*c.common, layer], shown).on(layer.input, api_name="soft_maps")
+    Step(on_layer, [*c.common, layer, which], shown).on(layer.input, api_name="soft_maps")
+    Step(on_layer, [*c.common, layer, which], shown).on(which.input, api_name=False)
     Step(on_slot, [*c.common, layer], [slot_text]).on(soft.select, api_name=False)
-    return TabView(outputs={"layer": layer, "soft_status": soft_status, "soft": soft, "slot_text": slot_text},
-                   refresh=(Step(on_soft, [*c.common, layer, c.view], shown),), follows_blocks=layer,
+    return TabView(outputs={"layer": layer, "which": which, "soft_status": soft_status, "soft": soft,
+                            "slot_text": slot_text},
+                   refresh=(Step(on_soft, [*c.common, layer, which, c.view], shown),), follows_blocks=layer,
                    figure_option=("block", layer),
                    on_model=ModelUpdate(lambda s: {layer: gr.update(choices=s["block_choices"], value=s["blocks"][-1])},
                                         (layer,)))

@@ -12,7 +12,7 @@ __all__ = [
     "DEFAULT_CONCURRENCY", "DEFAULT_DEVICE", "DEFAULT_HOST", "DEFAULT_MAX_FILE_SIZE",
     "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_SESSIONS", "DEFAULT_MAX_SIDE", "DEFAULT_METHOD", "DEFAULT_PORT",
     "DEFAULT_QUEUE_SIZE", "DEFAULT_TIME_BUDGET", "DEMO_LABEL", "EXAMPLE_PHOTOS", "FIGURE_CLASSES", "INPUT_SIZES", "JPEG_QUALITY",
-    "MAX_EVIDENCE_PANELS", "MAX_FIGURES", "MIN_DISPLAY_SIDE", "MODEL_CACHE_SIZE", "RESULT_CACHE_SIZE", "SOFT_SIDE",
+    "MAX_EVIDENCE_PANELS", "MAX_FIGURES", "MAX_SOFT_MAPS", "MIN_DISPLAY_SIDE", "MODEL_CACHE_SIZE", "RESULT_CACHE_SIZE", "SOFT_SHOWN", "SOFT_SIDE",
     "TAB_ATLAS", "TAB_CLASSES", "TAB_SLOTS", "TAB_SOFT", "file_size",
 ]
 
@@ -52,6 +52,10 @@ RESULT_CACHE_SIZE = 8
 INPUT_SIZES = (96, 640)
 #: Longer side of the soft-map and evidence pictures.
 SOFT_SIDE = 512
+#: The soft-map gallery shows this many slots at first (a 64-slot block stays one screen long).
+MAX_SOFT_MAPS = 16
+#: Which slots the soft-map gallery shows: the MAX_SOFT_MAPS largest, every one that owns pixels, all.
+SOFT_SHOWN = ("largest", "owning", "all")
 #: Smaller images are shown enlarged to this longer side (the network still sees the original).
 MIN_DISPLAY_SIDE = 448
 MAX_EVIDENCE_PANELS = 6
