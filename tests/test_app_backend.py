@@ -379,7 +379,8 @@ def test_demo_model_says_what_it_knows_and_where_photos_need_another(demo_app):
 def test_other_models_list_their_classes_without_the_demo_warning(backend, nano_checkpoint):
     label = nano_checkpoint.name
     notice = backend.model_settings(label)["notice"]
-    assert notice == f"**{label}** (glnet_nano) knows 3 classes: disk, square, star."
+    assert notice == (f"**{label}** (glnet_nano) knows 3 classes: disk, square, star.\n\n"
+                      f"Loaded from `{nano_checkpoint.resolve()}`.")
     status = backend.class_view(_photo(), label, None, "slot-cam")[0]
     assert "demo" not in status.lower() and status.startswith("Evidence method")
 
@@ -419,3 +420,17 @@ def test_class_figure_uses_the_chosen_evidence_method(backend, nano_checkpoint, 
         assert len(masks) == 2 and all(t.endswith(f"\n({method})") for t in masks), titles
     path, text = backend.figure(_photo(), label, None, [0], 0, "token", "classes", "png")
     assert path is None and "does not apply" in text
+
+
+def test_the_model_notice_names_the_file_it_loaded_absolute(nano_checkpoint, tmp_path, monkeypatch):
+    """Issue 24: the app never said which file it loaded (a ``.pth`` and a ``.safetensors`` side by side)."""
+    import shutil
+
+    folder = tmp_path / "here"
+    folder.mkdir()
+    shutil.copy(nano_checkpoint, folder / "mine.safetensors")
+    monkeypatch.chdir(folder)
+    app = SlotApp("mine.safetensors", max_side=128, device="cpu")  # given relative: shown absolute
+    notice = app.model_notice("mine.safetensors")
+    assert notice.endswith(f"Loaded from `{(folder / 'mine.safetensors').resolve()}`."), notice
+    assert app.model_settings("mine.safetensors")["notice"] == notice

@@ -209,6 +209,7 @@ class SlotApp:
                     evidence_methods=methods, method_choices=[(messages.method_choice(m, evidence_class(m).cost_note), m)
                                                       for m in methods],
                     method=DEFAULT_METHOD if DEFAULT_METHOD in methods else (methods or [None])[0],
+                    blocks_info=messages.blocks_info(loaded.block_labels_with_path),
                     notice=self.model_notice(label))
 
     def is_demo(self, label: str) -> bool:
@@ -217,10 +218,10 @@ class SlotApp:
         return self.model(label).info.is_demo
 
     def model_notice(self, label: str) -> str:
-        """What the model behind ``label`` knows, in plain words (Markdown): its classes, and for
-        the bundled demo model that it was trained on generated scenes, not photos."""
+        """What the model behind ``label`` knows, in plain words (Markdown): its classes, for the
+        bundled demo model that it was trained on generated scenes, not photos, and the file (absolute)."""
         loaded = self.model(label)
-        return messages.model_notice(label, loaded.info, loaded.has_classifier)
+        return messages.model_notice(label, loaded.info, loaded.has_classifier, self.checkpoints[label])
 
     # -------------------------------------------------------------- slot groups
     def slot_overlays(self, image: Any, label: str, input_size: int | None,

@@ -15,7 +15,8 @@ from ..figures.style import share_percent
 from ..loading import ModelInfo
 
 __all__ = [
-    "AppError", "KEPT_PREVIOUS", "NO_BLOCK", "NO_HEAD", "NO_IMAGE", "NO_IMAGE_YET", "block_choice", "class_status", "method_choice", "out_of_time", "error_markdown",
+    "AppError", "KEPT_PREVIOUS", "NO_BLOCK", "NO_HEAD", "NO_IMAGE", "NO_IMAGE_YET", "block_choice", "blocks_info",
+    "class_status", "method_choice", "out_of_time", "error_markdown",
     "figure_ready", "load_error", "method_refused", "model_notice", "no_slot", "overlay_caption", "overlay_status",
     "slot_detail", "soft_caption", "soft_status", "strip_dirs", "unexpected_error", "uniform_multiple",
     "unknown_figure_format", "unknown_model", "unknown_soft_choice",
@@ -76,14 +77,25 @@ def out_of_time(seconds: float | None) -> str:
             "method (slot-cam, cam, gradcam), a smaller input resolution, or run `glmix-wsss eval` offline")
 
 
+def blocks_info(labels_with_path: Sequence[str]) -> str:
+    """The block picker's info: each block's name beside its module path in Python, once."""
+    return "In Python each block is a module of the model: " + "; ".join(labels_with_path) + "."
+
+
 def block_choice(block_label: str, num_slots: int) -> str:
     """A block in the block lists: its name and slot count."""
     return f"{block_label} · {num_slots} slots"
 
 
-def model_notice(label: str, info: ModelInfo, has_classifier: bool) -> str:
-    """What the model behind ``label`` knows, in plain words (Markdown): its classes, and for the
-    bundled demo model that it was trained on generated scenes, not photos."""
+def model_notice(label: str, info: ModelInfo, has_classifier: bool, path: str | os.PathLike[str] | None = None) -> str:
+    """What the model behind ``label`` knows, in plain words (Markdown): its classes, for the
+    bundled demo model that it was trained on generated scenes, not photos, and the file it was
+    loaded from (``path``, absolute: which of two files of one name is served)."""
+    loaded = f"\n\nLoaded from `{Path(path).resolve()}`." if path is not None else ""
+    return _what_it_knows(label, info, has_classifier) + loaded
+
+
+def _what_it_knows(label: str, info: ModelInfo, has_classifier: bool) -> str:
     if not has_classifier:
         return (f"**{label}** ({info.name}) has no classifier head: it shows slot maps only "
                 "(no class scores, no pseudo-masks).")

@@ -439,7 +439,8 @@ def _controls(app: SlotApp, first: dict[str, Any], view: gr.State) -> Controls:
     model_note = gr.Markdown(first["notice"], elem_id="model-notice")
     size = gr.Slider(*INPUT_SIZES, step=32, value=first["input_size"], label="Input resolution",
                      info="short side of the image the network sees, in pixels")
-    blocks = gr.CheckboxGroup(first["block_choices"], value=first["blocks"], label="GLMix blocks")
+    blocks = gr.CheckboxGroup(first["block_choices"], value=first["blocks"], label="GLMix blocks",
+                              info=first["blocks_info"], elem_id="block-picker")
     run = gr.Button("Show slot maps", variant="primary")
     return Controls(app, PictureFiles(), first, view, image, examples, model, model_note, size, blocks, run, status)
 
@@ -609,7 +610,8 @@ def _model_step(c: Controls, tabs: list[tuple[Tab, gr.Tab, TabView]]) -> Step:
             c.app.report(exc)
             return gr.skip()
         out = {c.size: gr.update(value=s["input_size"]),
-               c.blocks: gr.update(choices=s["block_choices"], value=s["blocks"]), c.model_note: s["notice"]}
+               c.blocks: gr.update(choices=s["block_choices"], value=s["blocks"], info=s["blocks_info"]),
+               c.model_note: s["notice"]}
         for spec, tab in shown:
             out[tab] = gr.update(visible=spec.applies(s))
         for update in follow:
