@@ -467,7 +467,7 @@ def _wire(c: Controls, figure: FigureRow, tabs: list[tuple[Tab, gr.Tab, TabView]
     page = Page(c, figure, {spec.id: v for spec, _, v in tabs}, _keeping_previous(c, plain),
                 _model_step(c, tabs), _figure_step(c, figure, views))
     gallery = next(v.analysis_gallery for v in views if v.analysis_gallery is not None)
-    pictures = [gallery, *dict.fromkeys(w for v in views for s in v.refresh for w in s.outputs)]
+    pictures = [c.status, gallery, *dict.fromkeys(w for v in views for s in v.refresh for w in s.outputs)]
     refresh = page.follow_ups = [_unless_unreadable(c, s) for v in views for s in v.refresh]
 
     def analyse(event: Any, **options: Any) -> None:
@@ -477,10 +477,10 @@ def _wire(c: Controls, figure: FigureRow, tabs: list[tuple[Tab, gr.Tab, TabView]
             event = step.on(event.then, api_name=False)
 
     page.api = _api_endpoints(c, figure, views, plain)
-    new_image = [c.run.click, c.image.upload, c.image.clear]
-    if c.examples is not None:
-        new_image.append(c.examples.load_input_event.then)
-    for trigger in (*new_image, c.size.release, c.blocks.input):
+    triggers = [c.run.click, c.image.upload, c.image.clear, c.size.release, c.blocks.input]
+    if c.examples is not None:  # right after gradio has put the example into the image
+        triggers.append(c.examples.load_input_event.then)
+    for trigger in triggers:
         analyse(trigger, api_name=False)
     analyse(page.model_change.on(c.model.input, api_name=False).then, api_name=False)
     for spec, tab, v in tabs:
@@ -566,7 +566,8 @@ def _api_endpoints(c: Controls, figure: FigureRow, views: list[TabView], analysi
     pseudo-mask as an indexed PNG in the VOC palette, with its legend as JSON) and ``/figure`` (the
     view it is told, ``slots``, ``soft`` or ``classes``, with the block and method it is given).
     Their parameters the page has no widget for are hidden widgets; the parameter names are the
-    functions' own."""
+    functions' own. Each answer is bounded by the time budget; a client's calls do not cancel
+    each other (a visitor's new upload cancels their running request, :meth:`SlotApp.budgeted`)."""
     options = {name: widget for v in views if v.figure_option for name, widget in [v.figure_option]}
     with gr.Column(visible=False):
         view_choice = gr.Radio([TAB_SLOTS, TAB_SOFT, TAB_CLASSES], value=TAB_SLOTS, label="view")
@@ -576,16 +577,15 @@ def _api_endpoints(c: Controls, figure: FigureRow, views: list[TabView], analysi
         legend_json = gr.JSON(label="mask legend")
 
     def class_scores(image: Any, model: str, input_size: float) -> dict[Any, Any]:
-        return {scores_json: c.app.class_scores(image, model, input_size, session=session_of())}
+        return {scores_json: c.app.class_scores(image, model, input_size)}
 
     def mask(image: Any, model: str, input_size: float, method: str, crf: bool) -> dict[Any, Any]:
-        path, legend = c.app.mask_file(image, model, input_size, method, crf=bool(crf), session=session_of())
+        path, legend = c.app.mask_file(image, model, input_size, method, crf=bool(crf))
         return {mask_png: path, legend_json: legend}
 
     def view_figure(image: Any, model: str, input_size: float, blocks: list[int], block: int | None, method: str,
                     fmt: str, view: str) -> dict[Any, Any]:
-        path, text = c.app.figure(image, model, input_size, blocks, block=block, method=method, view=view, fmt=fmt,
-                                  session=session_of())
+        path, text = c.app.figure(image, model, input_size, blocks, block=block, method=method, view=view, fmt=fmt)
         return {figure.file: path, figure.status: text}
 
     endpoints = {"analyze": analysis,
