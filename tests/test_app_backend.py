@@ -153,7 +153,7 @@ def test_overlays_on_an_array(backend, label):
     img = _photo()
     n = len(backend.model(label).block_names)
     status, items = backend.slot_overlays(img, label, None, list(range(n)))
-    assert len(items) == n and "96×128 px image" in status and "network input 128×160" in status
+    assert len(items) == n and "128×96 px image" in status and "network input 160×128" in status
     labels = backend.model(label).block_labels
     for b, (picture, caption) in enumerate(items):
         assert picture.shape == _shown(img.shape) and picture.dtype == np.uint8
@@ -215,7 +215,7 @@ def test_truncated_upload_and_missing_file_give_messages(backend, label, tmp_pat
 
 def test_big_images_are_downscaled_and_bombs_refused(backend, label, nano_checkpoint):
     status, items = backend.slot_overlays(np.zeros((1200, 600, 3), np.uint8), label, None, [0])
-    assert items[0][0].shape == (256, 128, 3) and "256×128 px image" in status
+    assert items[0][0].shape == (256, 128, 3) and "128×256 px image (width×height, downscaled from 600×1200)" in status
     strict = SlotApp(nano_checkpoint, max_pixels=10_000, device="cpu")
     status, items = strict.slot_overlays(_encode(Image.new("RGB", (200, 100)), "PNG"), label, None, [0])
     assert "exceeds the limit" in status and items == []
@@ -251,12 +251,14 @@ def test_soft_maps_gallery_and_slot_detail(backend, label):
     assert len(items) == result.loaded.num_slots[0] and "Block 0 (stage 1)" in text
     assert all(picture.shape == _shown(img.shape) for picture, _ in items)
     slots = [int(c.split()[1]) for _, c in items]
-    shares = [float(result.shares(0)[s]) for s in slots]
-    assert sorted(slots) == list(range(len(items))) and shares == sorted(shares, reverse=True)
+    from glmix_vis.app.views import slot_areas
+
+    areas = [float(slot_areas(result, 0)[s]) for s in slots]  # the hard map's, as shown
+    assert sorted(slots) == list(range(len(items))) and areas == sorted(areas, reverse=True)
     assert all(f"slot {s} · " in c for s, (_, c) in zip(slots, items))
     slot = slots[0]
     info = backend.slot_detail(img, label, None, 0, 0)
-    assert f"slot {slot}**" in info and f"{result.shares(0)[slot]:.1%}" in info
+    assert f"slot {slot}**" in info and f"{areas[0]:.1%}" in info
     assert backend.slot_detail(img, label, None, 0, 999).startswith("**Error:**")
 
 
@@ -377,7 +379,8 @@ def test_demo_model_says_what_it_knows_and_where_photos_need_another(demo_app):
 def test_other_models_list_their_classes_without_the_demo_warning(backend, nano_checkpoint):
     label = nano_checkpoint.name
     notice = backend.model_settings(label)["notice"]
-    assert notice == f"**{label}** (glnet_nano) knows 3 classes: disk, square, star."
+    assert notice == (f"**{label}** (glnet_nano) knows 3 classes: disk, square, star.\n\n"
+                      f"Loaded from `{nano_checkpoint.resolve()}`.")
     status = backend.class_view(_photo(), label, None, "slot-cam")[0]
     assert "demo" not in status.lower() and status.startswith("Evidence method")
 
@@ -417,3 +420,17 @@ def test_class_figure_uses_the_chosen_evidence_method(backend, nano_checkpoint, 
         assert len(masks) == 2 and all(t.endswith(f"\n({method})") for t in masks), titles
     path, text = backend.figure(_photo(), label, None, [0], 0, "token", "classes", "png")
     assert path is None and "does not apply" in text
+
+
+def test_the_model_notice_names_the_file_it_loaded_absolute(nano_checkpoint, tmp_path, monkeypatch):
+    """Issue 24: the app never said which file it loaded (a ``.pth`` and a ``.safetensors`` side by side)."""
+    import shutil
+
+    folder = tmp_path / "here"
+    folder.mkdir()
+    shutil.copy(nano_checkpoint, folder / "mine.safetensors")
+    monkeypatch.chdir(folder)
+    app = SlotApp("mine.safetensors", max_side=128, device="cpu")  # given relative: shown absolute
+    notice = app.model_notice("mine.safetensors")
+    assert notice.endswith(f"Loaded from `{(folder / 'mine.safetensors').resolve()}`."), notice
+    assert app.model_settings("mine.safetensors")["notice"] == notice

@@ -174,7 +174,8 @@ def test_newcomer_walk_through_the_tabs_in_chromium(tmp_path, monkeypatch):
         # what the model knows, before any tab is opened
         notice = text("model-notice")
         assert ("Demo model" in notice and "generated scenes" in notice) if is_demo else "knows" in notice, notice
-        assert "block 0 (stage 1)" in text("overlays") and "stages." not in driver.page_source
+        assert "block 0 (stage 1)" in text("overlays") and "stages." not in text("overlays")
+        assert "block 0 (stage 1) = stages." in text("block-picker")  # the module path, once, in the picker
         # soft maps: each caption gives its slot's peak, and a colour bar says what the ends mean
         open_tab("Soft maps")
         wait.until(lambda d: "peak" in text("soft-maps"))
@@ -189,6 +190,51 @@ def test_newcomer_walk_through_the_tabs_in_chromium(tmp_path, monkeypatch):
         assert "glmix_classes_slot-cam" in text("figure-status") and shown("figure-file")
         open_tab("Slot groups")
         wait.until(lambda d: not shown("figure-file") and not text("figure-status"))
+    finally:
+        driver.quit()
+        demo.close()
+
+
+def test_each_upload_runs_the_analysis_once_in_chromium(tmp_path, monkeypatch):
+    """gradio's image fired ``change`` twice for every upload after the first: two identical runs
+    and two identical warnings. Three uploads, three analyses; a broken one keeps the overlays."""
+    pytest.importorskip("selenium")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from glmix_vis.app import launch
+
+    monkeypatch.setenv("GLMIX_CHECKPOINT_DIR", str(tmp_path / "no_checkpoints"))
+    demo = launch(_checkpoint(tmp_path), port=_free_port(), device="cpu", prevent_thread_lock=True, quiet=True)
+    app, runs = demo.slot_app, []
+    real = app.slot_overlays
+
+    def counted(image, *args, **kwargs):
+        runs.append(image)
+        return real(image, *args, **kwargs)
+
+    monkeypatch.setattr(app, "slot_overlays", counted)
+    driver = _chromium(tmp_path)
+    try:
+        driver.get(demo.local_url)
+        wait = WebDriverWait(driver, 120)
+        for i in range(3):
+            path = tmp_path / f"upload_{i}.png"
+            Image.fromarray(np.random.default_rng(i).integers(0, 256, (120 + i, 160, 3), dtype=np.uint8)).save(path)
+            upload = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#input-image input[type=file]")))
+            upload.send_keys(str(path))
+            size = f"160×{120 + i} px"
+            wait.until(lambda d, n=i + 1, size=size: len(runs) >= n and size in d.find_element(By.ID, "status").text)
+            wait.until(lambda d: d.execute_script("return document.querySelectorAll('.progress-text').length === 0"))
+        assert len(runs) == 3, runs
+        overlays = driver.execute_script("return document.querySelectorAll('#overlays img').length")
+        broken = tmp_path / "broken.png"
+        broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#input-image input[type=file]"))).send_keys(
+            str(broken))
+        wait.until(lambda d: "still show the last image" in d.find_element(By.ID, "status").text)
+        assert driver.execute_script("return document.querySelectorAll('#overlays img').length") == overlays > 0
     finally:
         driver.quit()
         demo.close()

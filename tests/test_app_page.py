@@ -242,7 +242,7 @@ def test_launched_app_answers_through_gradio_client(nano_checkpoint, tmp_path):
         client = Client(demo.local_url, verbose=False)
         status, gallery, *_ = client.predict(handle_file(str(photo)), nano_checkpoint.name, 128, [0, 2], 2,
                                              api_name="/analyze")
-        assert "120×160 px image" in status and len(gallery) == 2
+        assert "160×120 px image" in status and len(gallery) == 2
         for item in gallery:
             with Image.open(item["image"]) as im:
                 assert im.size == (256, 192)  # enlarged for display; the status gives the real size
@@ -305,3 +305,22 @@ def test_a_visitors_session_does_not_grow_with_uploads(backend, nano_checkpoint,
     finally:
         client.close()
         demo.close()
+
+
+def test_launch_prints_its_address_and_no_share_hint(nano_checkpoint, capsys):
+    """gradio's "To create a public link, set `share=True`" names an option no one can set here."""
+    port = _free_port()
+    demo = webapp.launch(nano_checkpoint, port=port, device="cpu", prevent_thread_lock=True)
+    try:
+        out = capsys.readouterr().out
+    finally:
+        demo.close()
+    assert f"Running on local URL:  http://127.0.0.1:{port}" in out and "share" not in out, out
+
+
+def test_launch_refuses_a_bad_upload_limit_before_loading(monkeypatch):
+    from glmix_vis.app import page as page_module
+
+    monkeypatch.setattr(page_module, "build_app", lambda *a, **k: pytest.fail("loaded the model"))
+    with pytest.raises(ValueError, match="upload limit"):
+        page_module.launch(port=_free_port(), max_file_size="lots", prevent_thread_lock=True)

@@ -83,3 +83,33 @@ def test_package_exports_every_public_name():
     from glmix_vis.app import DEMO_LABEL, ModelCache, SlotApp, build_app, discover_checkpoints, launch  # noqa: F401
     with pytest.raises(AttributeError, match="no_such_name"):
         webapp.no_such_name  # noqa: B018
+
+
+# ------------------------------------------------------------------------------ the upload limit
+@pytest.mark.parametrize("given, read", [("20mb", "20mb"), ("500 KB", "500kb"), ("1GB", "1gb"), ("1000", "1000b"),
+                                         ("7b", "7b"), (4096, 4096)])
+def test_upload_limits_are_read_as_gradio_reads_them(given, read):
+    assert settings.file_size(given) == read
+
+
+@pytest.mark.parametrize("bad", ["lots", "", "mb", "20 furlongs", "-5mb", "0kb", "1.5mb", 0])
+def test_a_bad_upload_limit_is_one_line(bad):
+    with pytest.raises(ValueError, match="^an upload limit") as info:
+        settings.file_size(bad)
+    assert "\n" not in str(info.value)
+
+
+def test_app_refuses_a_bad_max_file_size_in_one_line_before_loading(capsys, monkeypatch):
+    """``--max-file-size lots`` said ``invalid literal for int()`` after loading everything."""
+    import glmix_vis.app.page as page
+    from glmix_vis.cli.vis import main
+
+    def loaded(*args, **kwargs):
+        raise AssertionError("the app started loading")
+
+    monkeypatch.setattr(page, "launch", loaded)
+    monkeypatch.setattr(page, "build_app", loaded)
+    assert main(["app", "--max-file-size", "lots", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("glmix-vis app: error: --max-file-size: an upload limit is a whole number with a unit "
+                   "(b, kb, mb, gb, tb), e.g. 20mb; got 'lots'\n"), err

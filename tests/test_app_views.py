@@ -243,7 +243,7 @@ def test_app_and_exported_figure_colour_a_slot_on_the_same_scale(backend, nano_c
     shown = downscale_to(result.shown, 512)
     soft = m.upsample(shown.shape[:2])[0].numpy()
     slot = int(items[-1][1].split()[1])  # the smallest slot: dark on a shared scale
-    assert items[-1][1].endswith(f"peak {peaks[slot]:.2f}")
+    assert f"peak {peaks[slot]:.2f} = " in items[-1][1]
     assert _near_top(items[-1][0], shown, soft[slot]) <= 12  # its brightest pixel: the top colour
 
     fig = soft_slot_maps(result.predictor, blocks=[block], slots=[slot, int(items[0][1].split()[1])], dpi=80)
@@ -301,6 +301,7 @@ def test_block_label_is_the_one_block_name():
     m = SlotMap(stage=2, block=2, grid=(2, 2), logits=torch.zeros(1, 4, 4), slots=torch.zeros(1, 4, 8),
                 input_size=(64, 64))
     assert block_label(3, m) == "block 3 (stage 3)"
+    assert block_label(3, m, with_path=True) == "block 3 (stage 3) = stages.2.blocks.2"  # both names, for the picker
 
 
 def test_app_names_every_block_with_block_label(backend, nano_checkpoint):
@@ -319,4 +320,9 @@ def test_app_names_every_block_with_block_label(backend, nano_checkpoint):
     detail = backend.slot_detail(img, label, None, 2, 0)
     assert text.startswith(names[2].capitalize()) and f"**{names[2].capitalize()}, slot" in detail
     everything = " ".join([*(c for c, _ in choices), *(c for _, c in items), text, detail])
-    assert "stages." not in everything  # the module path is for code, not for readers
+    assert "stages." not in everything  # the module path is for code, not for readers...
+    # ...and the block picker's info says it once, beside each block's name
+    info = backend.model_settings(label)["blocks_info"]
+    paths = [block_label(i, m, with_path=True) for i, m in enumerate(maps)]
+    assert all(info.count(p) == 1 for p in paths) and info.count("stages.") == len(paths), info
+    assert all(loaded.block_names[i] in p for i, p in enumerate(paths))

@@ -54,6 +54,7 @@ from .settings import (
     MIN_DISPLAY_SIDE,
     MODEL_CACHE_SIZE,
     RESULT_CACHE_SIZE,
+    SOFT_SHOWN,
     TAB_SLOTS,
 )
 
@@ -90,6 +91,8 @@ class SlotApp:
         self.notify = notify
         self.models = ModelCache(model_cache_size, device=device, precision=precision)
         self.results: LRU[tuple, views.Analysis] = LRU(result_cache_size)
+        #: Uploads that could not be read, by image key: their message (asked again, not read again).
+        self._unreadable: LRU[tuple, str] = LRU(result_cache_size)
         self.figure_dir = Path(tempfile.mkdtemp(prefix="glmix-vis-figures-"))
         self._figures: list[Path] = []
         self._figures_lock = threading.Lock()
@@ -138,6 +141,10 @@ class SlotApp:
 
     def read_image(self, image: Any) -> np.ndarray:
         """An upload (path, bytes, PIL image or array) as RGB uint8, downscaled to ``max_side``."""
+        return self._read(image)[0]
+
+    def _read(self, image: Any) -> tuple[np.ndarray, tuple[int, int]]:
+        """:meth:`read_image` and the upload's own size, width x height (before the downscale)."""
         if image is None:
             raise AppError(messages.NO_IMAGE)
         try:
@@ -150,8 +157,9 @@ class SlotApp:
             raise AppError(messages.strip_dirs(str(exc))) from exc
         except (TypeError, ValueError, OSError) as exc:
             raise AppError(f"cannot read this image ({exc})") from exc
+        uploaded = (int(rgb.shape[1]), int(rgb.shape[0]))
         rgb = downscale_to(rgb, self.max_side)
-        return rgb if rgb.flags.writeable else rgb.copy()  # the CRF needs a writable buffer
+        return (rgb if rgb.flags.writeable else rgb.copy()), uploaded  # the CRF needs a writable buffer
 
     def forward(self, rgb: np.ndarray, label: str, input_size: int | None = None) -> views.Analysis:
         """The forward pass of an image as :meth:`read_image` returns it, through the chosen model
@@ -170,9 +178,22 @@ class SlotApp:
         cached = self.results.get(key)
         if cached is not None:
             return cached
-        result = self.forward(self.read_image(image), label, input_size)
+        if (known := self._unreadable.get(key[0])) is not None:
+            raise AppError(known)
+        try:
+            rgb, uploaded = self._read(image)
+        except AppError as exc:
+            self._unreadable.put(key[0], str(exc))
+            raise
+        result = self.forward(rgb, label, input_size)
+        result.uploaded_size = uploaded
         self.results.put(key, result)
         return result
+
+    def unreadable(self, image: Any) -> bool:
+        """Whether ``image`` is an upload that :meth:`analysis` could not read (the page then keeps
+        the last good result instead of showing nothing)."""
+        return image is not None and self._unreadable.get(_image_key(image)) is not None
 
     # -------------------------------------------------------------- model choice
     def model_settings(self, label: str) -> dict[str, Any]:
@@ -188,6 +209,7 @@ class SlotApp:
                     evidence_methods=methods, method_choices=[(messages.method_choice(m, evidence_class(m).cost_note), m)
                                                       for m in methods],
                     method=DEFAULT_METHOD if DEFAULT_METHOD in methods else (methods or [None])[0],
+                    blocks_info=messages.blocks_info(loaded.block_labels_with_path),
                     notice=self.model_notice(label))
 
     def is_demo(self, label: str) -> bool:
@@ -196,10 +218,10 @@ class SlotApp:
         return self.model(label).info.is_demo
 
     def model_notice(self, label: str) -> str:
-        """What the model behind ``label`` knows, in plain words (Markdown): its classes, and for
-        the bundled demo model that it was trained on generated scenes, not photos."""
+        """What the model behind ``label`` knows, in plain words (Markdown): its classes, for the
+        bundled demo model that it was trained on generated scenes, not photos, and the file (absolute)."""
         loaded = self.model(label)
-        return messages.model_notice(label, loaded.info, loaded.has_classifier)
+        return messages.model_notice(label, loaded.info, loaded.has_classifier, self.checkpoints[label])
 
     # -------------------------------------------------------------- slot groups
     def slot_overlays(self, image: Any, label: str, input_size: int | None,
@@ -218,8 +240,9 @@ class SlotApp:
         except Exception as exc:  # AppError: a message; anything else: logged, then a message
             return self.report(exc), []
         pred = result.predictor
-        status = messages.overlay_status(pred.image_size, tuple(pred.batch.shape[-2:]), len(chosen),
-                                         time.perf_counter() - start)
+        (h, w), (net_h, net_w) = pred.image_size, pred.batch.shape[-2:]
+        status = messages.overlay_status((w, h), (int(net_w), int(net_h)), len(chosen), time.perf_counter() - start,
+                                         uploaded=result.uploaded_size)
         return status, overlays
 
     def overlay_pictures(self, result: views.Analysis, blocks: list[int]) -> Gallery:
@@ -232,7 +255,7 @@ class SlotApp:
 
     # -------------------------------------------------------------- soft maps
     def slot_order(self, result: views.Analysis, block: int) -> list[int]:
-        """Slots of a block, largest share first."""
+        """Slots of a block, the largest area first; those that own no pixel last (:func:`views.slot_order`)."""
         return views.slot_order(result, block)
 
     def slot_peaks(self, result: views.Analysis, block: int) -> np.ndarray:
@@ -240,30 +263,34 @@ class SlotApp:
         return views.slot_peaks(result, block)
 
     def soft_maps(self, image: Any, label: str, input_size: int | None, block: int | None,
-                  warn: bool = True) -> tuple[str, Gallery]:
-        """Status line and a gallery of one block's per-slot dispatch maps, largest slot first."""
+                  warn: bool = True, shown: str = SOFT_SHOWN[0]) -> tuple[str, Gallery]:
+        """Status line and a gallery of one block's per-slot dispatch maps, the largest area first:
+        the :data:`~glmix_vis.app.settings.MAX_SOFT_MAPS` largest, every slot that owns pixels or
+        all (``shown``: ``"largest"``, ``"owning"``, ``"all"``)."""
         if image is None or block is None:
             return "", []
         try:
             result = self.analysis(image, label, input_size)
             block = views.chosen_blocks([block], len(result.loaded.block_names))[0]
+            items = views.soft_pictures(result, block, shown)
         except Exception as exc:  # AppError: a message; anything else: logged, then a message
             return self.report(exc, warn), []
-        items = views.soft_pictures(result, block)
-        return messages.soft_status(result.loaded.block_labels[block]), items
+        num, owning = result.loaded.num_slots[block], int((views.slot_areas(result, block) > 0).sum())
+        return messages.soft_status(result.loaded.block_labels[block], num, len(items), owning), items
 
     def slot_detail(self, image: Any, label: str, input_size: int | None, block: int | None,
                     index: int | None) -> str:
-        """What the ``index``-th entry of the soft-map gallery is: its slot, share and mean weight."""
+        """What the ``index``-th entry of the soft-map gallery is: its slot, area, mean and peak weight."""
         if image is None or block is None or index is None:
             return ""
         try:
             result = self.analysis(image, label, input_size)
             block = views.chosen_blocks([block], len(result.loaded.block_names))[0]
-            slot, share, weight, peak = views.slot_numbers(result, block, index)
+            slot, area, weight, peak = views.slot_numbers(result, block, index)
         except Exception as exc:  # AppError: a message; anything else: logged, then a message
             return self.report(exc)
-        return messages.slot_detail(result.loaded.block_labels[block], slot, share, weight, peak)
+        return messages.slot_detail(result.loaded.block_labels[block], slot, area, weight, peak,
+                                    result.loaded.num_slots[block])
 
     # -------------------------------------------------------------- classes
     def class_view(self, image: Any, label: str, input_size: int | None, method: str, warn: bool = True,
@@ -306,6 +333,54 @@ class SlotApp:
             self.report(exc)
             return None
         return views.annotated(result.predictor, mask)
+
+    # -------------------------------------------------------------- API answers (JSON, files)
+    def class_scores(self, image: Any, label: str, input_size: int | None,
+                     session: str | None = None) -> dict[str, Any]:
+        """The classes API (``/class_scores``) as JSON: every class's score, the classes the model
+        sees (the pipeline's label rule) and, for an ImageNet head, its own top classes;
+        ``{"error": ...}`` when there is nothing to score."""
+        try:
+            if image is None:
+                raise AppError(messages.NO_IMAGE)
+            with self.budgeted(session):
+                result = self.analysis(image, label, input_size)
+            if not result.loaded.has_classifier:
+                raise AppError(messages.NO_HEAD)
+        except Exception as exc:  # AppError: a message; anything else: logged, then a message
+            return {"error": _plain(self, exc)}
+        pred = result.predictor
+        names = pred.info.foreground_names
+        answer: dict[str, Any] = {
+            "model": label, "scores": {n: round(float(v), 6) for n, v in zip(names, pred.class_scores())},
+            "classes": [names[k] for k in views.likely_classes(pred, len(names))]}
+        if pred.info.head_names:
+            answer["head_top"] = [{"name": p.name, "score": round(p.score, 6), "feeds": p.feeds}
+                                  for p in pred.top_predictions(5)]
+        return answer
+
+    def mask_file(self, image: Any, label: str, input_size: int | None, method: str, crf: bool = False,
+                  session: str | None = None) -> tuple[str | None, dict[str, Any]]:
+        """The mask API (``/mask``): the pseudo-mask of ``method`` (with or without the dense CRF) as
+        an indexed PNG at the analysed image's size, pixel value = class index in the VOC palette,
+        and its legend as JSON; ``(None, {"error": ...})`` when there is none."""
+        from ..data.palette import save_palette_png
+
+        try:
+            if image is None:
+                raise AppError(messages.NO_IMAGE)
+            with self.budgeted(session):
+                result = self.analysis(image, label, input_size)
+                views.check_method(result.loaded, method)
+                mask = views.pseudo_mask(result, method, crf=bool(crf))
+            out = self._new_figure_path(f"mask_{method}{'_crf' if crf else ''}.png")
+            save_palette_png(out, mask)
+        except Exception as exc:  # AppError: a message; anything else: logged, then a message
+            return None, {"error": _plain(self, exc)}
+        names = result.predictor.info.class_names
+        present = [int(k) for k in np.unique(mask) if 0 <= k < len(names)]
+        return str(out), {"method": method, "crf": bool(crf), "size": [int(mask.shape[1]), int(mask.shape[0])],
+                          "classes": {str(k): names[k] for k in present}}
 
     # -------------------------------------------------------------- figure download
     def figure(self, image: Any, label: str, input_size: int | None, blocks: Sequence[int] | None,
@@ -364,6 +439,11 @@ class SlotApp:
 
 
 # ------------------------------------------------------------------------------ helpers
+def _plain(app: SlotApp, exc: Exception) -> str:
+    """The message :meth:`SlotApp.report` shows for ``exc``, without its Markdown (for JSON)."""
+    return app.report(exc, warn=False).removeprefix(messages.error_markdown(""))
+
+
 def _input_size(value: int | float | None, info: ModelInfo) -> int:
     if value is None or value == 0:
         return info.input_size

@@ -15,10 +15,11 @@ from ..figures.style import share_percent
 from ..loading import ModelInfo
 
 __all__ = [
-    "AppError", "NO_BLOCK", "NO_HEAD", "NO_IMAGE", "NO_IMAGE_YET", "block_choice", "class_status", "method_choice", "out_of_time", "error_markdown",
+    "AppError", "KEPT_PREVIOUS", "NO_BLOCK", "NO_HEAD", "NO_IMAGE", "NO_IMAGE_YET", "block_choice", "blocks_info",
+    "class_status", "method_choice", "out_of_time", "error_markdown",
     "figure_ready", "load_error", "method_refused", "model_notice", "no_slot", "overlay_caption", "overlay_status",
-    "slot_detail", "soft_caption", "soft_status", "strip_dirs", "unexpected_error", "unknown_figure_format",
-    "unknown_model",
+    "slot_detail", "soft_caption", "soft_status", "strip_dirs", "unexpected_error", "uniform_multiple",
+    "unknown_figure_format", "unknown_model", "unknown_soft_choice",
 ]
 
 
@@ -30,6 +31,8 @@ NO_IMAGE = "upload an image or pick an example"
 NO_BLOCK = "choose at least one GLMix block"
 NO_IMAGE_YET = "upload an image or pick an example first"
 NO_HEAD = "this model has no classifier head: no class evidence"
+#: After an upload that could not be read: nothing shown was replaced.
+KEPT_PREVIOUS = "The pictures still show the last image that could be read."
 
 
 def unknown_model(label: object) -> str:
@@ -74,14 +77,25 @@ def out_of_time(seconds: float | None) -> str:
             "method (slot-cam, cam, gradcam), a smaller input resolution, or run `glmix-wsss eval` offline")
 
 
+def blocks_info(labels_with_path: Sequence[str]) -> str:
+    """The block picker's info: each block's name beside its module path in Python, once."""
+    return "In Python each block is a module of the model: " + "; ".join(labels_with_path) + "."
+
+
 def block_choice(block_label: str, num_slots: int) -> str:
     """A block in the block lists: its name and slot count."""
     return f"{block_label} · {num_slots} slots"
 
 
-def model_notice(label: str, info: ModelInfo, has_classifier: bool) -> str:
-    """What the model behind ``label`` knows, in plain words (Markdown): its classes, and for the
-    bundled demo model that it was trained on generated scenes, not photos."""
+def model_notice(label: str, info: ModelInfo, has_classifier: bool, path: str | os.PathLike[str] | None = None) -> str:
+    """What the model behind ``label`` knows, in plain words (Markdown): its classes, for the
+    bundled demo model that it was trained on generated scenes, not photos, and the file it was
+    loaded from (``path``, absolute: which of two files of one name is served)."""
+    loaded = f"\n\nLoaded from `{Path(path).resolve()}`." if path is not None else ""
+    return _what_it_knows(label, info, has_classifier) + loaded
+
+
+def _what_it_knows(label: str, info: ModelInfo, has_classifier: bool) -> str:
     if not has_classifier:
         return (f"**{label}** ({info.name}) has no classifier head: it shows slot maps only "
                 "(no class scores, no pseudo-masks).")
@@ -103,9 +117,13 @@ def model_notice(label: str, info: ModelInfo, has_classifier: bool) -> str:
 
 # ------------------------------------------------------------------------------ slot groups
 def overlay_status(image_size: tuple[int, int], network_size: tuple[int, int], num_blocks: int,
-                   seconds: float) -> str:
-    (h, w), (net_h, net_w) = image_size, network_size
-    return f"{h}×{w} px image, network input {net_h}×{net_w}, {num_blocks} block(s) in {seconds:.2f} s"
+                   seconds: float, uploaded: tuple[int, int] | None = None) -> str:
+    """The analysis' status line. Every size is width×height, as image viewers write it
+    (``image_size``, ``network_size``, ``uploaded``); an upload the app shrank says from what."""
+    (w, h), (net_w, net_h) = image_size, network_size
+    shrunk = f", downscaled from {uploaded[0]}×{uploaded[1]}" if uploaded and tuple(uploaded) != (w, h) else ""
+    return (f"{w}×{h} px image (width×height{shrunk}), network input {net_w}×{net_h}, "
+            f"{num_blocks} block(s) in {seconds:.2f} s")
 
 
 def overlay_caption(block_label: str, used: int, num_slots: int) -> str:
@@ -114,21 +132,41 @@ def overlay_caption(block_label: str, used: int, num_slots: int) -> str:
 
 
 # ------------------------------------------------------------------------------ soft maps
-def soft_status(block_label: str) -> str:
-    return (f"{block_label.capitalize()}, largest slot first. Colour: each pixel's "
+def uniform_multiple(peak: float, num_slots: int) -> str:
+    """A weight as a multiple of the uniform weight 1/S of a slot that prefers no pixel: ``"35×"``."""
+    times = float(peak) * num_slots
+    return f"{times:.0f}×" if times >= 10 else f"{times:.1f}×"
+
+
+def soft_status(block_label: str, num_slots: int, shown: int, owning: int) -> str:
+    """The soft-map tab's status: which slots are shown, and what the colours and captions mean."""
+    which = "all its slots" if shown == num_slots else f"{shown} of its {num_slots} slots"
+    none = num_slots - owning
+    owners = (f"{owning} own pixels in the hard map" + (f", {none} own none (captioned *owns no pixel*, shown "
+                                                         "last)" if none else ""))
+    return (f"{block_label.capitalize()}: {which}, the largest area first; {owners}. Colour: each pixel's "
             f"dispatch weight to the slot, **each map scaled to its own peak** (dark = 0, yellow = the peak "
-            f"in its caption; the exported figure uses the same scale). Caption: the slot's share of the "
-            f"image's pixels and its peak weight. Click a slot to enlarge it.")
+            f"in its caption; the exported figure uses the same scale). A slot that prefers no pixel has the "
+            f"uniform weight 1/{num_slots} = {1 / num_slots:.3f} everywhere: a peak of *1× uniform* is a "
+            f"flat map, however yellow it looks. Click a slot to enlarge it.")
 
 
-def soft_caption(slot: int, share: float, peak: float) -> str:
-    return f"slot {slot} · {share_percent(share)} · peak {peak:.2f}"
+def soft_caption(slot: int, area: float, peak: float, num_slots: int) -> str:
+    """A soft map's caption: the slot, its area in the hard map, its peak against the uniform weight."""
+    owns = share_percent(area) if area > 0 else "owns no pixel"
+    return f"slot {slot} · {owns} · peak {peak:.2f} = {uniform_multiple(peak, num_slots)} uniform"
 
 
-def slot_detail(block_label: str, slot: int, share: float, weight: float, peak: float) -> str:
-    return (f"**{block_label.capitalize()}, slot {slot}**: wins **{share:.1%}** of the "
-            f"image (hard assignment); dispatch weight {weight:.1%} on average, {peak:.1%} at its peak "
-            f"(the yellow end of its map).")
+def slot_detail(block_label: str, slot: int, area: float, weight: float, peak: float, num_slots: int) -> str:
+    owns = (f"owns **{area:.1%}** of the image (hard assignment)" if area > 0
+            else "owns **no pixel** of the image (another slot wins each one)")
+    return (f"**{block_label.capitalize()}, slot {slot}**: {owns}; dispatch weight {weight:.1%} on average, "
+            f"{peak:.1%} at its peak (the yellow end of its map), {uniform_multiple(peak, num_slots)} the "
+            f"uniform weight 1/{num_slots}.")
+
+
+def unknown_soft_choice(which: object, choices: Sequence[str]) -> str:
+    return f"unknown choice of slots {which!r}: choose one of {', '.join(choices)}"
 
 
 # ------------------------------------------------------------------------------ classes

@@ -72,6 +72,8 @@ class LoadedModel:
     evidence_methods: list[str]
     #: What a person reads for each block (:func:`glmix_vis.models.slots.block_label`).
     block_labels: list[str] = field(default_factory=list)
+    #: The same with each block's module path: ``"block 3 (stage 3) = stages.2.blocks.2"``.
+    block_labels_with_path: list[str] = field(default_factory=list)
 
     @property
     def has_classifier(self) -> bool:
@@ -90,7 +92,8 @@ def describe_model(model: torch.nn.Module, info: ModelInfo) -> LoadedModel:
         if getattr(model, "num_classes", 0) > 0 and len(info.class_names) > 1:
             methods = usable_methods(model, available_evidence_methods(), class_map=info.class_map, probe=probe)
     return LoadedModel(model, info, [m.name for m in probe.maps], [m.num_slots for m in probe.maps], methods,
-                       [block_label(i, m) for i, m in enumerate(probe.maps)])
+                       [block_label(i, m) for i, m in enumerate(probe.maps)],
+                       [block_label(i, m, with_path=True) for i, m in enumerate(probe.maps)])
 
 
 class ModelCache:

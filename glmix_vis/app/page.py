@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
 import numpy as np
 import torch
 
+from . import messages
 from .backend import SlotApp
 from .messages import AppError
 from .serving import (
@@ -45,10 +46,13 @@ from .settings import (
     DEFAULT_MAX_SIDE,
     DEFAULT_PORT,
     INPUT_SIZES,
+    MAX_SOFT_MAPS,
+    SOFT_SHOWN,
     TAB_ATLAS,
     TAB_CLASSES,
     TAB_SLOTS,
     TAB_SOFT,
+    file_size,
 )
 
 __all__ = ["INTRO", "TABS", "Controls", "FigureRow", "ModelUpdate", "Page", "Step", "Tab", "TabView", "UploadImage",
@@ -141,6 +145,7 @@ class Controls:
     first: dict[str, Any]
     view: gr.State
     image: UploadImage
+    examples: gr.Examples | None
     model: gr.Dropdown
     model_note: gr.Markdown
     size: gr.Slider
@@ -213,6 +218,11 @@ class Page:
     analysis: Step
     model_change: Step
     make_figure: Step
+    #: Every tab's refresh as wired after an analysis (an unreadable upload leaves its widgets alone).
+    follow_ups: list[Step] = field(default_factory=list)
+    #: The API's endpoints by name (``/analyze``, ``/class_scores``, ``/mask``, ``/figure``):
+    #: answers to a client, wired to no widget of the page.
+    api: dict[str, Step] = field(default_factory=dict)
 
     def open_tab(self, tab: str) -> Step:
         """What opening ``tab`` does first: remember it and take a made figure away."""
@@ -229,12 +239,19 @@ def slot_groups_tab(c: Controls) -> TabView:
 
 
 def soft_maps_tab(c: Controls) -> TabView:
-    """One block's per-slot dispatch maps, and a click on one says what that slot is."""
+    """One block's per-slot dispatch maps, the largest area first (the first
+    :data:`~glmix_vis.app.settings.MAX_SOFT_MAPS`, every slot that owns pixels, or all), and a click
+    on one says what that slot is."""
     app, files = c.app, c.files
-    layer = gr.Dropdown(c.first["block_choices"], value=c.first["blocks"][-1], label="Block",
-                        elem_id="block-choice")
-    soft_status = gr.Markdown()
-    gr.HTML(colorbar_html("0", "the slot's peak weight (in its caption)", "soft-legend"))
+    with gr.Row():
+        layer = gr.Dropdown(c.first["block_choices"], value=c.first["blocks"][-1], label="Block",
+                            elem_id="block-choice", scale=1)
+        which = gr.Radio([(f"the {MAX_SOFT_MAPS} largest", "largest"), ("every slot that owns pixels", "owning"),
+                          ("all slots", "all")], value=SOFT_SHOWN[0], label="Slots shown", elem_id="soft-shown",
+                         scale=2)
+    soft_status = gr.Markdown(elem_id="soft-status")
+    gr.HTML(colorbar_html("0", "the slot's peak weight (in its caption, against the uniform weight 1/S)",
+                          "soft-legend"))
     soft = gr.Gallery(label="Per-slot dispatch maps", columns=4, height="fit-content",
                       object_fit="contain", elem_id="soft-maps")
     slot_text = gr.Markdown(elem_id="slot-detail")
@@ -243,21 +260,24 @@ def soft_maps_tab(c: Controls) -> TabView:
     def gallery(text: str, items: list) -> dict[Any, Any]:
         return {soft_status: text, soft: files.gallery(items), slot_text: ""}
 
-    def on_soft(img: Any, label: str, input_size: float, block: int | None, current: str) -> dict[Any, Any]:
+    def on_soft(img: Any, label: str, input_size: float, block: int | None, slots: str,
+                current: str) -> dict[Any, Any]:
         if current != TAB_SOFT:  # computed when its tab is opened
             return {soft_status: "", soft: [], slot_text: ""}
-        return gallery(*app.soft_maps(img, label, input_size, block, warn=False))
+        return gallery(*app.soft_maps(img, label, input_size, block, warn=False, shown=slots))
 
-    def on_layer(img: Any, label: str, input_size: float, block: int | None) -> dict[Any, Any]:
-        return gallery(*app.soft_maps(img, label, input_size, block))
+    def on_layer(img: Any, label: str, input_size: float, block: int | None, slots: str) -> dict[Any, Any]:
+        return gallery(*app.soft_maps(img, label, input_size, block, shown=slots))
 
     def on_slot(img: Any, label: str, input_size: float, block: int | None, evt: gr.SelectData) -> dict[Any, Any]:
         return {slot_text: app.slot_detail(img, label, input_size, block, evt.index)}
 
-    Step(on_layer, [*c.common, layer], shown).on(layer.input, api_name="soft_maps")
+    Step(on_layer, [*c.common, layer, which], shown).on(layer.input, api_name="soft_maps")
+    Step(on_layer, [*c.common, layer, which], shown).on(which.input, api_name=False)
     Step(on_slot, [*c.common, layer], [slot_text]).on(soft.select, api_name=False)
-    return TabView(outputs={"layer": layer, "soft_status": soft_status, "soft": soft, "slot_text": slot_text},
-                   refresh=(Step(on_soft, [*c.common, layer, c.view], shown),), follows_blocks=layer,
+    return TabView(outputs={"layer": layer, "which": which, "soft_status": soft_status, "soft": soft,
+                            "slot_text": slot_text},
+                   refresh=(Step(on_soft, [*c.common, layer, which, c.view], shown),), follows_blocks=layer,
                    figure_option=("block", layer),
                    on_model=ModelUpdate(lambda s: {layer: gr.update(choices=s["block_choices"], value=s["blocks"][-1])},
                                         (layer,)))
@@ -409,19 +429,20 @@ def _controls(app: SlotApp, first: dict[str, Any], view: gr.State) -> Controls:
     """The column beside the tabs: image, examples, model and what it knows, input size, blocks."""
     image = UploadImage(label="Image", type="filepath", sources=["upload", "clipboard"], height=300,
                         elem_id="input-image")
-    examples = example_files()
-    if examples:
-        gr.Examples([[str(p)] for p in examples.values()], inputs=[image], example_labels=list(examples),
-                    label="Examples", examples_per_page=12)
+    # right under the image, where the visitor looks after an upload: its size, or why it was refused
+    status = gr.Markdown(elem_id="status")
+    files = example_files()
+    examples = gr.Examples([[str(p)] for p in files.values()], inputs=[image], example_labels=list(files),
+                           label="Examples", examples_per_page=12) if files else None
     model = gr.Dropdown(list(app.checkpoints), value=app.default_label, label="Model",
                         info="the bundled demo model, or a checkpoint found in the checkpoint folder")
     model_note = gr.Markdown(first["notice"], elem_id="model-notice")
     size = gr.Slider(*INPUT_SIZES, step=32, value=first["input_size"], label="Input resolution",
                      info="short side of the image the network sees, in pixels")
-    blocks = gr.CheckboxGroup(first["block_choices"], value=first["blocks"], label="GLMix blocks")
+    blocks = gr.CheckboxGroup(first["block_choices"], value=first["blocks"], label="GLMix blocks",
+                              info=first["blocks_info"], elem_id="block-picker")
     run = gr.Button("Show slot maps", variant="primary")
-    status = gr.Markdown(elem_id="status")
-    return Controls(app, PictureFiles(), first, view, image, model, model_note, size, blocks, run, status)
+    return Controls(app, PictureFiles(), first, view, image, examples, model, model_note, size, blocks, run, status)
 
 
 def _figure_row() -> FigureRow:
@@ -435,30 +456,56 @@ def _figure_row() -> FigureRow:
 
 def _wire(c: Controls, figure: FigureRow, tabs: list[tuple[Tab, gr.Tab, TabView]]) -> Page:
     """The page's events: a new analysis (then every tab's refresh), a model change, opening a
-    tab, a figure of the open view and the view options that take it away."""
+    tab, a figure of the open view and the view options that take it away.
+
+    A new image is analysed once: on its upload (a paste from the clipboard is one too), on an
+    example and when it is removed, never on ``image.change``, which gradio's image fires twice for
+    every upload after the first. While it runs, every tab's pictures show progress over what they
+    held; an unreadable upload leaves them as they were (:func:`_unless_unreadable`)."""
     views = [v for _, _, v in tabs]
-    page = Page(c, figure, {spec.id: v for spec, _, v in tabs}, _analysis_step(c, figure, views),
+    plain = _analysis_step(c, figure, views)
+    page = Page(c, figure, {spec.id: v for spec, _, v in tabs}, _keeping_previous(c, plain),
                 _model_step(c, tabs), _figure_step(c, figure, views))
-    hidden = dict(api_name=False, show_progress="hidden")
+    gallery = next(v.analysis_gallery for v in views if v.analysis_gallery is not None)
+    pictures = [c.status, gallery, *dict.fromkeys(w for v in views for s in v.refresh for w in s.outputs)]
+    refresh = page.follow_ups = [_unless_unreadable(c, s) for v in views for s in v.refresh]
 
-    def follow_up(event: Any) -> None:
-        """After new overlays: the open tab's views."""
-        for step in (s for v in views for s in v.refresh):
-            event = step.on(event.then, **hidden)
+    def analyse(event: Any, **options: Any) -> None:
+        """A new analysis, progress shown on every tab's pictures at once, then the open tab's views."""
+        event = page.analysis.on(event, show_progress_on=pictures, **options)
+        for step in refresh:
+            event = step.on(event.then, api_name=False)
 
-    follow_up(page.analysis.on(c.run.click, api_name="analyze"))
-    for trigger in (c.image.change, c.size.release, c.blocks.input):
-        follow_up(page.analysis.on(trigger, api_name=False))
-    follow_up(page.analysis.on(page.model_change.on(c.model.input, api_name=False).then, api_name=False))
+    page.api = _api_endpoints(c, figure, views, plain)
+    triggers = [c.run.click, c.image.upload, c.image.clear, c.size.release, c.blocks.input]
+    if c.examples is not None:  # right after gradio has put the example into the image
+        triggers.append(c.examples.load_input_event.then)
+    for trigger in triggers:
+        analyse(trigger, api_name=False)
+    analyse(page.model_change.on(c.model.input, api_name=False).then, api_name=False)
     for spec, tab, v in tabs:
         event = page.open_tab(spec.id).on(tab.select, api_name=False, queue=False)
         for step in v.refresh:
-            event = step.on(event.then, api_name=False)
+            event = _unless_unreadable(c, step).on(event.then, api_name=False)
         if v.figure_option is not None:  # a figure belongs to the view it was made of
             v.figure_option[1].input(figure.cleared, None, figure.outputs, api_name=False, queue=False)
-    page.make_figure.on(figure.make.click, api_name="figure")
+    page.make_figure.on(figure.make.click, api_name=False)
     _cancel_when_gone(c)
     return page
+
+
+def _unless_unreadable(c: Controls, step: Step) -> Step:
+    """``step``, or no change to its widgets when its image is an upload that could not be read: a
+    bad upload must not wipe the last good result (the status under the image says why)."""
+    if not step.inputs or step.inputs[0] is not c.image:
+        return step
+
+    def keep_or_run(img: Any, *rest: Any) -> Any:
+        if c.app.unreadable(img):
+            return {w: gr.skip() for w in step.outputs}
+        return step.fn(img, *rest)
+
+    return Step(keep_or_run, step.inputs, step.outputs)
 
 
 def session_of() -> str | None:
@@ -497,6 +544,60 @@ def _analysis_step(c: Controls, figure: FigureRow, views: list[TabView]) -> Step
     return Step(on_analysis, [*c.common, c.blocks, *follow], [c.status, gallery, *follow, *figure.outputs])
 
 
+def _keeping_previous(c: Controls, analysis: Step) -> Step:
+    """The page's analysis: an upload that cannot be read leaves every picture as it was and says
+    so under the image (``/analyze``, for API clients, answers with an empty gallery instead)."""
+    follow = analysis.inputs[len(c.common) + 1:]  # the block choices that follow the chosen blocks
+
+    def keep_or_show(img: Any, label: str, input_size: float, chosen: list[int], *current: int | None) -> dict:
+        out = analysis.fn(img, label, input_size, chosen, *current)
+        if not c.app.unreadable(img):
+            return out
+        kept = {w: gr.skip() for w in analysis.outputs}
+        kept.update(zip(follow, current))  # plain values: see on_analysis
+        return {**kept, c.status: f"{out[c.status].rstrip('.')}. {messages.KEPT_PREVIOUS}"}
+
+    return Step(keep_or_show, analysis.inputs, analysis.outputs)
+
+
+def _api_endpoints(c: Controls, figure: FigureRow, views: list[TabView], analysis: Step) -> dict[str, Step]:
+    """The endpoints API clients call (gradio_client, ``/gradio_api/call/NAME``), wired to no widget
+    of the page: ``/analyze`` (status and overlays), ``/class_scores`` (JSON), ``/mask`` (the
+    pseudo-mask as an indexed PNG in the VOC palette, with its legend as JSON) and ``/figure`` (the
+    view it is told, ``slots``, ``soft`` or ``classes``, with the block and method it is given).
+    Their parameters the page has no widget for are hidden widgets; the parameter names are the
+    functions' own. Each answer is bounded by the time budget; a client's calls do not cancel
+    each other (a visitor's new upload cancels their running request, :meth:`SlotApp.budgeted`)."""
+    options = {name: widget for v in views if v.figure_option for name, widget in [v.figure_option]}
+    with gr.Column(visible=False):
+        view_choice = gr.Radio([TAB_SLOTS, TAB_SOFT, TAB_CLASSES], value=TAB_SLOTS, label="view")
+        crf_choice = gr.Checkbox(False, label="crf (the mask refined by a dense CRF)")
+        scores_json = gr.JSON(label="class scores")
+        mask_png = gr.Image(type="filepath", format="png", label="pseudo-mask (class index per pixel)")
+        legend_json = gr.JSON(label="mask legend")
+
+    def class_scores(image: Any, model: str, input_size: float) -> dict[Any, Any]:
+        return {scores_json: c.app.class_scores(image, model, input_size)}
+
+    def mask(image: Any, model: str, input_size: float, method: str, crf: bool) -> dict[Any, Any]:
+        path, legend = c.app.mask_file(image, model, input_size, method, crf=bool(crf))
+        return {mask_png: path, legend_json: legend}
+
+    def view_figure(image: Any, model: str, input_size: float, blocks: list[int], block: int | None, method: str,
+                    fmt: str, view: str) -> dict[Any, Any]:
+        path, text = c.app.figure(image, model, input_size, blocks, block=block, method=method, view=view, fmt=fmt)
+        return {figure.file: path, figure.status: text}
+
+    endpoints = {"analyze": analysis,
+                 "class_scores": Step(class_scores, [*c.common], [scores_json]),
+                 "mask": Step(mask, [*c.common, options["method"], crf_choice], [mask_png, legend_json]),
+                 "figure": Step(view_figure, [*c.common, c.blocks, options["block"], options["method"], figure.fmt,
+                                              view_choice], figure.outputs)}
+    for name, step in endpoints.items():
+        gr.on([], step.fn, step.inputs, step.outputs, api_name=name, show_progress="hidden")
+    return endpoints
+
+
 def _model_step(c: Controls, tabs: list[tuple[Tab, gr.Tab, TabView]]) -> Step:
     """A newly chosen model: its input size, blocks, notice, which tabs apply and each tab's widgets."""
     shown = [(spec, tab) for spec, tab, _ in tabs if spec.applies is not None]
@@ -509,7 +610,8 @@ def _model_step(c: Controls, tabs: list[tuple[Tab, gr.Tab, TabView]]) -> Step:
             c.app.report(exc)
             return gr.skip()
         out = {c.size: gr.update(value=s["input_size"]),
-               c.blocks: gr.update(choices=s["block_choices"], value=s["blocks"]), c.model_note: s["notice"]}
+               c.blocks: gr.update(choices=s["block_choices"], value=s["blocks"], info=s["blocks_info"]),
+               c.model_note: s["notice"]}
         for spec, tab in shown:
             out[tab] = gr.update(visible=spec.applies(s))
         for update in follow:
@@ -547,6 +649,7 @@ def launch(checkpoint: str | os.PathLike[str] | None = None, *, host: str = DEFA
     with one line that names the option to change; the address is checked first, before any
     model is loaded.
     """
+    max_file_size = file_size(max_file_size)  # a bad limit: one line now, not after the model loads
     if port is not None and (problem := address_problem(host, port)):
         raise ServeError(problem)
     limit_heap_fragmentation()
@@ -557,12 +660,18 @@ def launch(checkpoint: str | os.PathLike[str] | None = None, *, host: str = DEFA
     demo.queue(**queue_options(concurrency))
     bound_session_queues(demo, max_sessions)
     try:
+        # gradio's own lines would add "To create a public link, set `share=True`", an option no one here
+        # can set: it is told to be quiet, and the address is printed here
         demo.launch(**launch_options(host=host, port=port, max_file_size=max_file_size, concurrency=concurrency,
-                                     max_sessions=max_sessions, prevent_thread_lock=prevent_thread_lock,
-                                     quiet=quiet), theme=gr.themes.Soft(), css=PAGE_CSS)
+                                     max_sessions=max_sessions, prevent_thread_lock=True, quiet=True),
+                    theme=gr.themes.Soft(), css=PAGE_CSS)
     except OSError as exc:  # gradio: "Cannot find empty port ..." (taken since the check above)
         if "empty port" not in str(exc):
             raise
         raise ServeError((address_problem(host, port) if port is not None else None)
                          or f"cannot serve on {host}:{port}; choose another --port or --host") from None
+    if not quiet:
+        print(f"* Running on local URL:  {demo.local_url}", flush=True)
+    if not prevent_thread_lock:
+        demo.block_thread()  # until Ctrl-C or SIGTERM, as gradio's launch would
     return demo

@@ -12,8 +12,8 @@ __all__ = [
     "DEFAULT_CONCURRENCY", "DEFAULT_DEVICE", "DEFAULT_HOST", "DEFAULT_MAX_FILE_SIZE",
     "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_SESSIONS", "DEFAULT_MAX_SIDE", "DEFAULT_METHOD", "DEFAULT_PORT",
     "DEFAULT_QUEUE_SIZE", "DEFAULT_TIME_BUDGET", "DEMO_LABEL", "EXAMPLE_PHOTOS", "FIGURE_CLASSES", "INPUT_SIZES", "JPEG_QUALITY",
-    "MAX_EVIDENCE_PANELS", "MAX_FIGURES", "MIN_DISPLAY_SIDE", "MODEL_CACHE_SIZE", "RESULT_CACHE_SIZE", "SOFT_SIDE",
-    "TAB_ATLAS", "TAB_CLASSES", "TAB_SLOTS", "TAB_SOFT",
+    "MAX_EVIDENCE_PANELS", "MAX_FIGURES", "MAX_SOFT_MAPS", "MIN_DISPLAY_SIDE", "MODEL_CACHE_SIZE", "RESULT_CACHE_SIZE", "SOFT_SHOWN", "SOFT_SIDE",
+    "TAB_ATLAS", "TAB_CLASSES", "TAB_SLOTS", "TAB_SOFT", "file_size",
 ]
 
 # ------------------------------------------------------------------------------ serving (CLI options)
@@ -22,6 +22,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 #: Uploads bigger than this many bytes are refused by the server before any callback runs.
 DEFAULT_MAX_FILE_SIZE = "20mb"
+#: The units of an upload limit (gradio's, 1024 apart).
+FILE_SIZE_UNITS = ("b", "kb", "mb", "gb", "tb")
 #: Uploads are downscaled so that their longer side is at most this many pixels.
 DEFAULT_MAX_SIDE = 1024
 #: Requests computed at the same time; the others wait in the queue.
@@ -50,6 +52,10 @@ RESULT_CACHE_SIZE = 8
 INPUT_SIZES = (96, 640)
 #: Longer side of the soft-map and evidence pictures.
 SOFT_SIDE = 512
+#: The soft-map gallery shows this many slots at first (a 64-slot block stays one screen long).
+MAX_SOFT_MAPS = 16
+#: Which slots the soft-map gallery shows: the MAX_SOFT_MAPS largest, every one that owns pixels, all.
+SOFT_SHOWN = ("largest", "owning", "all")
 #: Smaller images are shown enlarged to this longer side (the network still sees the original).
 MIN_DISPLAY_SIDE = 448
 MAX_EVIDENCE_PANELS = 6
@@ -61,3 +67,21 @@ DEFAULT_METHOD = "slot-cam"
 JPEG_QUALITY = 90
 #: Figure files kept for download (older ones are deleted).
 MAX_FIGURES = 16
+
+
+def file_size(value: str | int) -> str | int:
+    """An upload limit (``--max-file-size``) as gradio reads it, checked before anything loads:
+    ``"20mb"``, ``"500 KB"`` (a number and a unit of :data:`FILE_SIZE_UNITS`) or a number of bytes.
+    Anything else is a one-line ``ValueError`` (gradio itself says ``invalid literal for int()``,
+    and only once the model is loaded)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise ValueError(f"an upload limit must be at least 1 byte, got {value}")
+        return value
+    text = str(value).replace(" ", "").lower()
+    number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = text[len(number):] or "b"
+    if not number.isdigit() or unit not in FILE_SIZE_UNITS or int(number) < 1:
+        raise ValueError(f"an upload limit is a whole number with a unit ({', '.join(FILE_SIZE_UNITS)}), "
+                         f"e.g. 20mb; got {value!r}")
+    return f"{int(number)}{unit}"

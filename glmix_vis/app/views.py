@@ -23,11 +23,11 @@ from ..wsss.recipe import MaskRecipe
 from . import messages
 from .messages import AppError
 from .model_cache import LoadedModel
-from .settings import SOFT_SIDE, TAB_CLASSES, TAB_SOFT
+from .settings import MAX_SOFT_MAPS, SOFT_SHOWN, SOFT_SIDE, TAB_CLASSES, TAB_SOFT
 
 __all__ = ["Analysis", "Picture", "annotated", "check_method", "chosen_blocks", "class_figure", "class_pictures",
-           "evidence", "likely_classes", "overlay_pictures", "pseudo_mask", "slot_colors", "slot_numbers",
-           "slot_order", "slot_peaks", "soft_pictures", "view_figure"]
+           "evidence", "likely_classes", "overlay_pictures", "pseudo_mask", "shown_slots", "slot_areas", "slot_colors",
+           "slot_numbers", "slot_order", "slot_peaks", "soft_pictures", "view_figure"]
 
 #: A gallery entry: the picture and its caption.
 Picture = tuple[np.ndarray, str]
@@ -43,6 +43,8 @@ class Analysis:
     forward_seconds: float
     min_display_side: int = 0
     memo: dict[tuple, Any] = field(default_factory=dict)
+    #: The upload's own size, width x height, before the app downscaled it (None: not known).
+    uploaded_size: tuple[int, int] | None = None
 
     def cached(self, key: tuple, compute: Callable[[], Any]) -> Any:
         if key not in self.memo:
@@ -113,16 +115,27 @@ def overlay_pictures(result: Analysis, blocks: list[int]) -> list[Picture]:
     overlay = render.SlotOverlay(result.shown)  # the photo's share of the blend, once for all blocks
     items = []
     for b, h, c in zip(blocks, hard, colors):
-        used = int((result.shares(b) > 0).sum())
+        used = int((slot_areas(result, b) > 0).sum())  # the slots this picture shows
         items.append((overlay.draw(h, c),
                       messages.overlay_caption(result.loaded.block_labels[b], used, result.loaded.num_slots[b])))
     return items
 
 
 # ------------------------------------------------------------------------------ soft maps
+def slot_areas(result: Analysis, block: int) -> np.ndarray:
+    """``(S,)`` the fraction of the displayed pixels each slot owns in the block's hard map (what
+    the slot groups tab colours); 0 for a slot that owns no pixel."""
+    def compute() -> np.ndarray:
+        hard = result.hard(block)
+        return np.bincount(hard.ravel(), minlength=result.loaded.num_slots[block]) / hard.size
+    return result.cached(("areas", block), compute)
+
+
 def slot_order(result: Analysis, block: int) -> list[int]:
-    """Slots of a block, largest share first."""
-    return [int(s) for s in np.argsort(-result.shares(block), kind="stable")]
+    """Slots of a block, the largest area in the hard map first; the slots that own no pixel last,
+    the highest peak first (a 64-slot block shows what matters on its first screen)."""
+    areas, peaks = slot_areas(result, block), slot_peaks(result, block)
+    return [int(s) for s in np.lexsort((-peaks, -areas))]
 
 
 def slot_peaks(result: Analysis, block: int) -> np.ndarray:
@@ -132,25 +145,42 @@ def slot_peaks(result: Analysis, block: int) -> np.ndarray:
                          .flatten(1).amax(1).cpu().numpy())
 
 
-def soft_pictures(result: Analysis, block: int) -> list[Picture]:
-    """One block's per-slot dispatch maps, largest slot first, each scaled to its own peak."""
+def shown_slots(result: Analysis, block: int, which: str = SOFT_SHOWN[0], limit: int = MAX_SOFT_MAPS) -> list[int]:
+    """The slots the soft-map gallery shows, in :func:`slot_order`: the ``limit`` largest
+    (``"largest"``), every slot that owns pixels (``"owning"``) or all (``"all"``)."""
+    order = slot_order(result, block)
+    if which == "all":
+        return order
+    if which == "owning":
+        areas = slot_areas(result, block)
+        return [s for s in order if areas[s] > 0]
+    if which == "largest":
+        return order[:limit]
+    raise AppError(messages.unknown_soft_choice(which, SOFT_SHOWN))
+
+
+def soft_pictures(result: Analysis, block: int, which: str = SOFT_SHOWN[0]) -> list[Picture]:
+    """One block's per-slot dispatch maps (:func:`shown_slots`), each scaled to its own peak and
+    captioned with its area and its peak as a multiple of the uniform weight 1/S."""
     from ..figures import render
 
     shown = downscale_to(result.shown, SOFT_SIDE)
-    soft = result.predictor.maps([block])[0].upsample(shown.shape[:2])[0].cpu().numpy()
-    peaks, shares = slot_peaks(result, block), result.shares(block)
-    return [(render.soft_map_overlay(shown, soft[s], peaks[s]), messages.soft_caption(s, shares[s], peaks[s]))
-            for s in slot_order(result, block)]
+    chosen = shown_slots(result, block, which)
+    soft = result.predictor.maps([block])[0].upsample(shown.shape[:2])[0, chosen].cpu().numpy()
+    peaks, areas = slot_peaks(result, block), slot_areas(result, block)
+    num = result.loaded.num_slots[block]
+    return [(render.soft_map_overlay(shown, heat, peaks[s]), messages.soft_caption(s, areas[s], peaks[s], num))
+            for s, heat in zip(chosen, soft)]
 
 
 def slot_numbers(result: Analysis, block: int, index: int) -> tuple[int, float, float, float]:
-    """The ``index``-th slot of :func:`soft_pictures`: its number, share, mean and peak weight."""
+    """The ``index``-th slot of :func:`soft_pictures`: its number, area, mean and peak weight."""
     order = slot_order(result, block)
     if not 0 <= int(index) < len(order):
         raise AppError(messages.no_slot(index))
     slot = order[int(index)]
     weight = float(result.predictor.maps([block])[0].dispatch[0, slot].mean())
-    return slot, float(result.shares(block)[slot]), weight, float(slot_peaks(result, block)[slot])
+    return slot, float(slot_areas(result, block)[slot]), weight, float(slot_peaks(result, block)[slot])
 
 
 # ------------------------------------------------------------------------------ classes

@@ -12,6 +12,7 @@ from ..app.settings import (
     DEFAULT_MAX_FILE_SIZE,
     DEFAULT_MAX_SIDE,
     DEFAULT_PORT,
+    file_size,
 )
 from ._args import add_precision_argument
 from ._dispatch import UserError
@@ -56,6 +57,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--port must be between 1 and 65535, got {args.port}")
     if args.concurrency < 1 or args.max_side < 32:
         raise UserError("--concurrency must be at least 1 and --max-side at least 32")
+    try:
+        args.max_file_size = file_size(args.max_file_size)
+    except ValueError as exc:
+        raise UserError(f"--max-file-size: {exc}") from None
     from ..app.serving import address_problem
     from ..devices import resolve_precision
 

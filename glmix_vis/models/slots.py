@@ -158,15 +158,18 @@ class SlotMap:
                        self.slots.to(*args, **kwargs), self.input_size)
 
 
-def block_label(index: int, slot_map: SlotMap) -> str:
+def block_label(index: int, slot_map: SlotMap, *, with_path: bool = False) -> str:
     """The one name of a GLMix block wherever a person reads it (app, CLI, figures, docs):
     ``"block 3 (stage 3)"``.
 
     ``index`` is the block's GLMix block index (0 = the first GLMix block; the index ``--blocks``
     and ``resolve_blocks`` take); the stage is counted from 1. The module path
-    (:attr:`SlotMap.name`, ``stages.2.blocks.2``) is for code, not for readers.
+    (:attr:`SlotMap.name`, ``stages.2.blocks.2``) is for code, not for readers: ``with_path``
+    adds it, ``"block 3 (stage 3) = stages.2.blocks.2"``, for the one place that tells a reader
+    both names (the app's block picker).
     """
-    return f"block {int(index)} (stage {slot_map.stage + 1})"
+    label = f"block {int(index)} (stage {slot_map.stage + 1})"
+    return f"{label} = {slot_map.name}" if with_path else label
 
 
 @dataclass
