@@ -133,7 +133,7 @@ class SlotQuality:
         if not any(b[m] is not None for b in self.blocks for m in METRICS):  # no ground truth: consistency only
             lines += ["No ground truth: slots used and consistency only.", "", "| block | grid | slots used |",
                       "|---|---|---:|"]
-            lines += [f"| {_both_names(b)} | {b['grid'][0]}×{b['grid'][1]} | {b['used_slots']:.1f} / {b['slots']} |"
+            lines += [f"| {b['both_names']} | {b['grid'][0]}×{b['grid'][1]} | {b['used_slots']:.1f} / {b['slots']} |"
                       for b in self.blocks]
         else:
             lines += self._metric_tables(head, pct)
@@ -148,7 +148,7 @@ class SlotQuality:
                  "", "## All slots", "", f"| block | grid | slots used | {head} | slot oracle mIoU |",
                  "|---|---|---:|" + "---:|" * (len(METRICS) + 1)]
         for b in self.blocks:
-            lines.append(f"| {_both_names(b)} | {b['grid'][0]}×{b['grid'][1]} | {b['used_slots']:.1f} / {b['slots']} | "
+            lines.append(f"| {b['both_names']} | {b['grid'][0]}×{b['grid'][1]} | {b['used_slots']:.1f} / {b['slots']} | "
                          + " | ".join(pct(b[m]) for m in METRICS) + f" | {pct(b.get('oracle_miou'))} |")
         if self.merge:
             lines += ["", f"## Slots merged to {self.merge} groups", "", f"| block | {head} |",
@@ -156,11 +156,6 @@ class SlotQuality:
             lines += [f"| {b['name']} | " + " | ".join(pct(b["merged"][m]) for m in METRICS) + " |"
                       for b in self.blocks]
         return lines
-
-
-def _both_names(row: dict[str, Any]) -> str:
-    """``block 0 (stage 1) = stages.0.blocks.0``: the reader's name and the module path, as ``slots`` prints them."""
-    return f"{row['name']} = {row['module']}" if row.get("module") else row["name"]
 
 
 def slot_quality(predictor: SlotPredictor, images: Iterable[GroundTruthImage], *, blocks: Sequence[int] | None = None,
@@ -195,7 +190,8 @@ def slot_quality(predictor: SlotPredictor, images: Iterable[GroundTruthImage], *
     rows = []
     for k, (b, m) in enumerate(zip(chosen, maps)):
         after = chosen[k + 1] if k + 1 < len(chosen) else None
-        rows.append(dict(block=b, name=block_label(b, m), module=m.name, stage=m.stage + 1, grid=list(m.grid), slots=m.num_slots,
+        rows.append(dict(block=b, name=block_label(b, m), both_names=block_label(b, m, with_path=True),
+                         stage=m.stage + 1, grid=list(m.grid), slots=m.num_slots,
                          used_slots=means.get(f"{b}.used_slots"), **{x: means.get(f"{b}.{x}") for x in METRICS},
                          oracle_miou=mean_iou(oracles[b].matrix) / 100 if b in oracles else None,
                          merged={"groups": merge, **{x: means.get(f"{b}.merged.{x}") for x in METRICS}},
