@@ -146,20 +146,26 @@ class ModelInfo:
                 for rank, i in enumerate(order) if rank == 0 or probs[i] >= min_score]
 
 
-def checkpoint_line(loaded: str | None, requested: str | os.PathLike[str] | None) -> str:
-    """Which file a command loaded, said once: the file, and any other file the same name stands
-    for that was passed over (``glnet_4g.pth`` beside ``glnet_4g.safetensors``)."""
+def checkpoint_line(loaded: str | None, requested: str | os.PathLike[str] | None, *, markdown: bool = False) -> str:
+    """Which file a command loaded, said once: the file (absolute), and any other file the same name
+    stands for that was passed over (``glnet_4g.pth`` beside ``glnet_4g.safetensors``). ``markdown``
+    puts the paths in code spans (the app)."""
     from .models.checkpoints import checkpoint_candidates
 
+    def show(path: str | os.PathLike[str]) -> str:
+        return f"`{path}`" if markdown else str(path)
+
+    if loaded is not None:  # absolute: which of two files of one name is meant, wherever the command ran
+        loaded = str(Path(loaded).resolve())
     if requested is None:
-        return f"checkpoint: {loaded} (the bundled demo model)"
+        return f"checkpoint: {show(loaded)} (the bundled demo model)"
     requested = os.fspath(requested)
     if Path(requested).suffix or "/" in requested or "\\" in requested:
-        return f"checkpoint: {loaded}"
-    passed_over = [str(p) for p in checkpoint_candidates(requested)[1:]]
+        return f"checkpoint: {show(loaded)}"
+    passed_over = [show(p.resolve()) for p in checkpoint_candidates(requested)[1:]]
     if not passed_over:
-        return f"checkpoint: {loaded} (found by the name {requested!r})"
-    return (f"checkpoint: {loaded} (found by the name {requested!r}; also named so and not used: "
+        return f"checkpoint: {show(loaded)} (found by the name {requested!r})"
+    return (f"checkpoint: {show(loaded)} (found by the name {requested!r}; also named so and not used: "
             f"{', '.join(passed_over)}: give the file's path to use another)")
 
 

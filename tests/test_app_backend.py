@@ -380,7 +380,7 @@ def test_other_models_list_their_classes_without_the_demo_warning(backend, nano_
     label = nano_checkpoint.name
     notice = backend.model_settings(label)["notice"]
     assert notice == (f"**{label}** (glnet_nano) knows 3 classes: disk, square, star.\n\n"
-                      f"Loaded from `{nano_checkpoint.resolve()}`.")
+                      f"Checkpoint: `{nano_checkpoint.resolve()}`")
     status = backend.class_view(_photo(), label, None, "slot-cam")[0]
     assert "demo" not in status.lower() and status.startswith("Evidence method")
 
@@ -432,5 +432,7 @@ def test_the_model_notice_names_the_file_it_loaded_absolute(nano_checkpoint, tmp
     monkeypatch.chdir(folder)
     app = SlotApp("mine.safetensors", max_side=128, device="cpu")  # given relative: shown absolute
     notice = app.model_notice("mine.safetensors")
-    assert notice.endswith(f"Loaded from `{(folder / 'mine.safetensors').resolve()}`."), notice
+    assert notice.endswith(f"Checkpoint: `{(folder / 'mine.safetensors').resolve()}`"), notice
     assert app.model_settings("mine.safetensors")["notice"] == notice
+    shutil.copy(nano_checkpoint, folder / "mine.pth")  # a name standing for two files: the one served named
+    assert SlotApp("mine", max_side=128, device="cpu").model_notice("mine.safetensors") == notice

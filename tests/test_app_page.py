@@ -316,6 +316,7 @@ def test_launch_prints_its_address_and_no_share_hint(nano_checkpoint, capsys):
     finally:
         demo.close()
     assert f"Running on local URL:  http://127.0.0.1:{port}" in out and "share" not in out, out
+    assert f"* checkpoint: {Path(nano_checkpoint).resolve()}\n" in out, out  # which file is served, absolute
 
 
 def test_launch_refuses_a_bad_upload_limit_before_loading(monkeypatch):

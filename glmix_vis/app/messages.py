@@ -91,8 +91,10 @@ def model_notice(label: str, info: ModelInfo, has_classifier: bool, path: str | 
     """What the model behind ``label`` knows, in plain words (Markdown): its classes, for the
     bundled demo model that it was trained on generated scenes, not photos, and the file it was
     loaded from (``path``, absolute: which of two files of one name is served)."""
-    loaded = f"\n\nLoaded from `{Path(path).resolve()}`." if path is not None else ""
-    return _what_it_knows(label, info, has_classifier) + loaded
+    from ..loading import checkpoint_line
+
+    loaded = checkpoint_line(info.checkpoint, path, markdown=True) if info.checkpoint else None
+    return _what_it_knows(label, info, has_classifier) + (f"\n\n{loaded[:1].upper()}{loaded[1:]}" if loaded else "")
 
 
 def _what_it_knows(label: str, info: ModelInfo, has_classifier: bool) -> str:

@@ -671,7 +671,17 @@ def launch(checkpoint: str | os.PathLike[str] | None = None, *, host: str = DEFA
         raise ServeError((address_problem(host, port) if port is not None else None)
                          or f"cannot serve on {host}:{port}; choose another --port or --host") from None
     if not quiet:
-        print(f"* Running on local URL:  {demo.local_url}", flush=True)
+        print(f"* {_served_checkpoint(checkpoint)}\n* Running on local URL:  {demo.local_url}", flush=True)
     if not prevent_thread_lock:
         demo.block_thread()  # until Ctrl-C or SIGTERM, as gradio's launch would
     return demo
+
+
+def _served_checkpoint(checkpoint: str | os.PathLike[str] | None) -> str:
+    """The operator's line for the file served first (absolute; another file of the same name passed over)."""
+    from ..assets import default_checkpoint
+    from ..loading import checkpoint_line
+    from ..models.checkpoints import resolve_checkpoint
+
+    return checkpoint_line(str(default_checkpoint() if checkpoint is None else resolve_checkpoint(checkpoint)),
+                           checkpoint)
