@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .data import SegmentationDataset, open_dataset
-from .data.mask_source import MaskSource
+from .data.mask_source import GROUND_TRUTH, MaskSource
 from .devices import Distributed, autocast_dtype, init_distributed
 from .models.checkpoints import save_safetensors
 from .models.factory import create_segmenter
@@ -216,6 +216,8 @@ def train_segmenter(config: SegTrainConfig) -> dict[str, Any]:
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
     _resume(run)
+    if d.main:
+        print(preamble(run), flush=True)
     run.model = wrap_ddp(run.model, d)
     total = run.steps_per_epoch * config.epochs
     bar = tqdm(total=total, initial=run.start_epoch * run.steps_per_epoch, desc="train-seg", unit="step",
@@ -235,6 +237,21 @@ def train_segmenter(config: SegTrainConfig) -> dict[str, Any]:
     finally:
         bar.close()
     return _finish(run)
+
+
+def preamble(run: _Run) -> str:
+    """What the run will do, said before its first step: model and start, masks, images, device,
+    epochs and where it writes (the bar then gives the time left)."""
+    c = run.config
+    params = sum(p.numel() for p in run.model.parameters()) / 1e6
+    start = f"resuming after epoch {run.start_epoch}" if run.start_epoch else f"backbone from {c.init or 'the bundled demo model'}"
+    source = run.masks.provenance()
+    masks = "the dataset's own masks" if source["source"] == GROUND_TRUTH else f"the masks in {source.get('folder')}"
+    val = f"; {c.val_split} mIoU every {c.val_every} epochs" if run.val_set is not None and c.val_every else ""
+    return (f"training a {_variant(run)} {c.decoder} segmenter ({params:.1f}M parameters, {start}) on {len(run.data)} "
+            f"{c.train_split} images of {c.root} with {masks}, on {run.d.device}"
+            f"{f' x {run.d.world} processes' if run.d.world > 1 else ''}: {c.epochs} epochs of {run.steps_per_epoch} "
+            f"steps (global batch {c.batch_size}, {c.crop_size} px crops){val}, into {run.out}")
 
 
 def _prepare(config: SegTrainConfig, out: Path, d: Distributed) -> _Run:
@@ -368,10 +385,15 @@ def _validate(run: _Run) -> float:
     return float(mean_iou(all_reduce_confusion(confusion.matrix)))
 
 
+def _variant(run: _Run) -> str | None:
+    """The backbone variant: the one its weights came with, else the one asked for."""
+    return unwrap(run.model).backbone.pretrained_cfg.get("architecture") or run.config.model
+
+
 def segmenter_meta(run: _Run, **extra: Any) -> dict[str, Any]:
     """The checkpoint metadata: classes, input settings, decoder, training recipe and the masks' provenance."""
     config, model = run.config, unwrap(run.model)
-    variant = model.backbone.pretrained_cfg.get("architecture") or config.model
+    variant = _variant(run)
     # The backbone's own input size, not the crop: crops are windows of images at their own scale, and
     # the predictor's short-side rule must show the segmenter images at the scale its backbone learnt.
     input_size = tuple(int(v) for v in model.pretrained_cfg.get("input_size", (3, config.crop_size, config.crop_size))[-2:])

@@ -71,6 +71,9 @@ def test_train_seg_then_eval_seg(tiny_scenes, tmp_path, capsys):
                       "--batch-size", "2", "--crop-size", "32", "--max-train-images", "4", "--workers", "0", "--decoder-dim", "16",
                       "--val-every", "1", "--device", "cpu"])
     assert code == 0
+    said = capsys.readouterr().out.splitlines()[0]  # what it will do, before the first step
+    assert said.startswith("training a glnet_nano mlp segmenter (") and "on 4 train images of" in said, said
+    assert "the dataset's own masks" in said and "1 epochs of 2 steps" in said and str(run) in said, said
     history = json.loads((run / "history.json").read_text())
     assert len(history) == 1 and {"train_loss", "val_miou", "seconds", "images_per_s", "peak_memory_mb"} <= set(history[0])
     model, info = load_model(run / "final.safetensors", device="cpu")
