@@ -221,11 +221,34 @@ def test_soft_map_scale_rule_runs_from_zero_to_the_maps_own_peak():
     assert np.array_equal(render.soft_map_overlay(image, np.zeros((10, 20))), bottom)  # no peak: stays dark
 
 
-def _near_top(picture: np.ndarray, shown: np.ndarray, soft: np.ndarray) -> float:
-    """How far (max channel difference) the map's brightest pixel is from the colormap's top."""
+def test_soft_maps_start_at_the_uniform_weight_so_a_flat_slot_stays_dark():
+    """Issue 24: with 64 slots a near-uniform slot (peak 1/64) looked as bright as one owning a region."""
+    image = np.full((10, 20, 3), 90, np.uint8)
+    bottom = render.heatmap_overlay(image, np.zeros((10, 20)), render.SOFT_CMAP, render.SOFT_ALPHA)
+    top = render.heatmap_overlay(image, np.ones((10, 20)), render.SOFT_CMAP, render.SOFT_ALPHA)
+    flat = np.full((10, 20), 1 / 64, np.float32)
+    flat[:, -1] = 1.05 / 64  # its peak: barely above uniform
+    shown = render.soft_map_overlay(image, flat, num_slots=64)
+    dim = render.heatmap_overlay(image, np.full((10, 20), 0.05), render.SOFT_CMAP, render.SOFT_ALPHA)
+    assert np.array_equal(shown[:, -1], dim[:, -1])  # its peak at 5% of the scale: dark, not stretched to yellow
+    owning = np.full((10, 20), 0.2 / 63, np.float32)
+    owning[:, -1] = 0.8  # owns the last column
+    shown = render.soft_map_overlay(image, owning, num_slots=64)
+    assert np.array_equal(shown[:, -1], top[:, -1]) and np.array_equal(shown[:, 0], bottom[:, 0])
+    weak = np.full((10, 20), 1 / 16, np.float32)
+    weak[:, -1] = 1.5 / 16  # 1.5x uniform: half-way up the floor's scale (1/S to 2/S), not yellow
+    half = render.heatmap_overlay(image, np.full((10, 20), 0.5), render.SOFT_CMAP, render.SOFT_ALPHA)
+    assert np.array_equal(render.soft_map_overlay(image, weak, num_slots=16)[:, -1], half[:, -1])
+
+
+def _off_scale(picture: np.ndarray, shown: np.ndarray, soft: np.ndarray, peak: float, num_slots: int) -> float:
+    """How far (max channel difference) the map's brightest pixel is from its colour on the one scale:
+    from 1/S to the slot's peak on the token grid (at least 2/S), whatever size the map is drawn at."""
     y, x = np.unravel_index(int(np.argmax(soft)), soft.shape)
-    top = render.heatmap_overlay(shown, np.ones(soft.shape), render.SOFT_CMAP, render.SOFT_ALPHA)
-    return float(np.abs(picture[y, x].astype(int) - top[y, x].astype(int)).max())
+    low, top = 1 / num_slots, max(peak, render.SOFT_MIN_CONTRAST / num_slots)
+    level = np.full(soft.shape, np.clip((soft[y, x] - low) / (top - low), 0, 1))
+    want = render.heatmap_overlay(shown, level, render.SOFT_CMAP, render.SOFT_ALPHA)
+    return float(np.abs(picture[y, x].astype(int) - want[y, x].astype(int)).max())
 
 
 def test_app_and_exported_figure_colour_a_slot_on_the_same_scale(backend, nano_checkpoint):
@@ -235,16 +258,16 @@ def test_app_and_exported_figure_colour_a_slot_on_the_same_scale(backend, nano_c
     label, block = nano_checkpoint.name, 1
     img = _photo()
     text, items = backend.soft_maps(img, label, None, block)
-    assert "scaled to its own peak" in text
+    assert "from the uniform weight 1/" in text
     result = backend.analysis(img, label, None)
     m = result.predictor.maps([block])[0]
     peaks = m.dispatch[0].flatten(1).amax(1).numpy()
     assert peaks.max() < 0.8  # a scale fixed at 0-1 would leave these maps dark
     shown = downscale_to(result.shown, 512)
     soft = m.upsample(shown.shape[:2])[0].numpy()
-    slot = int(items[-1][1].split()[1])  # the smallest slot: dark on a shared scale
+    slot, num = int(items[-1][1].split()[1]), m.num_slots  # the smallest slot: dark on a scale shared by all
     assert f"peak {peaks[slot]:.2f} = " in items[-1][1]
-    assert _near_top(items[-1][0], shown, soft[slot]) <= 12  # its brightest pixel: the top colour
+    assert _off_scale(items[-1][0], shown, soft[slot], peaks[slot], num) <= 12  # its brightest pixel: 1/S to peak
 
     fig = soft_slot_maps(result.predictor, blocks=[block], slots=[slot, int(items[0][1].split()[1])], dpi=80)
     panels = [ax for ax in fig.axes if ax.images]
@@ -253,7 +276,7 @@ def test_app_and_exported_figure_colour_a_slot_on_the_same_scale(backend, nano_c
     picture = np.asarray(panels[1].images[0].get_array())
     small = render.resize_image(result.predictor.image, picture.shape[:2])
     fig_soft = m.upsample(picture.shape[:2])[0, slot].numpy()
-    assert _near_top(picture, small, fig_soft) <= 12  # the same slot looks the same in the figure
+    assert _off_scale(picture, small, fig_soft, peaks[slot], num) <= 12  # the same slot looks the same in the figure
     bars = [ax.get_ylabel() for ax in fig.axes if not ax.images and ax.get_ylabel()]
     assert len(bars) == 1 and bars[0] in render.SOFT_SCALE_LABELS, bars
 

@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..figures.render import SOFT_MIN_CONTRAST
 from ..figures.style import share_percent
 from ..loading import ModelInfo
 
@@ -147,10 +148,10 @@ def soft_status(block_label: str, num_slots: int, shown: int, owning: int) -> st
     owners = (f"{owning} own pixels in the hard map" + (f", {none} own none (captioned *owns no pixel*, shown "
                                                          "last)" if none else ""))
     return (f"{block_label.capitalize()}: {which}, the largest area first; {owners}. Colour: each pixel's "
-            f"dispatch weight to the slot, **each map scaled to its own peak** (dark = 0, yellow = the peak "
-            f"in its caption; the exported figure uses the same scale). A slot that prefers no pixel has the "
-            f"uniform weight 1/{num_slots} = {1 / num_slots:.3f} everywhere: a peak of *1× uniform* is a "
-            f"flat map, however yellow it looks. Click a slot to enlarge it.")
+            f"dispatch weight to the slot, **from the uniform weight 1/{num_slots} = {1 / num_slots:.3f} (dark) "
+            f"to the slot's peak in its caption (yellow)**, the peak never counted below "
+            f"{SOFT_MIN_CONTRAST:g}× uniform, so a slot that prefers no pixel stays dark; the exported figure "
+            f"uses the same scale. Click a slot to enlarge it.")
 
 
 def soft_caption(slot: int, area: float, peak: float, num_slots: int) -> str:

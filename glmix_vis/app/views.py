@@ -169,7 +169,7 @@ def soft_pictures(result: Analysis, block: int, which: str = SOFT_SHOWN[0]) -> l
     soft = result.predictor.maps([block])[0].upsample(shown.shape[:2])[0, chosen].cpu().numpy()
     peaks, areas = slot_peaks(result, block), slot_areas(result, block)
     num = result.loaded.num_slots[block]
-    return [(render.soft_map_overlay(shown, heat, peaks[s]), messages.soft_caption(s, areas[s], peaks[s], num))
+    return [(render.soft_map_overlay(shown, heat, peaks[s], num_slots=num), messages.soft_caption(s, areas[s], peaks[s], num))
             for s, heat in zip(chosen, soft)]
 
 

@@ -6,9 +6,11 @@ labels, bilinear for scores).
 
 Two rules live here so that the app and the figures cannot disagree:
 
-* soft (dispatch) maps: each slot's map is coloured from 0 to its own peak weight
-  (:func:`soft_map_overlay`; the peak is written beside the map, :data:`SOFT_SCALE_LABELS` name
-  the scale);
+* soft (dispatch) maps: each slot's map is coloured from the uniform weight 1/S (dark: the slot
+  claims the pixel no more than any other) to its own peak, and never to less than
+  :data:`SOFT_MIN_CONTRAST` times 1/S, so a near-uniform slot stays dark instead of being stretched
+  to full yellow (:func:`soft_map_overlay`; the peak is written beside the map,
+  :data:`SOFT_SCALE_LABELS` name the scale);
 * pseudo-masks: class colours with little chroma (grey, dark tones) are filled more opaquely and
   every class region gets a dark-and-white outline (:func:`mask_alpha`, :func:`outline_regions`),
   so that no class disappears into a photo. Only the display changes: saved masks keep the VOC
@@ -41,6 +43,7 @@ __all__ = [
     "overlay_slots",
     "resize_image",
     "resize_labels",
+    "SOFT_MIN_CONTRAST",
     "soft_map_overlay",
     "tracked_slot_colors",
 ]
@@ -53,7 +56,11 @@ BOUNDARY_ALPHA = 0.85
 SOFT_CMAP = "viridis"
 SOFT_ALPHA = 0.7
 #: What the soft-map colours mean (colourbar label candidates, longest first).
-SOFT_SCALE_LABELS = ("dispatch weight ÷ the slot's peak", "weight ÷ slot's peak", "weight ÷ peak", "of peak")
+SOFT_SCALE_LABELS = ("dispatch weight, uniform 1/S to the slot's peak", "weight, 1/S to slot's peak",
+                     "weight, 1/S to peak", "1/S to peak")
+#: A soft map's yellow end is at least this multiple of the uniform weight 1/S: a slot whose peak is
+#: barely above 1/S owns nothing and must not look like one that owns a region.
+SOFT_MIN_CONTRAST = 2.0
 
 #: Pseudo-mask fill opacity; colours whose chroma (max - min channel, of 255) is below
 #: LOW_CHROMA (grey 'horse' (128, 128, 128), dark 'cat' (64, 0, 0), ...) get LOW_CHROMA_ALPHA.
@@ -210,17 +217,22 @@ def heatmap_overlay(image: np.ndarray, map01: np.ndarray, cmap: str = "viridis",
 
 
 def soft_map_overlay(image: np.ndarray, weights: np.ndarray, peak: float | None = None, cmap: str = SOFT_CMAP,
-                     alpha: float = SOFT_ALPHA) -> np.ndarray:
+                     alpha: float = SOFT_ALPHA, num_slots: int | None = None) -> np.ndarray:
     """The one colour scale of a slot's soft (dispatch) map, in the app and the figures alike.
 
-    The map is coloured from 0 (dark) to ``peak`` (yellow): its own largest weight unless given
-    (pass the slot's largest weight on the token grid, so that the map looks the same at every
-    display size). Say the peak beside the picture: without it the colours have no units
-    (:data:`SOFT_SCALE_LABELS`). A map that is 0 everywhere stays dark.
+    The map is coloured from the uniform weight ``1 / num_slots`` (dark) to ``peak`` (yellow): its
+    own largest weight unless given (pass the slot's largest weight on the token grid, so that the
+    map looks the same at every display size), raised to :data:`SOFT_MIN_CONTRAST` / ``num_slots``
+    when lower. Without ``num_slots`` the scale starts at 0. Say the peak beside the picture: without
+    it the colours have no units (:data:`SOFT_SCALE_LABELS`). A map that is 0 everywhere stays dark.
     """
     values = np.nan_to_num(np.asarray(weights, dtype=np.float32), nan=0.0)
     top = float(values.max(initial=0.0)) if peak is None else float(peak)
-    scaled = values / top if top > 0 else np.zeros_like(values)
+    low = 0.0
+    if num_slots:
+        low = 1.0 / num_slots
+        top = max(top, SOFT_MIN_CONTRAST * low)
+    scaled = (values - low) / (top - low) if top > low else np.zeros_like(values)
     return heatmap_overlay(image, np.clip(scaled, 0.0, 1.0), cmap, alpha)
 
 

@@ -139,13 +139,13 @@ def soft_slot_maps(source: Source, blocks: Sequence[int] | int | None = None, sl
 
     ``slots`` picks the slots (the same for every row); by default each row shows its
     ``num_maps`` slots with the largest share of pixels (5 for a double column, 3 for a single
-    one). One row per image and block (default: the last GLMix block). Each map is coloured from 0
-    to its own peak weight, given in its title (:func:`~glmix_vis.figures.render.soft_map_overlay`,
-    the web app's rule too).
+    one). One row per image and block (default: the last GLMix block). Each map is coloured from the
+    uniform weight 1/S to its own peak weight, given in its title
+    (:func:`~glmix_vis.figures.render.soft_map_overlay`, the web app's rule too).
     """
     w_in = column_width(width)
     k = len(slots) if slots is not None else (num_maps or (5 if w_in > 5 else 3))
-    colorbar = Colorbar(SOFT_SCALE_LABELS, cmap)  # 0 to 1 of each map's own peak
+    colorbar = Colorbar(SOFT_SCALE_LABELS, cmap)  # 0: uniform 1/S, 1: each map's own peak
     rows: list[Row] = []
     with figure_style():
         frame = Frame(w_in, left=label_margin(2 if row_labels else 1), right=colorbar_margin(colorbar))
@@ -168,7 +168,7 @@ def soft_slot_maps(source: Source, blocks: Sequence[int] | int | None = None, sl
                     pct, top = share_percent(share[s]), f"peak {peaks[s]:.2f}"
                     titles = (f"slot {s} · {pct} of pixels · {top}", f"slot {s} · {pct} · {top}",
                               f"slot {s} · {pct}\n{top}", f"slot {s}\n{pct}\n{top}", f"s{s}")
-                    panels.append(Panel(soft_map_overlay(shown, heat, peaks[s], cmap, alpha), titles))
+                    panels.append(Panel(soft_map_overlay(shown, heat, peaks[s], cmap, alpha, m.num_slots), titles))
                 name = _block_label(b, m, row_labels[r] if row_labels and r < len(row_labels) else None)
                 rows.append(Row(panels, widths, height, name))
         return assemble(rows, frame, dpi, titles="all", colorbar=colorbar)
