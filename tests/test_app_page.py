@@ -214,7 +214,7 @@ def test_a_new_tab_is_one_function_and_one_entry(backend, nano_checkpoint, monke
 def test_soft_maps_tab_shows_what_the_colours_mean(page):
     demo, _ = page
     html = [b.value for b in demo.blocks.values() if "colorbar-legend" in str(getattr(b, "value", ""))]
-    assert any('id="soft-legend"' in h and "the slot's peak weight" in h and "linear-gradient" in h for h in html)
+    assert any('id="soft-legend"' in h and "uniform weight 1/S" in h and "the slot's peak weight" in h and "linear-gradient" in h for h in html)
     assert any('id="evidence-legend"' in h for h in html)
 
 

@@ -24,6 +24,7 @@ import gradio as gr
 import numpy as np
 import torch
 
+from ..figures.render import SOFT_MIN_CONTRAST
 from . import messages
 from .backend import SlotApp
 from .messages import AppError
@@ -250,8 +251,8 @@ def soft_maps_tab(c: Controls) -> TabView:
                           ("all slots", "all")], value=SOFT_SHOWN[0], label="Slots shown", elem_id="soft-shown",
                          scale=2)
     soft_status = gr.Markdown(elem_id="soft-status")
-    gr.HTML(colorbar_html("0", "the slot's peak weight (in its caption, against the uniform weight 1/S)",
-                          "soft-legend"))
+    gr.HTML(colorbar_html("uniform weight 1/S", f"the slot's peak weight (in its caption; at least "
+                          f"{SOFT_MIN_CONTRAST:g}/S)", "soft-legend"))
     soft = gr.Gallery(label="Per-slot dispatch maps", columns=4, height="fit-content",
                       object_fit="contain", elem_id="soft-maps")
     slot_text = gr.Markdown(elem_id="slot-detail")
