@@ -36,8 +36,8 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     p.add_argument("--dataset", default=_D.dataset, choices=["voc", "coco"],
                    help=f"dataset format (generated scenes use the VOC layout; default {_D.dataset})")
     p.add_argument("--root", help="dataset root (default: the generated scenes)")
-    p.add_argument("--train-split", default="train", help=f"the split the masks belong to (VOC: train or train_aug; default {_D.train_split})")
-    p.add_argument("--val-split", default="val", help=f"split scored after each --val-every epochs ('none': skip; default {_D.val_split})")
+    p.add_argument("--train-split", default=_D.train_split, help=f"the split the masks belong to (VOC: train or train_aug; default {_D.train_split})")
+    p.add_argument("--val-split", default=_D.val_split, help=f"split scored after each --val-every epochs ('none': skip; default {_D.val_split})")
     p.add_argument("--masks", required=True, help="eval's OUT/masks folder, or 'gt' for the dataset's own masks")
     p.add_argument("--init", help="classification checkpoint for the backbone (file or name; default: the bundled model)")
     p.add_argument("--model", type=model_name, metavar="MODEL",
