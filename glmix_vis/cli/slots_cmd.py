@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from ..assets import example_images
     from ..models.slots import block_label, resolve_blocks
     from ..predictor import SlotPredictor
+    from ..preprocess import load_working_image
 
     image = args.image
     if image is None:
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("no image given and no bundled example found")
         image = next(iter(examples.values()))
     predictor = SlotPredictor.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision)
-    predictor.set_image(image, input_size=args.input_size)
+    predictor.set_image(load_working_image(image), input_size=args.input_size)
     blocks = block_list(args.blocks)
     try:
         maps = predictor.maps(blocks)
