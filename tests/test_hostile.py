@@ -7,11 +7,14 @@ eval/RESULTS.md ("Hostile cases") lists every case here with its outcome before 
 from __future__ import annotations
 
 import errno
+import gc
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -356,6 +359,108 @@ def test_figure_panels_are_drawn_at_a_bounded_size():
     for width, ratio, dpi in [(6.9, 1.0, 100_000), (1.0, 16.0, 1200), (6.9, 1 / 16, 3000)]:
         h, w = pixels(width, ratio, dpi)
         assert max(h, w) <= MAX_PANEL_SIDE and abs(h / w - ratio) / ratio < 0.05
+
+
+# -- 3: the served app's memory: closed connections wait for a full garbage collection ------------
+
+
+def _closed_transports() -> int:
+    """Closed asyncio socket transports still in memory, counted without collecting first."""
+    import asyncio.selector_events as selector_events
+
+    return sum(1 for o in gc.get_objects()
+               if type(o) is selector_events._SelectorSocketTransport and o.is_closing())
+
+
+def test_closed_connections_are_freed_by_the_servers_collector():
+    import urllib.request
+
+    import uvicorn
+
+    from glmix_vis.app.serving import CycleCollector
+
+    async def app(scope, receive, send):
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="off", http="h11"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()  # only an explicit full collection frees a cycle now, as for CPython's postponed ones
+    collector = None
+    try:
+        thread.start()
+        wait_until(lambda: server.started, 30, "the test server")
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/"
+
+        def visit(n: int) -> None:
+            for _ in range(n):
+                request = urllib.request.Request(url, headers={"Connection": "close"})
+                with urllib.request.urlopen(request, timeout=10) as answer:
+                    assert answer.read() == b"ok"
+
+        base = _closed_transports()
+        visit(30)
+        wait_until(lambda: _closed_transports() - base >= 25, 10, "closed transports kept")  # in cycles only
+        collector = CycleCollector(interval_s=0.2).start()
+        visit(30)
+        wait_until(lambda: _closed_transports() <= base + 3, 10, "closed transports freed")  # all 60, old and new
+        assert collector.collections >= 1
+    finally:
+        if collector is not None:
+            collector.stop()
+        if enabled:
+            gc.enable()
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+def test_the_app_freezes_its_startup_objects_and_collects_the_rest_periodically(monkeypatch):
+    from glmix_vis.app import serving
+
+    monkeypatch.setattr(serving, "_COLLECTOR", None)
+    frozen = []
+    monkeypatch.setattr(serving.gc, "freeze", lambda: frozen.append(True))  # not this test process's objects
+    collector = serving.collect_cycles_promptly(interval_s=60)
+    try:
+        assert frozen == [True] and collector._thread.is_alive() and collector._thread.daemon
+        assert serving.collect_cycles_promptly() is collector and frozen == [True]  # once per process
+    finally:
+        collector.stop()
+    with pytest.raises(ValueError, match="positive"):
+        serving.CycleCollector(interval_s=0)
+
+
+def test_app_names_a_relative_checkpoint_by_its_absolute_path(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("gradio")
+    (tmp_path / "rel").mkdir()
+    (tmp_path / "rel" / "bad.pth").write_text("garbage\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    assert vis_main(["app", "--checkpoint", "rel/bad.pth", "--port", port, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'rel' / 'bad.pth'} is a text file" in err and "Traceback" not in err
+    assert vis_main(["app", "--checkpoint", "rel/missing.pth", "--port", port, "--device", "cpu"]) == 2
+    assert "no such checkpoint file: rel/missing.pth" in capsys.readouterr().err  # as given: it names no file
+
+
+def test_operator_message_rewords_only_the_operators_file(tmp_path):
+    from glmix_vis.app.serving import operator_message
+
+    path = tmp_path / "m.pth"
+    path.write_bytes(b"x")
+    assert operator_message("cannot load m.pth: bad", path) == f"cannot load {path.resolve()}: bad"
+    assert operator_message("cannot load xm.pth.bak: bad", path) == "cannot load xm.pth.bak: bad"
+    assert operator_message("cannot load m.pth: bad", None) == "cannot load m.pth: bad"
+    assert operator_message("no such file: gone.pth", tmp_path / "gone.pth") == "no such file: gone.pth"
 
 
 def test_figure_on_a_sliver_is_one_line(tmp_path, capsys):

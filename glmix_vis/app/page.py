@@ -31,9 +31,11 @@ from .serving import (
     ServeError,
     address_problem,
     bound_session_queues,
+    collect_cycles_promptly,
     example_files,
     launch_options,
     limit_heap_fragmentation,
+    operator_message,
     queue_options,
 )
 from .settings import (
@@ -553,9 +555,10 @@ def launch(checkpoint: str | os.PathLike[str] | None = None, *, host: str = DEFA
     try:
         demo = build_app(checkpoint, max_side=max_side, device=device, precision=precision)
     except AppError as exc:
-        raise ServeError(str(exc)) from None
+        raise ServeError(operator_message(str(exc), checkpoint)) from None
     demo.queue(**queue_options(concurrency))
     bound_session_queues(demo, max_sessions)
+    collect_cycles_promptly()
     try:
         demo.launch(**launch_options(host=host, port=port, max_file_size=max_file_size, concurrency=concurrency,
                                      max_sessions=max_sessions, prevent_thread_lock=prevent_thread_lock,
