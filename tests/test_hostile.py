@@ -377,7 +377,12 @@ def test_closed_connections_are_freed_by_the_servers_collector():
 
     import uvicorn
 
+    from glmix_vis.app import serving
     from glmix_vis.app.serving import CycleCollector
+
+    running = serving._COLLECTOR  # an app launched earlier in this process collects too: not during the test
+    if running is not None:
+        running.stop()
 
     async def app(scope, receive, send):
         if scope["type"] == "http":
@@ -413,6 +418,8 @@ def test_closed_connections_are_freed_by_the_servers_collector():
     finally:
         if collector is not None:
             collector.stop()
+        if running is not None:
+            serving._COLLECTOR = CycleCollector(running.interval_s).start()
         if enabled:
             gc.enable()
         server.should_exit = True

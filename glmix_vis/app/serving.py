@@ -47,7 +47,7 @@ from .settings import (
 )
 
 __all__ = ["ARENA_MAX", "MMAP_THRESHOLD", "SCRATCH_PREFIX", "PictureFiles", "ServeError", "ServerScratch",
-           "CycleCollector", "GC_INTERVAL_S", "address_problem", "collect_cycles_promptly", "operator_message", "discover_checkpoints", "encode_jpeg", "example_files", "launch_options",
+           "address_problem", "discover_checkpoints", "encode_jpeg", "example_files", "launch_options",
            "limit_heap_fragmentation", "queue_options"]
 
 #: Heap blocks this large or larger get their own mapping (see limit_heap_fragmentation).
