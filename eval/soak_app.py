@@ -16,7 +16,7 @@ descriptors, and the files in gradio's and the app's temporary folders. At the e
 ``--baseline-round`` and the growth from there to the last round, against ``--budget-mb``; with
 ``--trace``, the source lines whose traced memory grew most over the same rounds.
 
-    python eval/soak_app.py [--rounds 50] [--clients 8] [--requests 10] [--side 256] [--trace]
+    python eval/soak_app.py [--rounds 50] [--clients 8] [--requests 10] [--side 256] [--trace] [--no-gc-freeze]
                             [--baseline-round 5] [--budget-mb 10] [--json OUT]
 
 This measures memory, not time: requests are checked for an answer (one overlay per block asked
@@ -48,7 +48,8 @@ from served_app import BLOCK_CHOICES, free_port, rss_mb, run_round, wait_for
 from glmix_vis.app.settings import DEFAULT_MAX_SESSIONS
 from glmix_vis.io import atomic_write_bytes
 
-REPORT_ENV, TRACE_ENV = "GLMIX_SOAK_REPORT", "GLMIX_SOAK_TRACE"
+REPORT_ENV, TRACE_ENV, NO_FREEZE_ENV = "GLMIX_SOAK_REPORT", "GLMIX_SOAK_TRACE", "GLMIX_SOAK_NO_FREEZE"
+HOLDERS_ENV = "GLMIX_SOAK_HOLDERS"  # also list what holds the closed transports a full collection leaves
 
 
 # ------------------------------------------------------------------------------ the server side
@@ -105,8 +106,10 @@ def serve(args: argparse.Namespace) -> int:
 
     if os.environ.get(TRACE_ENV):
         tracemalloc.start(int(os.environ[TRACE_ENV]))
-    from glmix_vis.app import launch
+    from glmix_vis.app import launch, serving
 
+    if os.environ.get(NO_FREEZE_ENV):  # measure without the fix: launch() finds it done, and nothing runs
+        serving._COLLECTOR = serving.CycleCollector()
     demo = launch(args.checkpoint, port=args.port, device="cpu", concurrency=args.concurrency,
                   max_sessions=args.max_sessions, prevent_thread_lock=True, quiet=True)
     report_path = Path(os.environ[REPORT_ENV])
@@ -115,12 +118,14 @@ def serve(args: argparse.Namespace) -> int:
     def report(signum: int, _frame: Any) -> None:
         state["seq"] += 1
         app = demo.slot_app
-        objects = gc.get_objects()
+        objects = gc.get_objects()  # no gc.collect() first: what waits for a collection counts too
         types = Counter(type(o).__qualname__ for o in objects)
+        closed = sum(1 for o in objects if type(o).__qualname__ == "_SelectorSocketTransport" and o.is_closing())
         if signum == signal.SIGUSR2:
             state["types"] = types
         data: dict[str, Any] = dict(
-            seq=state["seq"], python_objects=len(objects), gc_counts=list(gc.get_count()),
+            seq=state["seq"], python_objects=len(objects), gc_counts=list(gc.get_count()), closed_transports=closed,
+            frozen_objects=gc.get_freeze_count(),
             sessions=len(demo.state_holder.session_data), results=len(app.results), models=len(app.models),
             fds=len(os.listdir("/proc/self/fd")), threads=threading.active_count(),
             gradio_temp=_folder(os.environ.get("GRADIO_TEMP_DIR")), app_temp=_folder(tempfile.gettempdir()),
@@ -139,6 +144,13 @@ def serve(args: argparse.Namespace) -> int:
                 top = snapshot.compare_to(state["baseline"], "lineno")[:15]
                 data["traced_growth"] = [dict(where=str(s.traceback[0]), kb=round(s.size_diff / 1024, 1),
                                               count=s.count_diff) for s in top]
+        if os.environ.get(HOLDERS_ENV):  # who holds the closed transports that outlive a full collection
+            gc.collect()
+            held = [o for o in gc.get_objects() if type(o).__qualname__ == "_SelectorSocketTransport" and o.is_closing()]
+            data["closed_transports_after_collect"] = len(held)
+            data["held_by"] = dict(Counter(", ".join(sorted(type(r).__qualname__ for r in gc.get_referrers(t)
+                                                           if r is not held)) for t in held).most_common(5))
+            del held
         atomic_write_bytes(report_path, json.dumps(data).encode())
 
     signal.signal(signal.SIGUSR1, report)
@@ -221,6 +233,8 @@ class Server:
         (folder / "server-tmp").mkdir()
         if args.trace:
             env[TRACE_ENV] = "1"
+        if args.no_gc_freeze:
+            env[NO_FREEZE_ENV] = "1"
         cmd = [sys.executable, str(Path(__file__).resolve()), "--serve", "--port", str(self.port),
                "--concurrency", str(args.concurrency), "--max-sessions", str(args.max_sessions)] + (["--checkpoint", args.checkpoint] if args.checkpoint else [])
         self.log = open(folder / "server.log", "w")
@@ -265,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--analyze-only", action="store_true", help="no soft-map or figure requests")
     parser.add_argument("--same-visitors", action="store_true", help="keep the same visitors (sessions) every round")
     parser.add_argument("--trace", action="store_true", help="tracemalloc in the server (slower; lists what grew)")
+    parser.add_argument("--no-gc-freeze", action="store_true",
+                        help="serve without glmix_vis.app.serving.collect_cycles_promptly (no freeze, no periodic "
+                             "collection: to measure its effect)")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -334,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"files {info['file_rss_mb']:.0f} MB; ")
                 traced = f"traced {info['traced_mb']:.1f} MB; " if "traced_mb" in info else ""
                 print(f"round {rnd:3d}: RSS {rss:7.1f} MB; {heap}{traced}objects {info['python_objects']}; "
+                      f"closed transports {info['closed_transports']}; "
                       f"sessions {info['sessions']}; results {info['results']}; fds {info['fds']}; "
                       f"gradio temp {info['gradio_temp']['files']} files {info['gradio_temp']['mb']} MB; "
                       f"app temp {info['app_temp']['files']} files; {wall:.0f} s"

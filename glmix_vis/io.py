@@ -15,6 +15,7 @@ file, and an interrupted write leaves the old one intact.
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import secrets
@@ -37,6 +38,7 @@ __all__ = [
     "downscale_to",
     "load_image",
     "probe_image",
+    "shrunk_size",
 ]
 
 #: Pillow's own default bomb threshold (about 89.5 megapixels, ~270 MB as RGB).
@@ -47,6 +49,8 @@ ImageSource = str | Path | bytes | bytearray | memoryview | BinaryIO | Image.Ima
 _GRAY_8BIT = {"1", "L"}
 _WITH_ALPHA = {"RGBA", "RGBa", "LA", "La", "PA"}
 _HIGH_DEPTH = {"I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
+#: Modes resized as they are when an image is shrunk (RGBA and LA with their alpha premultiplied).
+_SHRINK_MODES = {"RGB", "RGBA", "L", "LA"}
 
 
 class ImageLoadError(ValueError):
@@ -169,8 +173,43 @@ def probe_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -
     return height, width
 
 
+def shrunk_size(width: int, height: int, max_pixels: int) -> tuple[int, int]:
+    """``(width, height)`` with the aspect ratio kept and at most ``max_pixels`` pixels (the size
+    itself when it has no more)."""
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be positive, got {max_pixels}")
+    if width * height <= max_pixels:
+        return width, height
+    scale = math.sqrt(max_pixels / (width * height))
+    w, h = max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
+    while w * h > max_pixels:  # floating-point rounding, or a side held at 1
+        w, h = (w - 1, h) if w >= h else (w, h - 1)
+    return w, h
+
+
+def _decode(img: Image.Image, name: str, target: tuple[int, int] | None, ours: bool) -> Image.Image:
+    """Decode ``img``'s pixels; with a ``target`` size, a JPEG we opened is decoded at the smallest
+    DCT scale (1/2, 1/4, 1/8) still at least that large, so the full-size pixels never exist."""
+    if target is not None and ours and img.format == "JPEG":
+        img.draft(None, target)
+    try:
+        img.load()
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        raise ImageLoadError(f"{name}: corrupt or truncated image data ({exc})") from exc
+    return img
+
+
+def _shrink(img: Image.Image, target: tuple[int, int]) -> Image.Image:
+    """``img`` resized to ``target`` (w, h) while still 8-bit, if its mode allows (Pillow's
+    antialiased bilinear filter, integer reduction first); other modes are left for the array."""
+    if img.size == target or img.mode not in _SHRINK_MODES:
+        return img
+    return img.resize(target, Image.Resampling.BILINEAR, reducing_gap=2.0)
+
+
 def load_image(
-    src: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS, exif_transpose: bool = True
+    src: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS, exif_transpose: bool = True,
+    shrink_to: int | None = None,
 ) -> np.ndarray:
     """Read ``src`` (path, bytes, binary stream or PIL image) as an (H, W, 3) uint8 RGB array.
 
@@ -179,12 +218,16 @@ def load_image(
     ``exif_transpose`` turns the image upright as its EXIF orientation tag asks (for user
     images); ``False`` returns the pixels as stored (for dataset images, which must align with
     masks drawn on the stored pixels).
+    ``shrink_to``: an image of more pixels is returned shrunk to that many (:func:`shrunk_size`),
+    decoded reduced where the format allows (a JPEG at 1/2, 1/4 or 1/8 scale) and resized as 8-bit
+    pixels: an 8000x8000 photo is never held at full size as an array (``None``: the stored size).
     """
     img, name = _open_checked(src, max_pixels)
-    try:
-        img.load()
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
-        raise ImageLoadError(f"{name}: corrupt or truncated image data ({exc})") from exc
+    target = None if shrink_to is None else shrunk_size(*img.size, shrink_to)
+    target = None if target == img.size else target
+    img = _decode(img, name, target, ours=img is not src)
+    if target is not None:
+        img = _shrink(img, target)
     if exif_transpose:
         try:
             img = ImageOps.exif_transpose(img) or img
@@ -196,6 +239,10 @@ def load_image(
         raise ImageLoadError(f"{name}: cannot convert mode {img.mode!r} to RGB ({exc})") from exc
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise ImageLoadError(f"{name}: unexpected decoded shape {arr.shape}")
+    if target is not None and arr.shape[0] * arr.shape[1] > shrink_to:  # a mode Pillow does not resize
+        h, w = arr.shape[:2]
+        arr = np.asarray(Image.fromarray(np.ascontiguousarray(arr)).resize(
+            shrunk_size(w, h, shrink_to), Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.uint8)
     return np.ascontiguousarray(arr)
 
 

@@ -12,6 +12,8 @@ image more elongated than :data:`MAX_ASPECT_RATIO` is refused (a 1x1024 sliver w
 reach the network as 163840x160 at a short side of 160: minutes and gigabytes for 91 bytes), and
 so is an input of more than :data:`MAX_INPUT_PIXELS` pixels. An image larger than that bound but
 bound for a smaller input is shrunk as 8-bit pixels first, so it never exists as float32 at full size.
+The commands that show maps (``slots``, ``figure``) read an image through :func:`load_working_image`:
+one larger than that bound is decoded reduced, so it never exists at full size at all.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .io import ImageSource, load_image
+
 __all__ = ["MAX_ASPECT_RATIO", "MAX_INPUT_PIXELS", "to_tensor", "normalize", "image_to_batch", "resize_batch",
-           "model_input_size"]
+           "model_input_size", "load_working_image"]
 
 #: The longer side of an image may be at most this many times its shorter side.
 MAX_ASPECT_RATIO = 16
@@ -102,3 +106,11 @@ def _shrink_uint8(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.dtype} {image.shape}")
     resized = Image.fromarray(np.ascontiguousarray(image)).resize((size[1], size[0]), Image.Resampling.BILINEAR)
     return np.asarray(resized, dtype=np.uint8)
+
+
+def load_working_image(src: ImageSource) -> np.ndarray:
+    """An image as the commands that show maps read it: one of more than :data:`MAX_INPUT_PIXELS`
+    pixels is decoded reduced and shrunk to that many (:func:`glmix_vis.io.load_image`'s
+    ``shrink_to``). The network never sees more pixels, so nothing it would use is lost, and maps
+    drawn at the image's size stay bounded (an 8000x8000 JPEG: 2048x2048, not 64 megapixels)."""
+    return load_image(src, shrink_to=MAX_INPUT_PIXELS)

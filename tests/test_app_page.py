@@ -75,13 +75,13 @@ def test_app_on_an_unusable_checkpoint_is_one_line_and_exit_2(tmp_path, capsys):
     bad.write_text("not a checkpoint\n")
     assert main(["app", "--checkpoint", str(bad), "--port", str(_free_port()), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
-    assert err == ("glmix-vis app: error: random.pth is a text file, not a checkpoint "
-                   "(starts with b'not a checkpoint')\n"), err
+    assert err == (f"glmix-vis app: error: {bad.resolve()} is a text file, not a checkpoint "
+                   "(starts with b'not a checkpoint')\n"), err  # the operator's file by its full path
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(bytes(range(200, 256)) * 4)
     assert main(["app", "--checkpoint", str(garbage), "--port", str(_free_port()), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("glmix-vis app: error: garbage.pth is not a checkpoint") and err.count("\n") == 1, err
+    assert err.startswith(f"glmix-vis app: error: {garbage.resolve()} is not a checkpoint") and err.count("\n") == 1, err
 
 
 def test_port_taken_after_the_check_is_still_one_line(nano_checkpoint, monkeypatch):

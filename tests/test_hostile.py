@@ -7,11 +7,14 @@ eval/RESULTS.md ("Hostile cases") lists every case here with its outcome before 
 from __future__ import annotations
 
 import errno
+import gc
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -246,6 +249,225 @@ def test_a_large_image_is_downscaled_before_it_becomes_float32(monkeypatch):
     seen.clear()
     preprocess.image_to_batch(small, (0.5,) * 3, (0.25,) * 3, short_side=224)
     assert seen == [(200, 160, 3)]  # an ordinary image takes the unchanged path
+
+
+def _decoded_sizes(monkeypatch) -> list[tuple[int, int]]:
+    """The (width, height) of every image file Pillow decodes from now on (after its draft)."""
+    from PIL import ImageFile
+
+    seen: list[tuple[int, int]] = []
+    real = ImageFile.ImageFile.load
+
+    def load(self):
+        result = real(self)
+        seen.append(self.size)
+        return result
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    return seen
+
+
+def _photo(width: int, height: int) -> np.ndarray:
+    """A smooth synthetic photo (gradients and a disc): compresses well, resizes predictably."""
+    y, x = np.mgrid[0:height, 0:width]
+    rgb = np.stack([x * 255 // width, y * 255 // height, (x + y) // 7 % 256], -1).astype(np.uint8)
+    rgb[(y - height // 2) ** 2 + (x - width // 3) ** 2 < (height // 4) ** 2] = (200, 30, 30)
+    return rgb
+
+
+def test_a_large_jpeg_is_decoded_reduced_not_at_full_size(tmp_path, monkeypatch):
+    from glmix_vis.io import load_image
+
+    path = tmp_path / "big.jpg"
+    Image.fromarray(_photo(2400, 1600)).save(path, quality=90)
+    seen = _decoded_sizes(monkeypatch)
+    small = load_image(path, shrink_to=300 * 200)
+    assert small.shape == (200, 300, 3)
+    assert seen and max(w * h for w, h in seen) <= 4 * 300 * 200  # DCT scaling: never the 2400x1600 pixels
+    reference = np.asarray(Image.open(path).convert("RGB").resize((300, 200), Image.Resampling.BILINEAR))
+    assert np.abs(small.astype(int) - reference).mean() < 4  # the same picture
+    seen.clear()
+    assert load_image(path).shape == (1600, 2400, 3) and set(seen) == {(2400, 1600)}  # no bound: as stored
+
+
+@pytest.mark.parametrize("mode", ["RGB", "P", "I;16"])
+def test_a_large_image_of_any_mode_is_shrunk_to_the_bound(tmp_path, mode):
+    from glmix_vis.io import load_image, shrunk_size
+
+    path = tmp_path / "big.png"
+    image = Image.fromarray(_photo(1000, 400))
+    image = image.convert("L").convert(mode) if mode == "I;16" else image.convert(mode)
+    image.save(path)
+    out = load_image(path, shrink_to=10_000)
+    assert out.shape == (63, 158, 3) and shrunk_size(1000, 400, 10_000) == (158, 63) and out.dtype == np.uint8
+    assert load_image(path, shrink_to=1000 * 400).shape == (400, 1000, 3)  # at the bound: untouched
+
+
+def test_slots_and_figure_work_on_a_large_image_at_the_bounded_size(tmp_path, monkeypatch, capsys):
+    import glmix_vis.preprocess as preprocess
+    from glmix_vis.figures import render
+    from glmix_vis.predictor import SlotPredictor
+
+    monkeypatch.setattr(preprocess, "MAX_INPUT_PIXELS", 256 * 256)
+    path = tmp_path / "big.jpg"
+    Image.fromarray(_photo(1200, 900)).save(path, quality=90)
+    given, drawn = [], []
+    real_set, real_overlay = SlotPredictor.set_image, render.SlotOverlay.draw
+    monkeypatch.setattr(SlotPredictor, "set_image", lambda self, image, input_size=None:
+                        given.append(np.asarray(image).shape) or real_set(self, image, input_size))
+    monkeypatch.setattr(render.SlotOverlay, "draw", lambda self, hard, *a, **k:
+                        drawn.append(self.image.shape) or real_overlay(self, hard, *a, **k))
+    decoded = _decoded_sizes(monkeypatch)
+    assert vis_main(["slots", str(path), "--device", "cpu", "--input-size", "64"]) == 0
+    assert given == [(221, 295, 3)] and decoded and max(w * h for w, h in decoded) <= 4 * 256 * 256
+    given.clear()
+    assert vis_main(["figure", str(path), "--out", str(tmp_path / "fig.png"), "--device", "cpu",
+                     "--input-size", "64", "--width", "single"]) == 0
+    assert given == [(221, 295, 3)] and drawn and all(s[:2] == drawn[0][:2] for s in drawn)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:  # the figure's own raster is bounded too
+        vis_main(["figure", str(path), "--dpi", "100000"])
+    assert stop.value.code == 2 and "at most 1200 dpi" in capsys.readouterr().err
+
+
+def test_a_ground_truth_is_shrunk_with_its_large_image(monkeypatch):
+    import glmix_vis.preprocess as preprocess
+    from glmix_vis.cli.figure_cmd import _truth_for
+
+    monkeypatch.setattr(preprocess, "MAX_INPUT_PIXELS", 256 * 256)
+    gt = np.zeros((900, 1200), np.uint8)
+    gt[:, 600:] = 255
+    shrunk = _truth_for(gt, np.zeros((221, 295, 3), np.uint8))
+    assert shrunk.shape == (221, 295) and set(np.unique(shrunk)) == {0, 255}
+    wrong = np.zeros((100, 100), np.uint8)
+    assert _truth_for(wrong, np.zeros((221, 295, 3), np.uint8)) is wrong  # left for the layout to refuse
+
+
+def test_the_app_decodes_a_large_upload_reduced(backend, tmp_path, monkeypatch):
+    path = tmp_path / "big.jpg"
+    Image.fromarray(_photo(2400, 1600)).save(path, quality=90)
+    monkeypatch.setattr(backend, "max_side", 150)
+    seen = _decoded_sizes(monkeypatch)
+    assert backend.read_image(str(path)).shape == (100, 150, 3)
+    assert seen and max(w * h for w, h in seen) <= 4 * 300 * 300  # not the 2400x1600 pixels
+
+
+def test_figure_panels_are_drawn_at_a_bounded_size():
+    from glmix_vis.figures.panels import MAX_PANEL_SIDE, pixels
+
+    assert pixels(3.3, 0.75, 300) == (742, 990)  # an ordinary panel: its print resolution
+    for width, ratio, dpi in [(6.9, 1.0, 100_000), (1.0, 16.0, 1200), (6.9, 1 / 16, 3000)]:
+        h, w = pixels(width, ratio, dpi)
+        assert max(h, w) <= MAX_PANEL_SIDE and abs(h / w - ratio) / ratio < 0.05
+
+
+# -- 3: the served app's memory: closed connections wait for a full garbage collection ------------
+
+
+def _closed_transports() -> int:
+    """Closed asyncio socket transports still in memory, counted without collecting first."""
+    import asyncio.selector_events as selector_events
+
+    return sum(1 for o in gc.get_objects()
+               if type(o) is selector_events._SelectorSocketTransport and o.is_closing())
+
+
+def test_closed_connections_are_freed_by_the_servers_collector():
+    import urllib.request
+
+    import uvicorn
+
+    from glmix_vis.app import serving
+    from glmix_vis.app.serving import CycleCollector
+
+    running = serving._COLLECTOR  # an app launched earlier in this process collects too: not during the test
+    if running is not None:
+        running.stop()
+
+    async def app(scope, receive, send):
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="off", http="h11"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()  # only an explicit full collection frees a cycle now, as for CPython's postponed ones
+    collector = None
+    try:
+        thread.start()
+        wait_until(lambda: server.started, 30, "the test server")
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/"
+
+        def visit(n: int) -> None:
+            for _ in range(n):
+                request = urllib.request.Request(url, headers={"Connection": "close"})
+                with urllib.request.urlopen(request, timeout=10) as answer:
+                    assert answer.read() == b"ok"
+
+        base = _closed_transports()
+        visit(30)
+        wait_until(lambda: _closed_transports() - base >= 25, 10, "closed transports kept")  # in cycles only
+        collector = CycleCollector(interval_s=0.2).start()
+        visit(30)
+        wait_until(lambda: _closed_transports() <= base + 3, 10, "closed transports freed")  # all 60, old and new
+        assert collector.collections >= 1
+    finally:
+        if collector is not None:
+            collector.stop()
+        if running is not None:
+            serving._COLLECTOR = CycleCollector(running.interval_s).start()
+        if enabled:
+            gc.enable()
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+def test_the_app_freezes_its_startup_objects_and_collects_the_rest_periodically(monkeypatch):
+    from glmix_vis.app import serving
+
+    monkeypatch.setattr(serving, "_COLLECTOR", None)
+    frozen = []
+    monkeypatch.setattr(serving.gc, "freeze", lambda: frozen.append(True))  # not this test process's objects
+    collector = serving.collect_cycles_promptly(interval_s=60)
+    try:
+        assert frozen == [True] and collector._thread.is_alive() and collector._thread.daemon
+        assert serving.collect_cycles_promptly() is collector and frozen == [True]  # once per process
+    finally:
+        collector.stop()
+    with pytest.raises(ValueError, match="positive"):
+        serving.CycleCollector(interval_s=0)
+
+
+def test_app_names_a_relative_checkpoint_by_its_absolute_path(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("gradio")
+    (tmp_path / "rel").mkdir()
+    (tmp_path / "rel" / "bad.pth").write_text("garbage\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    assert vis_main(["app", "--checkpoint", "rel/bad.pth", "--port", port, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'rel' / 'bad.pth'} is a text file" in err and "Traceback" not in err
+    assert vis_main(["app", "--checkpoint", "rel/missing.pth", "--port", port, "--device", "cpu"]) == 2
+    assert "no such checkpoint file: rel/missing.pth" in capsys.readouterr().err  # as given: it names no file
+
+
+def test_operator_message_rewords_only_the_operators_file(tmp_path):
+    from glmix_vis.app.serving import operator_message
+
+    path = tmp_path / "m.pth"
+    path.write_bytes(b"x")
+    assert operator_message("cannot load m.pth: bad", path) == f"cannot load {path.resolve()}: bad"
+    assert operator_message("cannot load xm.pth.bak: bad", path) == "cannot load xm.pth.bak: bad"
+    assert operator_message("cannot load m.pth: bad", None) == "cannot load m.pth: bad"
+    assert operator_message("no such file: gone.pth", tmp_path / "gone.pth") == "no such file: gone.pth"
 
 
 def test_figure_on_a_sliver_is_one_line(tmp_path, capsys):

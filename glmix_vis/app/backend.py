@@ -152,7 +152,8 @@ class SlotApp:
                 rgb = image if image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3 \
                     else load_image(Image.fromarray(image))
             else:
-                rgb = load_image(image, max_pixels=self.max_pixels)
+                # decoded reduced (a JPEG at 1/2..1/8 scale) to twice the display side, then shrunk below
+                rgb = load_image(image, max_pixels=self.max_pixels, shrink_to=(2 * self.max_side) ** 2)
         except ImageLoadError as exc:
             raise AppError(messages.strip_dirs(str(exc))) from exc
         except (TypeError, ValueError, OSError) as exc:

@@ -33,9 +33,11 @@ from .serving import (
     ServeError,
     address_problem,
     bound_session_queues,
+    collect_cycles_promptly,
     example_files,
     launch_options,
     limit_heap_fragmentation,
+    operator_message,
     queue_options,
 )
 from .settings import (
@@ -657,9 +659,10 @@ def launch(checkpoint: str | os.PathLike[str] | None = None, *, host: str = DEFA
     try:
         demo = build_app(checkpoint, max_side=max_side, device=device, precision=precision)
     except AppError as exc:
-        raise ServeError(str(exc)) from None
+        raise ServeError(operator_message(str(exc), checkpoint)) from None
     demo.queue(**queue_options(concurrency))
     bound_session_queues(demo, max_sessions)
+    collect_cycles_promptly()
     try:
         # gradio's own lines would add "To create a public link, set `share=True`", an option no one here
         # can set: it is told to be quiet, and the address is printed here

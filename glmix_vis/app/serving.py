@@ -5,7 +5,8 @@ Serving rules: the server binds 127.0.0.1 unless told otherwise; uploads are siz
 downscaled before anything else; requests go through a queue with a concurrency limit; a visitor
 can only pick the checkpoints found here (:func:`discover_checkpoints`); every file written for a
 visitor lives in one folder of this server process (:class:`ServerScratch`), removed when it stops,
-by SIGTERM and Ctrl-C too.
+by SIGTERM and Ctrl-C too; the reference cycles closed connections leave are freed within
+:data:`GC_INTERVAL_S` seconds (:func:`collect_cycles_promptly`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from __future__ import annotations
 import atexit
 import ctypes
 import errno
+import gc
 import hashlib
 import io
 import os
+import re
 import shutil
 import signal
 import socket
@@ -257,6 +260,22 @@ class ServeError(RuntimeError):
     naming the problem and the option that fixes it."""
 
 
+def operator_message(message: str, checkpoint: str | os.PathLike[str] | None) -> str:
+    """A page message about the operator's own ``--checkpoint``, reworded for the operator.
+
+    The page names a checkpoint by its file name only (its dropdown label: a visitor sees no server
+    folder), which names no existing file from where the operator started the server
+    (``app --checkpoint rel/path.pth`` said ``path.pth is ...``); the operator gets its absolute path.
+    """
+    if checkpoint is None or not Path(checkpoint).exists():
+        return message  # a name, or a missing file, is said as given
+    path = Path(checkpoint)
+    found = re.search(rf"(?<![\w/.-]){re.escape(path.name)}(?![\w.-])", message)
+    if found is None:
+        return message
+    return message[:found.start()] + str(path.resolve()) + message[found.end():]
+
+
 def address_problem(host: str, port: int) -> str | None:
     """Why the server could not listen on ``host:port``, as one line naming the option to change
     (``--port``, ``--host``), or None when it can.
@@ -305,6 +324,67 @@ def limit_heap_fragmentation(threshold: int = MMAP_THRESHOLD) -> bool:
         return applied
     except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to do
         return False
+
+
+#: Seconds between the server's own full garbage collections (see collect_cycles_promptly).
+GC_INTERVAL_S = 20.0
+
+
+class CycleCollector:
+    """A daemon thread that runs a full garbage collection every ``interval_s`` seconds.
+
+    A closed connection is left in reference cycles that only a full collection frees (see
+    :func:`collect_cycles_promptly`); this bounds how long they wait for it, whatever CPython's own
+    schedule. After :func:`collect_cycles_promptly` froze the startup objects a collection scans
+    only the server's own (tens of thousands: milliseconds).
+    """
+
+    def __init__(self, interval_s: float = GC_INTERVAL_S) -> None:
+        if not interval_s > 0:
+            raise ValueError(f"interval_s must be positive, got {interval_s}")
+        self.interval_s = interval_s
+        self.collections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="glmix-vis-gc", daemon=True)
+
+    def start(self) -> CycleCollector:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            gc.collect()
+            self.collections += 1
+
+
+def collect_cycles_promptly(interval_s: float = GC_INTERVAL_S) -> CycleCollector:
+    """Free the server's reference cycles within ``interval_s`` seconds instead of every few thousand
+    requests; once per process (later calls return the running collector).
+
+    A closed connection is left in reference cycles: asyncio's ``_SelectorSocketTransport`` with its
+    own ``_read_ready__data_received`` callback, uvicorn's ``H11Protocol``, ``RequestResponseCycle``
+    and ``FlowControl`` with the transport and the request. Nothing else holds them, but only a full
+    (generation 2) collection frees them, and CPython postpones that until the objects waiting for
+    it exceed a quarter of the long-lived ones: with torch, gradio and the model loaded (~600,000
+    objects), about 150,000, and the server's memory grows meanwhile (eval/RESULTS.md, the memory
+    soak). The objects alive now (libraries, model, page: they live as long as the server) are
+    frozen out of every collection, and a :class:`CycleCollector` collects the rest periodically.
+    """
+    global _COLLECTOR
+    if _COLLECTOR is None:
+        gc.collect()
+        gc.freeze()
+        gc.collect()  # a full collection now resets the long-lived count CPython's postponement compares with
+        _COLLECTOR = CycleCollector(interval_s).start()
+    return _COLLECTOR
+
+
+_COLLECTOR: CycleCollector | None = None
 
 
 def bound_session_queues(demo: Any, max_sessions: int = DEFAULT_MAX_SESSIONS) -> bool:

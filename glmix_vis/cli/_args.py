@@ -12,7 +12,7 @@ from typing import Any
 from ._dispatch import UserError
 
 __all__ = ["add_device_argument", "add_precision_argument", "auto_or_count", "auto_or_positive_int", "block_list",
-           "dataset_root", "expand_inputs", "IMAGE_SUFFIXES", "model_name", "number_list", "positive_int", "non_negative_int", "positive_float", "non_negative_float",
+           "dataset_root", "expand_inputs", "IMAGE_SUFFIXES", "model_name", "number_list", "positive_int", "non_negative_int", "positive_float", "non_negative_float", "print_dpi", "MAX_DPI",
            "probability", "positive_number_list"]
 
 
@@ -35,6 +35,9 @@ non_negative_int = _checked(int, lambda v: v >= 0, "a whole number >= 0")
 positive_float = _checked(float, lambda v: v > 0 and math.isfinite(v), "a number > 0")
 non_negative_float = _checked(float, lambda v: v >= 0 and math.isfinite(v), "a number >= 0")
 probability = _checked(float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1")
+#: A figure's resolution at most (print needs 300 to 600; 1200 dpi draws a double column 8280 pixels wide).
+MAX_DPI = 1200
+print_dpi = _checked(float, lambda v: 0 < v <= MAX_DPI, f"a resolution above 0 and at most {MAX_DPI} dpi")
 
 
 def _or_auto(parse: Callable[[str], Any], what: str) -> Callable[[str], Any]:

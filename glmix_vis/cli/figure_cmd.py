@@ -14,8 +14,8 @@ from ._args import (
     add_device_argument,
     add_precision_argument,
     expand_inputs,
-    positive_float,
     positive_int,
+    print_dpi,
 )
 from ._dispatch import UserError
 
@@ -39,7 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     p.add_argument("--combine", action="store_true", help="one figure with a row per image")
     p.add_argument("--width", choices=("single", "double"), default="double",
                    help="single (3.3 in) or double (6.9 in) column (default: double)")
-    p.add_argument("--dpi", type=positive_float, default=300, help="resolution of the images in the figure (default: 300)")
+    p.add_argument("--dpi", type=print_dpi, default=300, help="resolution of the images in the figure (default: 300)")
     p.add_argument("--input-size", type=positive_int, metavar="N", help="short side the network sees (default: the model's)")
     for option, layouts in layout_options().items():
         _add_layout_option(p, option, layouts)
@@ -184,12 +184,26 @@ def _ground_truth_reader(folder: str | None) -> Callable[[Path], Any] | None:
     return read
 
 
+def _truth_for(gt: Any, image: Any) -> Any:
+    """The ground truth at the size the image is worked at: a large image is read shrunk
+    (:func:`~glmix_vis.preprocess.load_working_image`), and a mask of its stored size is shrunk
+    with it (nearest); any other mismatch is left for the layout to refuse."""
+    from ..figures.render import resize_labels
+    from ..io import shrunk_size
+    from ..preprocess import MAX_INPUT_PIXELS
+
+    (gh, gw), (h, w) = gt.shape[:2], image.shape[:2]
+    if (gh, gw) != (h, w) and shrunk_size(gw, gh, MAX_INPUT_PIXELS) == (w, h):
+        return resize_labels(gt, (h, w))
+    return gt
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..figures import save_figure
-    from ..io import load_image
     from ..predictor import SlotPredictor
+    from ..preprocess import load_working_image
 
     layout = LAYOUTS[args.layout]
     images = expand_inputs(args.inputs)
@@ -222,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
         loaded, names, kept = [], [], []
         for path in images:
             try:
-                loaded.append(load_image(path))
+                loaded.append(load_working_image(path))
                 names.append(path.stem)
                 kept.append(path)
             except ValueError as exc:
@@ -232,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
         if not loaded:
             raise UserError("none of the images could be read")
         rows = tqdm(loaded, desc="figure", unit="image", disable=None) if len(loaded) > 1 else loaded
-        extra = {} if truth is None else {"ground_truth": [gts[p] for p in kept]}
+        extra = {} if truth is None else {"ground_truth": [_truth_for(gts[p], im) for p, im in zip(kept, loaded)]}
         fig = draw((predictor, rows), row_labels=names if labels else None, input_size=args.input_size, **extra)
         print(f"wrote {save_figure(fig, paths[0])}")
         return 0 if len(loaded) == len(images) else 1
@@ -240,12 +254,12 @@ def run(args: argparse.Namespace) -> int:
     failed = 0
     for path, out in tqdm(list(zip(images, paths)), desc="figures", unit="image", disable=None):
         try:
-            image = load_image(path)
+            image = load_working_image(path)
         except ValueError as exc:
             tqdm.write(f"skipping {exc}", file=sys.stderr)
             failed += 1
             continue
-        extra = {} if truth is None else {"ground_truth": [gts[path]]}
+        extra = {} if truth is None else {"ground_truth": [_truth_for(gts[path], image)]}
         fig = draw((predictor, [image]), row_labels=[path.stem] if labels else None, input_size=args.input_size,
                    **extra)
         save_figure(fig, out)

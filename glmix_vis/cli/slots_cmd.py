@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from ..assets import example_images
     from ..models.slots import block_label, resolve_blocks
     from ..predictor import SlotPredictor
+    from ..preprocess import load_working_image
 
     image = args.image
     if image is None:
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
     blocks = block_list(args.blocks)  # a bad --blocks is said before the model loads
     predictor = SlotPredictor.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision)
-    predictor.set_image(image, input_size=args.input_size)
+    predictor.set_image(load_working_image(image), input_size=args.input_size)
     try:
         maps = predictor.maps(blocks)
     except IndexError as exc:

@@ -23,7 +23,7 @@ from matplotlib.patches import Rectangle
 from .style import FONT_SIZE, PaperFigure, text_width
 
 __all__ = [
-    "BAR", "CMAP", "GAP", "LEGEND_BAR", "LINE", "PATCH", "PITCH", "SMALL", "TITLE_PAD", "Colorbar", "Frame",
+    "BAR", "CMAP", "GAP", "LEGEND_BAR", "LINE", "MAX_PANEL_SIDE", "PATCH", "PITCH", "SMALL", "TITLE_PAD", "Colorbar", "Frame",
     "Legend", "Panel", "Row", "aspect", "assemble", "colorbar_margin", "fit", "label_margin", "nice_ceil", "pixels",
 ]
 
@@ -36,6 +36,8 @@ BAR = 0.07  # colourbar thickness, inches
 LEGEND_BAR = 0.8  # length of the legend's horizontal colourbar
 PATCH = 0.11  # legend colour swatch
 PITCH = LINE * 1.15  # legend line spacing
+#: The longest side, in pixels, a panel's raster is drawn at (13.6 inches at 300 dpi: beyond any column).
+MAX_PANEL_SIDE = 4096
 
 
 # ------------------------------------------------------------------------------ panel geometry
@@ -265,9 +267,15 @@ def _draw_legend(fig: PaperFigure, legend: Legend, plan: _LegendPlan, top: float
 # ------------------------------------------------------------------------------ rasters
 def pixels(width_in: float, ratio: float, dpi: float) -> tuple[int, int]:
     """``(height, width)`` in pixels of a panel ``width_in`` inches wide with aspect ``ratio`` (h / w)
-    printed at ``dpi``: images are rendered at the resolution they are printed at."""
+    printed at ``dpi``: images are rendered at the resolution they are printed at, up to
+    :data:`MAX_PANEL_SIDE` pixels on the longer side (a tall image or a very high ``dpi`` is
+    printed at a lower resolution rather than drawn in gigabytes)."""
     w = max(8, int(math.ceil(width_in * dpi)))
-    return max(8, int(round(w * ratio))), w
+    h = max(8, int(round(w * ratio)))
+    if max(h, w) > MAX_PANEL_SIDE:
+        scale = MAX_PANEL_SIDE / max(h, w)
+        h, w = max(8, min(MAX_PANEL_SIDE, round(h * scale))), max(8, min(MAX_PANEL_SIDE, round(w * scale)))
+    return h, w
 
 
 def aspect(image: np.ndarray) -> float:
