@@ -436,3 +436,36 @@ def test_the_model_notice_names_the_file_it_loaded_absolute(nano_checkpoint, tmp
     assert app.model_settings("mine.safetensors")["notice"] == notice
     shutil.copy(nano_checkpoint, folder / "mine.pth")  # a name standing for two files: the one served named
     assert SlotApp("mine", max_side=128, device="cpu").model_notice("mine.safetensors") == notice
+
+
+def test_figures_are_drawn_on_one_long_lived_thread(backend, nano_checkpoint, monkeypatch):
+    """Issue 25 item 3: matplotlib caches fonts per thread (up to 64); figures drawn on gradio's short-lived
+    worker threads kept 64 threads' worth of fonts alive. Downloads asked from five new threads are drawn
+    on one thread, and the font cache does not grow with the asking threads."""
+    import threading
+
+    from matplotlib import font_manager
+
+    import glmix_vis.figures as figures
+
+    drawn_on, real = [], figures.save_figure
+
+    def record(fig, path, *args, **kwargs):
+        drawn_on.append(threading.get_ident())
+        return real(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(figures, "save_figure", record)
+    label, answers = nano_checkpoint.name, []
+
+    def ask():
+        answers.append(backend.figure(_photo(), label, None, [0], 0, "slot-cam", "slots", "png"))
+
+    sizes = []
+    for _ in range(5):  # one new thread per request, as gradio's idle workers come and go
+        thread = threading.Thread(target=ask)
+        thread.start()
+        thread.join()
+        sizes.append(font_manager._get_font.cache_info().currsize)
+    assert all(path for path, _ in answers), answers
+    assert len(set(drawn_on)) == 1 and drawn_on[0] != threading.get_ident()
+    assert sizes[-1] == sizes[0], sizes  # before: one more set of fonts per asking thread

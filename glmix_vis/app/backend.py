@@ -13,6 +13,7 @@ a message. The model work is :class:`glmix_vis.predictor.SlotPredictor`'s.
 from __future__ import annotations
 
 import atexit
+import contextvars
 import hashlib
 import logging
 import os
@@ -22,6 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -96,6 +98,11 @@ class SlotApp:
         self.figure_dir = Path(tempfile.mkdtemp(prefix="glmix-vis-figures-"))
         self._figures: list[Path] = []
         self._figures_lock = threading.Lock()
+        # matplotlib keeps its fonts per thread (font_manager's cache keys on the thread id, up to 64
+        # entries): figures drawn on gradio's short-lived worker threads reopened every font in each
+        # new thread and kept 64 threads' worth alive (+30 MB in eval/soak_app.py). Every download is
+        # drawn on this one long-lived thread instead, which also keeps matplotlib single-threaded.
+        self._drawing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="glmix-figure")
         atexit.register(shutil.rmtree, self.figure_dir, True)
         self.time_budget = time_budget
         self._running: dict[str, TimeBudget] = {}
@@ -396,12 +403,17 @@ class SlotApp:
             return None, self.report(AppError(messages.unknown_figure_format(fmt)))
         if image is None:
             return None, self.report(AppError(messages.NO_IMAGE_YET))
+        def draw(result: views.Analysis) -> Path:
+            fig, name = views.view_figure(result, view, blocks, block, method, FIGURE_CLASSES)
+            out = self._new_figure_path(f"glmix_{name}.{fmt}")
+            figures.save_figure(fig, out)
+            return out
+
         try:
             with self.budgeted(session):
                 result = self.analysis(image, label, input_size)
-                fig, name = views.view_figure(result, view, blocks, block, method, FIGURE_CLASSES)
-            out = self._new_figure_path(f"glmix_{name}.{fmt}")
-            figures.save_figure(fig, out)
+                # the request's context (its time budget) travels with the drawing to its thread
+                out = self._drawing.submit(contextvars.copy_context().run, draw, result).result()
         except Exception as exc:  # AppError: a message; anything else: logged, then a message
             return None, self.report(exc)
         return str(out), messages.figure_ready(out.name)
