@@ -359,7 +359,24 @@ class CycleCollector:
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
             gc.collect()
+            release_free_heap()
             self.collections += 1
+
+
+def release_free_heap() -> bool:
+    """Give the free pages of every malloc arena back to the system (glibc's ``malloc_trim(0)``).
+
+    The freed analyses, uploads and connections leave free chunks scattered through the arenas of the
+    server's threads, which glibc keeps resident (the memory soak's "free" column grew 18 -> 31 MB in
+    45 rounds); the collector releases them after each collection. Returns whether it ran (glibc only).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        return True
+    except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to do
+        return False
 
 
 def collect_cycles_promptly(interval_s: float = GC_INTERVAL_S) -> CycleCollector:
