@@ -718,3 +718,26 @@ def test_the_scratch_folder_is_undone_after_use(tmp_path, monkeypatch):
         assert Path(tempfile.mkdtemp()).parent == scratch.root
     assert "GRADIO_TEMP_DIR" not in os.environ and not scratch.root.exists()
     assert (tempfile.tempdir, signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+def test_the_python_api_refuses_what_the_cli_refuses_and_a_failed_image_leaves_none():
+    """Issue 25 items 4c and 7: after a failed ``set_image`` later calls must not serve the previous
+    image's result; empty images, input sizes <= 0, thresholds outside [0, 1] or NaN and scales <= 0
+    are refused by the Python API as by the CLI."""
+    import math
+
+    from glmix_vis.predictor import SlotPredictor
+    from glmix_vis.wsss.recipe import MaskRecipe
+
+    predictor = SlotPredictor.from_checkpoint(device="cpu")
+    predictor.set_image(np.full((64, 80, 3), 120, np.uint8))
+    assert predictor.hard_slots(0).shape == (64, 80)
+    with pytest.raises(ValueError, match="empty image"):
+        predictor.set_image(np.zeros((0, 80, 3), np.uint8))
+    with pytest.raises(RuntimeError, match="set_image"):
+        predictor.hard_slots(0)  # not the previous image's groups resized to the new one
+    with pytest.raises(ValueError, match="must be positive"):
+        predictor.set_image(np.full((64, 80, 3), 120, np.uint8), input_size=-3)
+    for bad in (dict(bg_threshold=5.0), dict(bg_threshold=math.nan), dict(scales=(1.0, 0.0))):
+        with pytest.raises(ValueError):
+            MaskRecipe("slot-cam", **bad)
