@@ -359,8 +359,8 @@ class CycleCollector:
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
             gc.collect()
-            release_free_heap()
             self.collections += 1
+            release_free_heap()  # after counting: a trim of a large heap takes a while
 
 
 def release_free_heap() -> bool:
