@@ -160,7 +160,7 @@ def shown_slots(result: Analysis, block: int, which: str = SOFT_SHOWN[0], limit:
 
 
 def soft_pictures(result: Analysis, block: int, which: str = SOFT_SHOWN[0]) -> list[Picture]:
-    """One block's per-slot dispatch maps (:func:`shown_slots`), each scaled to its own peak and
+    """One block's per-slot dispatch maps (:func:`shown_slots`), each coloured from 1/S to its own peak and
     captioned with its area and its peak as a multiple of the uniform weight 1/S."""
     from ..figures import render
 
