@@ -11,7 +11,7 @@ from typing import Any
 
 from ._dispatch import UserError
 
-__all__ = ["add_device_argument", "add_precision_argument", "auto_or_count", "auto_or_positive_int", "block_list",
+__all__ = ["add_device_argument", "add_precision_argument", "add_training_arguments", "auto_or_count", "auto_or_positive_int", "block_list",
            "dataset_root", "expand_inputs", "IMAGE_SUFFIXES", "model_name", "number_list", "positive_int", "non_negative_int", "positive_float", "non_negative_float", "print_dpi", "MAX_DPI",
            "probability", "positive_number_list"]
 
@@ -81,6 +81,26 @@ def model_name(text: str) -> str:
 def add_device_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", type=_device,
                    help="auto (CUDA when available), cpu, cuda, cuda:1 ... (default auto)")
+
+
+def add_training_arguments(p: argparse.ArgumentParser, defaults: Any) -> None:
+    """The options both trainers (``train``, ``train-seg``) take, each default read from the trainer's
+    config (``defaults``: its dataclass defaults, :func:`._source.dataclass_defaults`)."""
+    d = defaults
+    p.add_argument("--epochs", type=positive_int, default=d.epochs, help=f"epochs (default {d.epochs})")
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size,
+                   help=f"global batch size, the same for any process count (default {d.batch_size})")
+    p.add_argument("--weight-decay", type=non_negative_float, default=d.weight_decay,
+                   help=f"AdamW weight decay (default {d.weight_decay:g})")
+    p.add_argument("--warmup-epochs", type=non_negative_float, default=d.warmup_epochs,
+                   help=f"linear warm-up of the learning rate, in epochs (default {d.warmup_epochs:g})")
+    p.add_argument("--workers", type=non_negative_int, default=d.workers,
+                   help=f"data-loading processes, 0: in this process (default {d.workers})")
+    add_device_argument(p)
+    p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
+    p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA (default: on)")
+    p.add_argument("--max-train-images", type=positive_int,
+                   help="use only the first N training images (smoke runs; default: all)")
 
 
 def add_precision_argument(p: argparse.ArgumentParser) -> None:

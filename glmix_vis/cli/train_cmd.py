@@ -6,11 +6,9 @@ import argparse
 
 from . import _source
 from ._args import (
-    add_device_argument,
+    add_training_arguments,
     dataset_root,
     model_name,
-    non_negative_float,
-    non_negative_int,
     positive_float,
     positive_int,
     probability,
@@ -44,15 +42,8 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
                                   "default: random weights)")
     p.add_argument("--out", default="runs/train", help="output folder: checkpoints, history.json, "
                                                         "final.safetensors (default runs/train)")
-    p.add_argument("--epochs", type=positive_int, default=_D.epochs, help=f"epochs (default {_D.epochs})")
-    p.add_argument("--batch-size", type=positive_int, default=_D.batch_size,
-                   help=f"global batch size, the same for any process count (default {_D.batch_size})")
     p.add_argument("--lr", type=positive_float, default=_D.lr,
                    help=f"peak learning rate (AdamW, cosine decay to {_D.min_lr:g}; default {_D.lr:g})")
-    p.add_argument("--weight-decay", type=non_negative_float, default=_D.weight_decay,
-                   help=f"AdamW weight decay (default {_D.weight_decay:g})")
-    p.add_argument("--warmup-epochs", type=non_negative_float, default=_D.warmup_epochs,
-                   help=f"linear warm-up of the learning rate, in epochs (default {_D.warmup_epochs:g})")
     p.add_argument("--input-size", type=positive_int, default=_D.input_size,
                    help=f"side of the square training crops, pixels (default {_D.input_size})")
     p.add_argument("--drop-path", type=probability, default=_D.drop_path,
@@ -60,13 +51,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     p.add_argument("--slot-scale-lr-mult", type=positive_float, default=_D.slot_scale_lr_mult,
                    help="learning-rate multiplier of the slot temperatures (slot_scale), which must grow "
                         f"far from their start for the slots to become selective (default {_D.slot_scale_lr_mult:g})")
-    p.add_argument("--workers", type=non_negative_int, default=_D.workers,
-                   help=f"data-loading processes, 0: in this process (default {_D.workers})")
-    add_device_argument(p)
-    p.add_argument("--seed", type=int, default=_D.seed, help=f"random seed (default {_D.seed})")
-    p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA (default: on)")
-    p.add_argument("--max-train-images", type=positive_int,
-                   help="use only the first N training images (smoke runs; default: all)")
+    add_training_arguments(p, _D)
     return p
 
 

@@ -6,7 +6,7 @@ import argparse
 
 from . import _source
 from ._args import (
-    add_device_argument,
+    add_training_arguments,
     dataset_root,
     model_name,
     non_negative_float,
@@ -51,19 +51,12 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
                    help=f"dropout before the decoder's classifier (default {_D.decoder_dropout:g})")
     p.add_argument("--aspp-rates", default=",".join(map(str, _D.aspp_rates)),
                    help=f"aspp: dilation rates (default {','.join(map(str, _D.aspp_rates))})")
-    p.add_argument("--epochs", type=positive_int, default=_D.epochs, help=f"epochs (default {_D.epochs})")
-    p.add_argument("--batch-size", type=positive_int, default=_D.batch_size,
-                   help=f"global batch, the same for any process count (default {_D.batch_size})")
     p.add_argument("--lr", type=positive_float, default=_D.lr,
                    help=f"the decoder's learning rate (AdamW; default {_D.lr:g})")
     p.add_argument("--backbone-lr-mult", type=non_negative_float, default=_D.backbone_lr_mult,
                    help=f"the backbone's learning rate as a fraction of --lr (default {_D.backbone_lr_mult:g})")
-    p.add_argument("--weight-decay", type=non_negative_float, default=_D.weight_decay,
-                   help=f"AdamW weight decay (default {_D.weight_decay:g})")
     p.add_argument("--poly-power", type=non_negative_float, default=_D.poly_power,
                    help=f"poly decay of the learning rate, (1 - step/total)^power (default {_D.poly_power:g})")
-    p.add_argument("--warmup-epochs", type=non_negative_float, default=_D.warmup_epochs,
-                   help=f"linear warm-up of the learning rate, in epochs (default {_D.warmup_epochs:g})")
     p.add_argument("--loss", choices=_LOSSES, default=_D.loss,
                    help=f"balanced: background and foreground pixel means averaged (ToCo, DSRG); ce: plain mean "
                         f"(default {_D.loss})")
@@ -74,15 +67,10 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     p.add_argument("--no-flip", dest="flip", action="store_false", help="no random horizontal flips (default: flips)")
     p.add_argument("--train-bn", dest="freeze_bn", action="store_false",
                    help="update the backbone's BatchNorm statistics (default: frozen, as DeepLab)")
-    p.add_argument("--workers", type=non_negative_int, default=_D.workers,
-                   help=f"data-loading processes, 0: in this process (default {_D.workers})")
-    add_device_argument(p)
-    p.add_argument("--seed", type=int, default=_D.seed, help=f"random seed (default {_D.seed})")
-    p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA (default: on)")
     p.add_argument("--val-every", type=non_negative_int, default=_D.val_every,
                    help=f"score val mIoU every N epochs and after the last (0: never; default {_D.val_every})")
-    p.add_argument("--max-train-images", type=positive_int, help="only the first N training images (smoke runs; default: all)")
     p.add_argument("--max-val-images", type=positive_int, help="only the first N val images (default: all)")
+    add_training_arguments(p, _D)
     return p
 
 
