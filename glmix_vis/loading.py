@@ -150,7 +150,7 @@ def checkpoint_line(loaded: str | None, requested: str | os.PathLike[str] | None
     """Which file a command loaded, said once: the file (absolute), and any other file the same name
     stands for that was passed over (``glnet_4g.pth`` beside ``glnet_4g.safetensors``). ``markdown``
     puts the paths in code spans (the app)."""
-    from .models.checkpoints import checkpoint_candidates
+    from .models.checkpoints import checkpoint_candidates, looks_like_path
 
     def show(path: str | os.PathLike[str]) -> str:
         return f"`{path}`" if markdown else str(path)
@@ -160,7 +160,7 @@ def checkpoint_line(loaded: str | None, requested: str | os.PathLike[str] | None
     if requested is None:
         return f"checkpoint: {show(loaded)} (the bundled demo model)"
     requested = os.fspath(requested)
-    if Path(requested).suffix or "/" in requested or "\\" in requested:
+    if Path(requested).expanduser().is_file() or looks_like_path(requested):  # resolve_checkpoint's order: a file
         return f"checkpoint: {show(loaded)}"
     passed_over = [show(p.resolve()) for p in checkpoint_candidates(requested)[1:]]
     if not passed_over:

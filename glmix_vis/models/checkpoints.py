@@ -33,7 +33,7 @@ from ._standins import SAFE_GLOBALS, STANDIN_NAMES, resolve_interpolations, to_p
 
 __all__ = [
     "CheckpointError", "Checkpoint", "LoadReport", "Detection", "read_checkpoint", "read_checkpoint_meta",
-    "load_checkpoint", "find_checkpoint", "checkpoint_candidates", "resolve_checkpoint", "checkpoint_dirs", "save_safetensors",
+    "load_checkpoint", "find_checkpoint", "checkpoint_candidates", "looks_like_path", "resolve_checkpoint", "checkpoint_dirs", "save_safetensors",
     "compare_signature", "shape_of", "strip_prefixes", "load_state_dict_into", "load_pretrained_weights", "head_size",
     "locate_pretrained", "EMA_PREFERRED", "HEAD_KEYS", "CHECKPOINT_SUFFIXES", "first_non_finite", "check_finite",
 ]
@@ -81,7 +81,9 @@ def find_checkpoint(name: str) -> Path:
                             "(set GLMIX_CHECKPOINT_DIR to the folder holding the weights)")
 
 
-def _looks_like_path(text: str) -> bool:
+def looks_like_path(text: str) -> bool:
+    """Whether ``--checkpoint TEXT`` names a file (a checkpoint suffix, a folder separator, ``~``)
+    rather than a checkpoint name looked up by :func:`checkpoint_candidates`."""
     return Path(text).suffix in _PATH_SUFFIXES or os.sep in text or "/" in text or text.startswith("~")
 
 
@@ -116,7 +118,7 @@ def resolve_checkpoint(name_or_path: str | os.PathLike[str]) -> Path:
     if p.is_file():
         return p
     text = os.fspath(name_or_path)
-    if _looks_like_path(text):
+    if looks_like_path(text):
         if p.exists():
             raise CheckpointError(f"{p} is not a file")
         raise FileNotFoundError(f"no such checkpoint file: {p}")
