@@ -1,4 +1,5 @@
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +27,16 @@ def _reference_dir() -> Path:
         if (c / "official_state_dicts.json").is_file():
             return c
     return candidates[0] if candidates else REPO.parent / "shared" / "reference"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _temp_files_kept_by_pytest(tmp_path_factory):
+    """Temporary files of the tests' own process go to pytest's folder, not the system's: gradio_client
+    leaves an empty folder in ``tempfile.gettempdir()`` for every file it downloads."""
+    saved = tempfile.tempdir
+    tempfile.tempdir = str(tmp_path_factory.mktemp("tempdir"))
+    yield
+    tempfile.tempdir = saved
 
 
 @pytest.fixture(scope="session")
