@@ -19,6 +19,7 @@ from glmix_vis.models.slots import BlockIndexError, parse_blocks, resolve_blocks
     (wsss_main, ["eval", "--limit", "0"], "--limit: expected a whole number >= 1, got 0"),
     (wsss_main, ["eval", "--bg-threshold", "2"], "--bg-threshold: expected a number from 0 to 1, got 2"),
     (wsss_main, ["eval", "--scales", "0,-1"], "--scales: every value must be > 0"),
+    (wsss_main, ["train", "--dataset", "scenes"], "invalid choice: 'scenes' (choose from 'voc', 'coco')"),
     (vis_main, ["slots", "--input-size", "-5"], "--input-size: expected a whole number >= 1, got -5"),
     (vis_main, ["figure", "x.png", "--dpi", "0"], "--dpi: expected a resolution above 0 and at most 1200 dpi, got 0"),
 ])

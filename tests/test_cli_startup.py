@@ -121,12 +121,32 @@ def test_every_option_says_what_it_does_and_its_default():
     assert no_default == []
 
 
+def test_every_command_that_reads_a_dataset_declares_it_alike():
+    """``--dataset`` and ``--root`` have one declaration (``_args.add_dataset_arguments``): the data
+    package's formats, one help text each, whichever command reads the dataset."""
+    from glmix_vis.data import DATASET_FORMATS
+
+    found: dict[str, dict[str, argparse.Action]] = {"--dataset": {}, "--root": {}}
+    for prog, commands in (("glmix-vis", VIS_COMMANDS), ("glmix-wsss", WSSS_COMMANDS)):
+        for label, action in _options(prog, commands):
+            command, option = label.rsplit(" ", 1)
+            if option in found:
+                found[option][command] = action
+    assert set(found["--dataset"]) == set(found["--root"])
+    assert {"glmix-vis atlas", "glmix-vis slot-quality", "glmix-wsss eval", "glmix-wsss train",
+            "glmix-wsss train-seg"} <= set(found["--dataset"])
+    assert {tuple(a.choices) for a in found["--dataset"].values()} == {DATASET_FORMATS}
+    assert len({a.help.split("; default")[0] for a in found["--dataset"].values()}) == 1
+    assert len({a.help for a in found["--root"].values()}) == 1
+
+
 def test_the_values_the_parsers_read_from_source_are_the_library_values():
     """The parsers read names and defaults from their owners' source (``cli/_source.py``): each is
     what the imported owner holds."""
     from dataclasses import asdict
 
     from glmix_vis.cli import _source
+    from glmix_vis.data import DATASET_FORMATS, DEFAULT_DATASET_FORMAT
     from glmix_vis.models.glnet import MODEL_CONFIGS
     from glmix_vis.models.segmenter import DECODERS
     from glmix_vis.train import TrainConfig
@@ -149,6 +169,8 @@ def test_the_values_the_parsers_read_from_source_are_the_library_values():
         assert read == {k: v for k, v in asdict(value).items() if k in read}, cls
         assert len(read) >= 5
     assert _source.constant("glmix_vis.wsss.recipe", "ORACLE_METHOD") == ORACLE_METHOD
+    assert _source.constant("glmix_vis.data", "DATASET_FORMATS") == DATASET_FORMATS
+    assert _source.constant("glmix_vis.data", "DEFAULT_DATASET_FORMAT") == DEFAULT_DATASET_FORMAT
     assert _source.constant("glmix_vis.wsss.refinement", "REFINEMENTS") == REFINEMENTS
     assert _source.constant("glmix_vis.wsss.masks", "DEFAULT_BG_THRESHOLD") == DEFAULT_BG_THRESHOLD
     assert _source.constant("glmix_vis.wsss.scheduling", "DEFAULT_BATCH_SIZE") == DEFAULT_BATCH_SIZE

@@ -157,3 +157,34 @@ def test_generic_options_and_named_aliases_make_one_recipe() -> None:
     full = recipe("--method", "cam", "--bg-threshold", "0.3", "--scales", "1,0.5", "--flip", "--crf-iterations", "3")
     assert full == MaskRecipe("cam", crf=True, bg_threshold=0.3, scales=(1.0, 0.5), flip=True,
                               crf_params=CRFParams(iterations=3))
+
+
+def test_a_pseudo_mask_reads_its_threshold_and_refinement_from_its_recipe() -> None:
+    """The recipe is the one owner of how a mask was made: a PseudoMask takes no threshold or refinement
+    of its own that could disagree with it, and refuses a recipe it cannot have been made by."""
+    import numpy as np
+
+    from glmix_vis.wsss.masks import unary_probabilities
+    from glmix_vis.wsss.pipeline import PseudoMask
+
+    labels, scores = np.ones(1, np.float32), np.array([[[0.1, 0.5, 0.9]]], np.float32)
+    mask = (scores[0] > 0.4).astype(np.uint8)
+    recipe = MaskRecipe("slot-cam", "par", bg_threshold=0.4)
+    with pytest.raises(TypeError, match="bg_threshold"):
+        PseudoMask(labels=labels, scores=scores, bg_threshold=0.9, mask=mask, recipe=recipe, refined_scores=scores)
+    with pytest.raises(TypeError, match="refinement"):
+        PseudoMask(labels=labels, scores=scores, mask=mask, recipe=recipe, refined_scores=scores, refinement="none")
+    made = PseudoMask(labels=labels, scores=scores, mask=mask, recipe=recipe, refined_scores=scores)
+    assert (made.bg_threshold, made.refinement, made.bg_mode) == (0.4, "par", "threshold")
+    np.testing.assert_array_equal(made.unary(), unary_probabilities(scores, labels, bg_threshold=0.4))
+    with pytest.raises(ValueError, match="refined scores go with a refinement"):
+        PseudoMask(labels=labels, scores=scores, mask=mask, recipe=recipe)
+    with pytest.raises(ValueError, match="refined scores go with a refinement"):
+        PseudoMask(labels=labels, scores=scores, mask=mask, recipe=MaskRecipe("cam", bg_threshold=0.4),
+                   refined_scores=scores)
+    with pytest.raises(ValueError, match="no background threshold yet"):
+        PseudoMask(labels=labels, scores=scores, mask=mask, recipe=MaskRecipe("cam"))
+    # a segmenter's mask: no threshold, the background is a class of its own ("rest")
+    seg = PseudoMask(labels=labels, scores=scores, mask=mask, recipe=MaskRecipe("seg"))
+    assert (seg.bg_threshold, seg.refinement, seg.bg_mode) == (None, "none", "rest")
+    np.testing.assert_array_equal(seg.unary(), unary_probabilities(scores, labels, bg_mode="rest"))

@@ -292,7 +292,7 @@ def test_confidence_band_writes_255_before_and_after_the_crf():
     band = in_band(scores, (0.3, 0.7))
     assert band.tolist() == [[False, True, False]]
     image = np.zeros((1, 3, 3), np.uint8)
-    result = PseudoMask(labels=np.ones(1, np.float32), scores=scores, bg_threshold=0.5,
+    result = PseudoMask(labels=np.ones(1, np.float32), scores=scores,
                         mask=np.where(band, 255, (scores[0] > 0.5) * 1).astype(np.uint8), recipe=recipe, ignored=band)
     assert result.after_crf(image).tolist()[0][1] == 255
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from ._dispatch import UserError
 
-__all__ = ["add_device_argument", "add_precision_argument", "add_training_arguments", "auto_or_count", "auto_or_positive_int", "block_list",
+__all__ = ["add_dataset_arguments", "add_device_argument", "add_precision_argument", "add_training_arguments", "auto_or_count", "auto_or_positive_int", "block_list",
            "dataset_root", "expand_inputs", "IMAGE_SUFFIXES", "model_name", "number_list", "positive_int", "non_negative_int", "positive_float", "non_negative_float", "print_dpi", "MAX_DPI",
            "probability", "positive_number_list"]
 
@@ -81,6 +81,26 @@ def model_name(text: str) -> str:
 def add_device_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", type=_device,
                    help="auto (CUDA when available), cpu, cuda, cuda:1 ... (default auto)")
+
+
+def add_dataset_arguments(p: argparse.ArgumentParser, *, default: str | None = None,
+                          split_help: str | None = None, split_default: str | None = None) -> None:
+    """``--dataset``, ``--root`` and, given ``split_help``, ``--split``, alike in every command that
+    reads a dataset. The formats and the default one are the data package's, read from its source
+    (importing it imports numpy and PIL); ``default`` overrides that (a trainer's config). No
+    ``--root`` is :func:`dataset_root`'s rule. The trainers pass no ``split_help``: they take
+    ``--train-split`` and ``--val-split``. Without ``split_default``, ``split_help`` names the default."""
+    from ._source import constant
+
+    if default is None:
+        default = constant("glmix_vis.data", "DEFAULT_DATASET_FORMAT")
+    p.add_argument("--dataset", default=default, choices=constant("glmix_vis.data", "DATASET_FORMATS"),
+                   help=f"dataset format (generated scenes use the VOC layout; default {default})")
+    p.add_argument("--root", help="dataset root (default: the generated scenes, created if missing)")
+    if split_help is not None:
+        if split_default is not None:
+            split_help = f"{split_help} (default {split_default})"
+        p.add_argument("--split", default=split_default, help=split_help)
 
 
 def add_training_arguments(p: argparse.ArgumentParser, defaults: Any) -> None:

@@ -6,7 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
-from ._args import add_device_argument, add_precision_argument, dataset_root, non_negative_int, positive_int
+from ._args import (
+    add_dataset_arguments,
+    add_device_argument,
+    add_precision_argument,
+    dataset_root,
+    non_negative_int,
+    positive_int,
+)
 from ._dispatch import UserError
 
 
@@ -19,10 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
                     "(concept deletion), typical crops. Scored against CRAFT (NMF on the same block's features, "
                     "same K and images): class purity, concept deletion / insertion AUC. Writes ATLAS/atlas.json, "
                     "ATLAS/index.html with ATLAS/crops/, and ATLAS/atlas.png/.pdf.")
-    p.add_argument("--root", help="dataset root (default: the generated scenes, created if missing)")
-    p.add_argument("--dataset", default="voc", choices=["voc", "coco"],
-                   help="dataset format (generated scenes use the VOC layout; default voc)")
-    p.add_argument("--split", default="train", help="split (default train)")
+    add_dataset_arguments(p, split_help="split", split_default="train")
     p.add_argument("--block", type=int, default=0, help="GLMix block index (default 0; negative counts from the end)")
     p.add_argument("--out", type=Path, required=True, help="output folder (ATLAS)")
     p.add_argument("--concepts", type=positive_int, default=16, help="number of concepts K (default 16)")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from . import _source
 from ._args import (
+    add_dataset_arguments,
     add_device_argument,
     add_precision_argument,
     auto_or_count,
@@ -159,11 +160,8 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
                     "truth is checked first; every problem is listed and nothing is computed. Re-running with "
                     "the same OUT resumes. With no --root: the generated scenes' val split with the bundled "
                     "checkpoint. Sharded: torchrun --nproc_per_node N -m glmix_vis.cli.wsss eval ...")
-    p.add_argument("--dataset", default="voc", choices=["voc", "coco"],
-                   help="dataset format (generated scenes use the VOC layout; default voc)")
-    p.add_argument("--root", help="dataset root (default: the generated scenes, created if missing)")
-    p.add_argument("--split", help="split (default: train with --root, val for the generated scenes); "
-                                   "mmseg's 'aug' is train_aug")
+    add_dataset_arguments(p, split_help="split (default: train with --root, val for the generated scenes); "
+                                        "mmseg's 'aug' is train_aug")
     p.add_argument("--checkpoint", help="checkpoint file or name (default: the bundled demo model)")
     p.add_argument("--method", default="slot-cam", choices=methods,
                    help=f"class evidence; {_ORACLE_METHOD} labels each slot with its majority ground-truth class; "

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ._args import (
+    add_dataset_arguments,
     add_device_argument,
     add_precision_argument,
     block_list,
@@ -25,10 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
                     "mIoU, for all slots and for the slots merged to --merge groups, plus the consistency of "
                     "adjacent blocks. Writes OUT/slot_quality.json, slot_quality.md and slot_quality.png/.pdf. "
                     "With --images instead of a dataset, only the consistency is scored (no ground truth).")
-    p.add_argument("--root", help="dataset root (default: the generated scenes, created if missing)")
-    p.add_argument("--dataset", default="voc", choices=["voc", "coco"],
-                   help="dataset format (generated scenes use the VOC layout; default voc)")
-    p.add_argument("--split", default="val", help="split to score (default val)")
+    add_dataset_arguments(p, split_help="split to score", split_default="val")
     p.add_argument("--images", nargs="+", metavar="PATH",
                    help="image files or folders without ground truth, instead of a dataset: consistency only")
     p.add_argument("--out", type=Path, required=True, help="output folder")

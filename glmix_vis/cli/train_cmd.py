@@ -6,6 +6,7 @@ import argparse
 
 from . import _source
 from ._args import (
+    add_dataset_arguments,
     add_training_arguments,
     dataset_root,
     model_name,
@@ -30,9 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
                     "Re-running with the same --out resumes after the last "
                     "finished epoch (other settings are refused). "
                     "Distributed: torchrun --nproc_per_node N -m glmix_vis.cli.wsss train ...")
-    p.add_argument("--dataset", default=_D.dataset, choices=["voc", "coco"],
-                   help=f"dataset format (generated scenes use the VOC layout; default {_D.dataset})")
-    p.add_argument("--root", help="dataset root (default: generate the default scenes)")
+    add_dataset_arguments(p, default=_D.dataset)
     p.add_argument("--train-split", default=_D.train_split, help=f"split to train on (default {_D.train_split})")
     p.add_argument("--val-split", default=_D.val_split,
                    help=f"split scored (mAP) after every epoch (default {_D.val_split})")

@@ -6,6 +6,7 @@ import argparse
 
 from . import _source
 from ._args import (
+    add_dataset_arguments,
     add_training_arguments,
     dataset_root,
     model_name,
@@ -33,9 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
                     "checked in full first. Re-running with the same --out resumes after the last finished "
                     "epoch. Distributed: torchrun --nproc_per_node N -m glmix_vis.cli.wsss train-seg ... "
                     "(the global --batch-size is split over the processes).")
-    p.add_argument("--dataset", default=_D.dataset, choices=["voc", "coco"],
-                   help=f"dataset format (generated scenes use the VOC layout; default {_D.dataset})")
-    p.add_argument("--root", help="dataset root (default: the generated scenes)")
+    add_dataset_arguments(p, default=_D.dataset)
     p.add_argument("--train-split", default=_D.train_split, help=f"the split the masks belong to (VOC: train or train_aug; default {_D.train_split})")
     p.add_argument("--val-split", default=_D.val_split, help=f"split scored after each --val-every epochs ('none': skip; default {_D.val_split})")
     p.add_argument("--masks", required=True, help="eval's OUT/masks folder, or 'gt' for the dataset's own masks")

@@ -13,6 +13,8 @@ from .voc import VOC_CLASSES, VOCDataset
 
 __all__ = [
     "DATASETS",
+    "DATASET_FORMATS",
+    "DEFAULT_DATASET_FORMAT",
     "IGNORE_INDEX",
     "VOC_CLASSES",
     "DatasetError",
@@ -27,7 +29,13 @@ __all__ = [
     "voc_palette",
 ]
 
-DATASETS = ("voc", "coco", "scenes")
+#: The format a command reads when none is named: the generated scenes are written in the VOC layout.
+DEFAULT_DATASET_FORMAT = "voc"
+#: The formats a user names (``--dataset``); the command-line parsers read them from this source.
+DATASET_FORMATS = (DEFAULT_DATASET_FORMAT, "coco")
+#: Every name :func:`open_dataset` takes: the formats, and "scenes" (the VOC reader that insists on
+#: the generator's ``classes.json``).
+DATASETS = (*DATASET_FORMATS, "scenes")
 
 
 def open_dataset(name: str, root: str | Path | None, split: str, **kw: Any) -> SegmentationDataset:

@@ -106,32 +106,53 @@ def class_evidence(method: EvidenceMethod, model: nn.Module, batch: torch.Tensor
     return maps[0].cpu().numpy()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PseudoMask:
     """One image's pseudo-mask before the CRF, with what made it (what a CRF or a threshold sweep needs).
+
+    The recipe is the one owner of how the mask was made: the background threshold, the refinement
+    and the CRF unary's background plane are read from it, so a mask cannot disagree with its recipe.
 
     Attributes:
         labels: ``(K,)`` float32 multi-hot, the classes the mask may use.
         scores: ``(K, H, W)`` float32 evidence in [0, 1], as the method gave it.
-        bg_threshold: a pixel is background unless its best allowed class scores above it.
         mask: ``(H, W)`` uint8, 0 background and ``k + 1`` for class ``k``.
-        refinement: the name of the refinement that made :attr:`refined_scores` (``"none"``: none).
-        refined_scores: the refined ``(K, H, W)`` evidence the mask thresholds (``None`` without a refinement).
-        recipe: the (resolved) recipe that made it.
+        recipe: the resolved recipe that made it (:meth:`MaskRecipe.resolved`).
+        refined_scores: the refined ``(K, H, W)`` evidence the mask thresholds (``None`` exactly when
+            the recipe has no refinement).
         ignored: ``(H, W)`` bool, the pixels the recipe's confidence band writes 255 (``None``: no band).
-        bg_mode: the CRF unary's background plane (:func:`~glmix_vis.wsss.masks.unary_probabilities`):
-            ``"threshold"``, or ``"rest"`` for a segmenter's probabilities.
     """
 
     labels: np.ndarray
     scores: np.ndarray
-    bg_threshold: float
     mask: np.ndarray
-    refinement: str = "none"
+    recipe: MaskRecipe
     refined_scores: np.ndarray | None = None
-    recipe: MaskRecipe | None = None
     ignored: np.ndarray | None = None
-    bg_mode: str = "threshold"
+
+    def __post_init__(self) -> None:
+        if self.recipe.bg_threshold is None and not self.recipe.is_segmenter:
+            raise ValueError(f"recipe {self.recipe.name!r} has no background threshold yet: resolve it first "
+                             "(MaskRecipe.resolved)")
+        if (self.refined_scores is None) != (self.recipe.refinement == "none"):
+            raise ValueError(f"recipe {self.recipe.name!r}: refined scores go with a refinement, and only with one")
+
+    @property
+    def bg_threshold(self) -> float | None:
+        """The recipe's background threshold: a pixel is background unless its best allowed class
+        scores above it (``None`` for a segmenter, whose background is a class of its own)."""
+        return self.recipe.bg_threshold
+
+    @property
+    def refinement(self) -> str:
+        """The name of the recipe's refinement, which made :attr:`refined_scores` (``"none"``: none)."""
+        return self.recipe.refinement
+
+    @property
+    def bg_mode(self) -> str:
+        """The CRF unary's background plane (:func:`~glmix_vis.wsss.masks.unary_probabilities`):
+        ``"rest"`` for a segmenter's probabilities over every class, else ``"threshold"``."""
+        return "rest" if self.recipe.is_segmenter else "threshold"
 
     @property
     def mask_scores(self) -> np.ndarray:
@@ -140,19 +161,19 @@ class PseudoMask:
 
     def unary(self) -> np.ndarray:
         """``(K+1, H, W)`` CRF unary: :attr:`mask_scores` thresholded, as probabilities (argmax = :attr:`mask`)."""
-        return unary_probabilities(self.mask_scores, self.labels, bg_threshold=self.bg_threshold, bg_mode=self.bg_mode)
+        if self.recipe.is_segmenter:
+            return unary_probabilities(self.mask_scores, self.labels, bg_mode="rest")
+        return unary_probabilities(self.mask_scores, self.labels, bg_threshold=self.recipe.threshold)
 
     def after_crf(self, image: np.ndarray, params: CRFParams | None = None) -> np.ndarray:
         """``(H, W)`` uint8 mask after a dense CRF over ``image`` (the RGB image the batch was made
         from), with ``params`` or else the recipe's CRF parameters."""
-        if params is None and self.recipe is not None:
-            params = self.recipe.crf_params
-        labels = dense_crf(image, self.unary(), params)
+        labels = dense_crf(image, self.unary(), self.recipe.crf_params if params is None else params)
         return labels if self.ignored is None else np.where(self.ignored, np.uint8(IGNORE), labels)
 
     def final(self, image: np.ndarray) -> np.ndarray:
         """The recipe's mask: :meth:`after_crf` when the recipe has the CRF, else :attr:`mask`."""
-        return self.after_crf(image) if self.recipe is not None and self.recipe.crf else self.mask
+        return self.after_crf(image) if self.recipe.crf else self.mask
 
     def masks_at(self, thresholds: Sequence[float]) -> np.ndarray:
         """``(T, H, W)`` int64: the mask this image gets at each background threshold."""
@@ -221,9 +242,7 @@ def pseudo_mask(model: nn.Module, info: HeadInfo, image: ImageInput, recipe: Mas
     if recipe.ignore_band is not None:
         ignored = in_band(final_scores, recipe.ignore_band, labels)
         mask[ignored] = IGNORE
-    return PseudoMask(labels=labels, scores=scores, bg_threshold=recipe.threshold, mask=mask,
-                      refinement=refiner.name if refined is not None else "none", refined_scores=refined,
-                      recipe=recipe, ignored=ignored)
+    return PseudoMask(labels=labels, scores=scores, mask=mask, recipe=recipe, refined_scores=refined, ignored=ignored)
 
 
 def _segmenter_mask(model: nn.Module, method: EvidenceMethod, image: ImageInput, recipe: MaskRecipe) -> PseudoMask:
@@ -232,8 +251,7 @@ def _segmenter_mask(model: nn.Module, method: EvidenceMethod, image: ImageInput,
     scores = class_evidence(method, model, image.batch, image.size, slots=image.slots, scales=recipe.scales,
                             flip=recipe.flip)
     labels = np.ones(scores.shape[0], np.float32)
-    return PseudoMask(labels=labels, scores=scores, bg_threshold=float("nan"),
-                      mask=argmax_mask(scores).astype(np.uint8), recipe=recipe, bg_mode="rest")
+    return PseudoMask(labels=labels, scores=scores, mask=argmax_mask(scores).astype(np.uint8), recipe=recipe)
 
 
 def _label_evidence(model: nn.Module, method: EvidenceMethod, image: ImageInput, recipe: MaskRecipe,
