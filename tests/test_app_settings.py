@@ -70,11 +70,12 @@ def test_launch_options_serve_loopback_with_bounded_resources():
 def test_package_exports_every_public_name():
     pytest.importorskip("gradio")
     import glmix_vis.app as webapp
-    from glmix_vis.app import backend, messages, model_cache, page, views
+    from glmix_vis.app import backend, file_cache, messages, model_cache, page, views
 
     public = {"SlotApp": backend, "AppError": messages, "Analysis": views, "LoadedModel": model_cache,
               "ModelCache": model_cache, "describe_model": model_cache, "INTRO": page, "UploadImage": page,
-              "build_app": page, "class_colors": page, "colorbar_html": page, "launch": page}
+              "build_app": page, "class_colors": page, "colorbar_html": page, "launch": page,
+              "VisitorFileCache": file_cache}
     assert set(webapp.__all__) == set(settings.__all__) | set(serving.__all__) | set(public)
     for name, module in public.items():
         assert name in module.__all__ and getattr(webapp, name) is getattr(module, name), name

@@ -4,6 +4,8 @@
   gradio: ``glmix-vis app``'s parser reads them from here;
 * :mod:`.serving`: what a visitor may load, gallery files, glibc heap settings, gradio's queue
   and launch options;
+* :mod:`.file_cache`: gradio's copies of visitors' files, bounded in number and size
+  (:class:`VisitorFileCache`);
 * :mod:`.model_cache`: the models served, loaded once per checkpoint, with the evidence methods
   that serve each (the rule ``glmix-wsss eval`` applies);
 * :mod:`.views`: one image through one model (:class:`Analysis`) and the pictures each tab shows
@@ -38,6 +40,7 @@ _LAZY = {
                      "address_problem",
                      "discover_checkpoints", "encode_jpeg", "example_files", "launch_options",
                      "limit_heap_fragmentation", "queue_options"), "serving"),
+    "VisitorFileCache": "file_cache",
     **dict.fromkeys(("INTRO", "UploadImage", "build_app", "class_colors", "colorbar_html", "launch"), "page"),
 }
 

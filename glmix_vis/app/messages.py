@@ -16,7 +16,7 @@ from ..figures.style import share_percent
 from ..loading import ModelInfo
 
 __all__ = [
-    "AppError", "KEPT_PREVIOUS", "NO_BLOCK", "NO_HEAD", "NO_IMAGE", "NO_IMAGE_YET", "block_choice", "blocks_info",
+    "AppError", "KEPT_PREVIOUS", "NO_BLOCK", "NO_HEAD", "NO_IMAGE", "NO_IMAGE_YET", "UPLOAD_GONE", "block_choice", "blocks_info",
     "class_status", "method_choice", "out_of_time", "error_markdown",
     "figure_ready", "load_error", "method_refused", "model_notice", "no_slot", "overlay_caption", "overlay_status",
     "slot_detail", "soft_caption", "soft_status", "strip_dirs", "unexpected_error", "uniform_multiple",
@@ -31,6 +31,8 @@ class AppError(Exception):
 NO_IMAGE = "upload an image or pick an example"
 NO_BLOCK = "choose at least one GLMix block"
 NO_IMAGE_YET = "upload an image or pick an example first"
+#: An upload the server has deleted since (glmix_vis.app.file_cache), asked for again by an open page.
+UPLOAD_GONE = "this image is no longer kept on the server (a busy server keeps only the newest uploads); upload it again"
 NO_HEAD = "this model has no classifier head: no class evidence"
 #: After an upload that could not be read: nothing shown was replaced.
 KEPT_PREVIOUS = "The pictures still show the last image that could be read."

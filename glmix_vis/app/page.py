@@ -27,11 +27,13 @@ import torch
 from ..figures.render import SOFT_MIN_CONTRAST
 from . import messages
 from .backend import SlotApp
+from .file_cache import VisitorFileCache
 from .messages import AppError
 from .serving import (
     PictureFiles,
     ServeError,
     address_problem,
+    bound_event_records,
     bound_session_queues,
     collect_cycles_promptly,
     example_files,
@@ -41,6 +43,8 @@ from .serving import (
     queue_options,
 )
 from .settings import (
+    CACHE_CHECK_S,
+    CACHE_MAX_AGE_S,
     DEFAULT_CONCURRENCY,
     DEFAULT_DEVICE,
     DEFAULT_HOST,
@@ -73,6 +77,8 @@ class UploadImage(gr.Image):
         if payload is None:
             return None
         if getattr(payload, "path", None):
+            if not os.path.exists(payload.path):  # deleted from gradio's cache since the page sent it
+                raise gr.Error(messages.UPLOAD_GONE)
             return str(payload.path)
         raise gr.Error("the image did not arrive; upload it again")
 
@@ -409,7 +415,7 @@ def build_app(checkpoint: str | os.PathLike[str] | None = None, *, max_side: int
         app.notify = gr.Warning
     first = app.model_settings(app.default_label)
 
-    with gr.Blocks(title="glmix-vis", analytics_enabled=False, delete_cache=(600, 3600)) as demo:
+    with gr.Blocks(title="glmix-vis", analytics_enabled=False, delete_cache=(CACHE_CHECK_S, CACHE_MAX_AGE_S)) as demo:
         demo.slot_app = app  # type: ignore[attr-defined]
         gr.Markdown(INTRO)
         view = gr.State(TAB_SLOTS)
@@ -662,6 +668,8 @@ def launch(checkpoint: str | os.PathLike[str] | None = None, *, host: str = DEFA
         raise ServeError(operator_message(str(exc), checkpoint)) from None
     demo.queue(**queue_options(concurrency))
     bound_session_queues(demo, max_sessions)
+    bound_event_records(demo)
+    demo.visitor_files = VisitorFileCache(demo).start()
     collect_cycles_promptly()
     try:
         # gradio's own lines would add "To create a public link, set `share=True`", an option no one here

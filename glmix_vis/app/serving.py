@@ -45,6 +45,7 @@ from .settings import (
     DEMO_LABEL,
     EXAMPLE_PHOTOS,
     JPEG_QUALITY,
+    QUEUE_EVENT_RECORDS,
 )
 
 __all__ = ["ARENA_MAX", "MMAP_THRESHOLD", "SCRATCH_PREFIX", "PictureFiles", "ServeError", "ServerScratch",
@@ -415,6 +416,21 @@ def bound_session_queues(demo: Any, max_sessions: int = DEFAULT_MAX_SESSIONS) ->
     if pending is None or not hasattr(pending, "max_size"):
         return False
     pending.max_size = max(1, int(max_sessions))
+    return True
+
+
+def bound_event_records(demo: Any, max_events: int = QUEUE_EVENT_RECORDS) -> bool:
+    """Keep the timing of the last ``max_events`` requests in gradio's queue, not 10,000.
+
+    gradio records every request's time, status and visitor for its monitoring page
+    (``event_analytics``) and drops the oldest only beyond ``GRADIO_ANALYTICS_MAX_EVENTS``
+    (10,000 unless set): a dict per request for the first 10,000 requests, which the memory soak
+    counted as growth (100 requests a round). An operator's ``GRADIO_ANALYTICS_MAX_EVENTS`` is left
+    alone. Returns whether the bound was applied (False on a gradio without that attribute)."""
+    queue = getattr(demo, "_queue", None)
+    if os.environ.get("GRADIO_ANALYTICS_MAX_EVENTS") or not hasattr(queue, "ANALYTICS_MAX_EVENTS"):
+        return False
+    queue.ANALYTICS_MAX_EVENTS = max(1, int(max_events))
     return True
 
 

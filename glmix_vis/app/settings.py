@@ -9,10 +9,10 @@ from __future__ import annotations
 from ..io import DEFAULT_MAX_PIXELS
 
 __all__ = [
-    "DEFAULT_CONCURRENCY", "DEFAULT_DEVICE", "DEFAULT_HOST", "DEFAULT_MAX_FILE_SIZE",
+    "CACHE_CHECK_S", "CACHE_MAX_AGE_S", "CACHE_MAX_FILES", "CACHE_MAX_MB", "DEFAULT_CONCURRENCY", "DEFAULT_DEVICE", "DEFAULT_HOST", "DEFAULT_MAX_FILE_SIZE",
     "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_SESSIONS", "DEFAULT_MAX_SIDE", "DEFAULT_METHOD", "DEFAULT_PORT",
     "DEFAULT_QUEUE_SIZE", "DEFAULT_TIME_BUDGET", "DEMO_LABEL", "EXAMPLE_PHOTOS", "FIGURE_CLASSES", "INPUT_SIZES", "JPEG_QUALITY",
-    "MAX_EVIDENCE_PANELS", "MAX_FIGURES", "MAX_SOFT_MAPS", "MIN_DISPLAY_SIDE", "MODEL_CACHE_SIZE", "RESULT_CACHE_SIZE", "SOFT_SHOWN", "SOFT_SIDE",
+    "MAX_EVIDENCE_PANELS", "MAX_FIGURES", "MAX_SOFT_MAPS", "MIN_DISPLAY_SIDE", "MODEL_CACHE_SIZE", "QUEUE_EVENT_RECORDS", "RESULT_CACHE_SIZE", "SOFT_SHOWN", "SOFT_SIDE",
     "TAB_ATLAS", "TAB_CLASSES", "TAB_SLOTS", "TAB_SOFT", "file_size",
 ]
 
@@ -38,6 +38,13 @@ DEFAULT_TIME_BUDGET = 60.0
 #: Visitors whose page state gradio keeps (least recently used dropped first).
 DEFAULT_MAX_SESSIONS = 256
 # DEFAULT_MAX_PIXELS (glmix_vis.io): larger uploads are refused as decompression bombs.
+#: gradio's copies of visitors' files (uploads, the pictures sent back) are deleted this many
+#: seconds after they were written, checked every CACHE_CHECK_S seconds (gradio's delete_cache) ...
+CACHE_MAX_AGE_S, CACHE_CHECK_S = 3600, 600
+#: ... and beyond this many files or megabytes the oldest go first (glmix_vis.app.file_cache).
+CACHE_MAX_FILES, CACHE_MAX_MB = 4096, 1024
+#: Requests whose timing gradio's queue keeps for its monitoring page (gradio's default: 10,000).
+QUEUE_EVENT_RECORDS = 1000
 
 # ------------------------------------------------------------------------------ what can be served
 DEMO_LABEL = "demo model (bundled)"
