@@ -45,6 +45,7 @@ import numpy as np
 from PIL import Image
 from served_app import BLOCK_CHOICES, free_port, rss_mb, run_round, wait_for
 
+from glmix_vis.app.serving import GC_INTERVAL_S
 from glmix_vis.app.settings import DEFAULT_MAX_SESSIONS
 from glmix_vis.io import atomic_write_bytes
 
@@ -92,6 +93,66 @@ def _resident() -> dict[str, float]:
     return {k: round(v / 1024, 1) for k, v in kinds.items()}
 
 
+def _anonymous_mappings() -> dict[str, list[float]]:
+    """Anonymous mappings (/proc/self/smaps) by size, as [count, MB resident]: pymalloc's object arenas
+    are 1 MiB each, thread stacks 8 MiB, glibc's thread heaps up to 64 MiB, large malloc blocks any size."""
+    buckets: dict[str, list[float]] = {}
+    size_kb, name = 0, ""
+    try:
+        with open("/proc/self/smaps") as f:
+            for line in f:
+                first = line.split(maxsplit=1)[0]
+                if "-" in first and not first.endswith(":"):
+                    lo, hi = (int(x, 16) for x in first.split("-"))
+                    parts = line.split()
+                    size_kb, name = (hi - lo) // 1024, parts[5] if len(parts) > 5 else ""
+                elif first == "Rss:" and not name:
+                    rss_kb = int(line.split()[1])
+                    if rss_kb == 0:
+                        continue
+                    kind = ("1 MiB" if size_kb == 1024 else "<1 MiB" if size_kb < 1024 else "8 MiB" if size_kb == 8192
+                            else "1-64 MiB" if size_kb < 65536 else ">=64 MiB")
+                    entry = buckets.setdefault(kind, [0, 0.0])
+                    entry[0] += 1
+                    entry[1] = round(entry[1] + rss_kb / 1024, 1)
+    except OSError:
+        return {}
+    return buckets
+
+
+def _pymalloc() -> dict[str, float]:
+    """pymalloc's arenas now and the bytes in its allocated blocks (``sys._debugmallocstats``)."""
+    import re
+
+    with tempfile.TemporaryFile("w+") as out:
+        saved = os.dup(2)
+        try:
+            sys.stderr.flush()
+            os.dup2(out.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        out.seek(0)
+        text = out.read()
+    found = {}
+    for key, pattern in (("pymalloc_arenas", r"# arenas allocated current\s*=\s*([\d,]+)"),
+                         ("pymalloc_used_mb", r"# bytes in allocated blocks\s*=\s*([\d,]+)")):
+        m = re.search(pattern, text)
+        if m:
+            value = int(m.group(1).replace(",", ""))
+            found[key] = value if key == "pymalloc_arenas" else round(value / 2 ** 20, 1)
+    return found
+
+
+def _rss_self_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
 def _folder(path: str | None) -> dict[str, float]:
     if not path or not Path(path).is_dir():
         return dict(files=0, mb=0.0)
@@ -129,7 +190,7 @@ def serve(args: argparse.Namespace) -> int:
             sessions=len(demo.state_holder.session_data), results=len(app.results), models=len(app.models),
             fds=len(os.listdir("/proc/self/fd")), threads=threading.active_count(),
             gradio_temp=_folder(os.environ.get("GRADIO_TEMP_DIR")), app_temp=_folder(tempfile.gettempdir()),
-            **_glibc_heap(), **_resident())
+            **_glibc_heap(), **_resident(), **_pymalloc(), anonymous=_anonymous_mappings())
         if "types" in state and signum != signal.SIGUSR2:  # the kinds of Python objects that grew
             grown = types.copy()
             grown.subtract(state["types"])
@@ -151,6 +212,12 @@ def serve(args: argparse.Namespace) -> int:
             data["held_by"] = dict(Counter(", ".join(sorted(type(r).__qualname__ for r in gc.get_referrers(t)
                                                            if r is not held)) for t in held).most_common(5))
             del held
+        # what the server's own collector reaches within GC_INTERVAL_S: the garbage collected, free heap trimmed
+        gc.collect()
+        serving.release_free_heap()
+        data["settled_rss_mb"] = _rss_self_mb()
+        data["settled_anonymous"] = _anonymous_mappings()
+        data.update({f"settled_{k}": v for k, v in _pymalloc().items()})
         atomic_write_bytes(report_path, json.dumps(data).encode())
 
     signal.signal(signal.SIGUSR1, report)
@@ -350,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
                     heap += (f"resident: [heap] {info['heap_rss_mb']:.0f}, anon {info['anon_rss_mb']:.0f}, "
                              f"files {info['file_rss_mb']:.0f} MB; ")
                 traced = f"traced {info['traced_mb']:.1f} MB; " if "traced_mb" in info else ""
+                heap += (f"settled RSS {info['settled_rss_mb']:.1f} MB, pymalloc arenas "
+                         f"{info.get('settled_pymalloc_arenas')}; ")
                 print(f"round {rnd:3d}: RSS {rss:7.1f} MB; {heap}{traced}objects {info['python_objects']}; "
                       f"closed transports {info['closed_transports']}; "
                       f"sessions {info['sessions']}; results {info['results']}; fds {info['fds']}; "
@@ -365,6 +434,10 @@ def main(argv: list[str] | None = None) -> int:
     verdict = "PASS" if growth <= args.budget_mb and not problems else "FAIL"
     print(f"RSS after round {args.baseline_round}: {base:.1f} MB; after round {len(rounds)}: {rounds[-1]['rss_mb']:.1f} MB; "
           f"growth {growth:+.1f} MB (budget {args.budget_mb:.0f} MB); {len(problems)} failed requests -> {verdict}")
+    settled = rounds[-1]["settled_rss_mb"] - rounds[args.baseline_round - 1]["settled_rss_mb"]
+    print(f"settled RSS (after the collection and heap trim the server's collector makes every "
+          f"{GC_INTERVAL_S:.0f} s): {rounds[args.baseline_round - 1]['settled_rss_mb']:.1f} -> "
+          f"{rounds[-1]['settled_rss_mb']:.1f} MB, growth {settled:+.1f} MB")
     for p in problems[:10]:
         print("  failed:", p)
     if rounds[-1].get("object_growth"):
