@@ -238,3 +238,83 @@ def test_each_upload_runs_the_analysis_once_in_chromium(tmp_path, monkeypatch):
     finally:
         driver.quit()
         demo.close()
+
+
+def test_a_bad_upload_leaves_the_page_on_the_last_good_image_in_chromium(tmp_path, monkeypatch):
+    """After an upload that cannot be read the image box showed the browser's broken-image icon
+    beside the pictures of the image before it, and a tab never opened before showed nothing: the
+    box gets the last good image back (without a second analysis), every tab shows that image, and
+    the error stays one line under it. On a fresh page a bad first upload leaves the box empty."""
+    pytest.importorskip("selenium")
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from glmix_vis.app import launch, messages
+
+    monkeypatch.setenv("GLMIX_CHECKPOINT_DIR", str(tmp_path / "no_checkpoints"))
+    demo = launch(_checkpoint(tmp_path), port=_free_port(), device="cpu", prevent_thread_lock=True, quiet=True)
+    app, runs, forwards = demo.slot_app, [], []
+    real_overlays, real_forward = app.slot_overlays, app.forward
+    monkeypatch.setattr(app, "slot_overlays", lambda image, *a, **k: runs.append(image) or real_overlays(image, *a, **k))
+    monkeypatch.setattr(app, "forward", lambda *a, **k: forwards.append(a) or real_forward(*a, **k))
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    driver = _chromium(tmp_path)
+
+    def text(elem_id: str) -> str:
+        return "".join(e.text for e in driver.find_elements(By.ID, elem_id)[:1])
+
+    def box() -> list | None:  # the image box's picture: its address and whether it shows
+        return driver.execute_script("const i = document.querySelector('#input-image img');"
+                                     "return i ? [i.src, i.complete && i.naturalWidth > 0] : null;")
+
+    def pictures(elem_id: str) -> int:  # how many of a gallery's pictures have loaded
+        return driver.execute_script(f"return [...document.querySelectorAll('#{elem_id} img')]"
+                                     ".filter(i => i.complete && i.naturalWidth > 0).length;")
+
+    def upload(path: Path) -> None:
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#input-image input[type=file]"))).send_keys(
+            str(path))
+
+    def at_rest() -> None:
+        wait.until(lambda d: d.execute_script("return document.querySelectorAll('.progress-text').length === 0"))
+
+    def open_tab(name: str) -> None:
+        next(b for b in driver.find_elements(By.CSS_SELECTOR, "button[role=tab]") if name in b.text).click()
+
+    try:
+        driver.get(demo.local_url)
+        wait = WebDriverWait(driver, 180, ignored_exceptions=(StaleElementReferenceException,))
+        upload(_upload_image(tmp_path))
+        wait.until(lambda d: "px image" in text("status") and pictures("overlays") > 0 and (box() or [0, 0])[1])
+        at_rest()
+        good, overlays = box()[0], pictures("overlays")
+        upload(broken)
+        wait.until(lambda d: messages.KEPT_PREVIOUS in text("status"))
+        wait.until(lambda d: box() == [good, True])  # the last good image, not the broken upload
+        at_rest()
+        status = text("status")
+        assert status.startswith("Error: broken.png") and status.count(messages.KEPT_PREVIOUS) == 1, status
+        assert pictures("overlays") == overlays
+        # tabs never opened before show the last good image's pictures
+        open_tab("Soft maps")
+        wait.until(lambda d: "peak" in text("soft-maps") and pictures("soft-maps") > 0)
+        open_tab("Classes")
+        wait.until(lambda d: "Evidence method" in text("class-status") and pictures("evidence") > 0)
+        at_rest()
+        shot = tmp_path / "after_a_bad_upload.png"
+        assert driver.save_screenshot(str(shot))
+        assert box() == [good, True] and text("status") == status
+        assert len(runs) == 2 and "broken.png" in runs[1] and len(forwards) == 1, (runs, forwards)  # no second run
+        # a fresh page: a bad first upload leaves the box empty and claims no kept pictures
+        driver.get(demo.local_url)
+        upload(broken)
+        wait.until(lambda d: text("status").startswith("Error: broken.png"))
+        wait.until(lambda d: box() is None)
+        at_rest()
+        assert messages.KEPT_PREVIOUS not in text("status") and len(runs) == 3, runs  # no analysis of the empty box
+    finally:
+        driver.quit()
+        demo.close()

@@ -18,7 +18,7 @@ gr = pytest.importorskip("gradio")
 
 from glmix_vis import app as webapp  # noqa: E402
 from glmix_vis.app import TAB_CLASSES, TAB_SLOTS, TAB_SOFT, ModelCache, SlotApp  # noqa: E402
-from glmix_vis.app.page import TABS  # noqa: E402
+from glmix_vis.app.page import TABS, Shown  # noqa: E402
 from glmix_vis.app.settings import TAB_ATLAS  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("checkpoint_dir")  # never the user's real checkpoint folder
@@ -155,12 +155,15 @@ def test_the_analysis_fills_the_slot_groups_and_keeps_the_block_choice(page, nan
     c, figure, step = parts.controls, parts.figure, parts.analysis
     overlays, layer = parts.tabs[TAB_SLOTS].outputs["overlays"], parts.tabs[TAB_SOFT].outputs["layer"]
     # the order of /analyze's inputs and outputs (gradio_client, eval/*_app.py) is unchanged
-    assert step.inputs == [c.image, c.model, c.size, c.blocks, layer]
-    assert step.outputs == [c.status, overlays, layer, figure.file, figure.status]
-    out = step.fn(_photo(), nano_checkpoint.name, None, [2, 0], 1)
+    api = parts.api["analyze"]
+    assert api.inputs == [c.image, c.model, c.size, c.blocks, layer]
+    assert api.outputs == [c.status, overlays, layer, figure.file, figure.status]
+    # the page's own analysis also keeps what the pictures show and counts refused uploads
+    assert step.inputs == [*api.inputs, c.shown, c.refusals] and step.outputs == [*api.outputs, c.shown, c.refusals]
+    out = step.fn(_photo(), nano_checkpoint.name, None, [2, 0], 1, Shown(), 0)
     assert set(out) == set(step.outputs) and "px image" in out[c.status] and len(out[overlays]) == 2
     assert out[layer] == 2 and out[figure.file]["visible"] is False and out[figure.status] == ""
-    assert step.fn(_photo(), nano_checkpoint.name, None, [0, 2], 0)[layer] == 0  # still chosen: kept
+    assert step.fn(_photo(), nano_checkpoint.name, None, [0, 2], 0, Shown(), 0)[layer] == 0  # still chosen: kept
 
 
 def test_page_shows_the_notice_and_follows_the_model(page, backend, nano_checkpoint):

@@ -4,13 +4,18 @@ pictures at once, and sizes written width×height with the downscale named."""
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import numpy as np
 import pytest
 from helpers import gradient_photo as _photo  # the same test photo in every app test
+from PIL import Image
 
 gr = pytest.importorskip("gradio")
 
 from glmix_vis.app import TAB_CLASSES, TAB_SLOTS, TAB_SOFT, SlotApp, messages  # noqa: E402
+from glmix_vis.app.page import TABS, Shown  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("checkpoint_dir")  # never the user's real checkpoint folder
 
@@ -28,6 +33,26 @@ def page(backend):
 
 def _deps(demo, fn):
     return [d for d in demo.fns.values() if d.fn is fn]
+
+
+def _empty(value) -> bool:
+    return value is None or (not isinstance(value, np.ndarray) and value in ("", [], {}))
+
+
+def _seen(out: dict) -> dict:
+    """What a view's widgets show, comparable across calls: a gallery's captions (its files are new
+    each time), a mask's size and classes, an update's value."""
+    def seen(value):
+        if isinstance(value, dict) and value.get("__type__") == "update":
+            return seen(value.get("value"))
+        if isinstance(value, list):
+            return [caption for _, caption in value]
+        if isinstance(value, tuple):
+            base, layers = value
+            return base.shape, [name for _, name in layers]
+        return value
+
+    return {w: seen(v) for w, v in out.items()}
 
 
 def _skipped(value) -> bool:
@@ -81,38 +106,141 @@ def test_status_sits_right_under_the_image(page):
     assert ids[ids.index(c.image._id) + 1] == c.status._id
 
 
+def _file(path, image) -> str:
+    """``image`` saved at ``path``: the page hands its callbacks uploads as file paths."""
+    Image.fromarray(image).save(path)
+    return str(path)
+
+
+def _broken(tmp_path) -> str:
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    return str(broken)
+
+
+def _args(step, values: dict) -> list:
+    """The inputs of ``step``: from ``values``, else each widget's own value (a state's initial one)."""
+    return [values[w] if w in values else getattr(w, "value", None) for w in step.inputs]
+
+
 def test_a_bad_upload_keeps_the_last_good_result(page, nano_checkpoint, tmp_path):
     _, parts = page
     c, label = parts.controls, nano_checkpoint.name
     overlays = parts.tabs[TAB_SLOTS].outputs["overlays"]
-    good = parts.analysis.fn(_photo(), label, None, [0, 1], 1)
-    assert len(good[overlays]) == 2
-    broken = tmp_path / "broken.png"
-    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    out = parts.analysis.fn(str(broken), label, None, [0, 1], 1)
+    photo = _file(tmp_path / "photo.png", _photo())
+    good = parts.analysis.fn(photo, label, None, [0, 1], 1, Shown(), 0)
+    assert len(good[overlays]) == 2 and good[c.shown] == Shown(photo) and _skipped(good[c.refusals])
+    broken = _broken(tmp_path)
+    out = parts.analysis.fn(broken, label, None, [0, 1], 1, good[c.shown], 0)
     assert out[c.status].startswith("**Error:** broken.png") and messages.KEPT_PREVIOUS in out[c.status]
+    assert out[c.status].count("\n") == 0
     layer = parts.tabs[TAB_SOFT].outputs["layer"]
     assert out[layer] == 1  # the soft-map block as it was (a plain value: see _analysis_step)
-    assert all(_skipped(v) for w, v in out.items() if w not in (c.status, layer)), out
+    # the pictures still show the photo, and the refusal is counted (its change gives the image back)
+    assert out[c.shown] == Shown(photo, refused=True) and out[c.refusals] == 1
+    assert all(_skipped(v) for w, v in out.items() if w not in (c.status, layer, c.shown, c.refusals)), out
     # every tab's views after it leave their widgets as they were, open or not
     for step in parts.follow_ups:
         for current in (TAB_SLOTS, TAB_SOFT, TAB_CLASSES):
-            values = {c.image: str(broken), c.model: label, c.size: None, c.view: current}
-            args = [values.get(w, getattr(w, "value", None)) for w in step.inputs]
-            assert all(_skipped(v) for v in step.fn(*args).values()), step
+            values = {c.image: broken, c.model: label, c.size: None, c.view: current, c.shown: out[c.shown]}
+            assert all(_skipped(v) for v in step.fn(*_args(step, values)).values()), step
     # a good image afterwards is analysed as usual
-    assert len(parts.analysis.fn(_photo(64, 96), label, None, [0], 0)[overlays]) == 1
+    again = parts.analysis.fn(_file(tmp_path / "small.png", _photo(64, 96)), label, None, [0], 0, out[c.shown], 1)
+    assert len(again[overlays]) == 1 and again[c.shown] == Shown(str(tmp_path / "small.png"))
 
 
-def test_an_unreadable_upload_is_read_once(backend, nano_checkpoint, tmp_path, monkeypatch):
-    broken = tmp_path / "broken.jpg"
-    broken.write_bytes(b"\xff\xd8\xff not a jpeg")
-    assert "Error" in backend.slot_overlays(str(broken), nano_checkpoint.name, None, [0])[0]
-    assert backend.unreadable(str(broken)) and not backend.unreadable(None)
-    calls = []
-    monkeypatch.setattr(backend, "_read", lambda image: calls.append(image))
-    assert "broken.jpg" in backend.soft_maps(str(broken), nano_checkpoint.name, None, 0, warn=False)[0]
-    assert calls == []
+def test_the_image_box_gets_back_the_image_the_pictures_show(page, nano_checkpoint, tmp_path):
+    """A broken upload used to stay in the image box (the browser's broken-image icon) beside the
+    pictures of the image before it: the box gets that image back, a plain value (never an update
+    of the image, which gradio would keep as one more component per request), or is emptied."""
+    demo, parts = page
+    c, label = parts.controls, nano_checkpoint.name
+    photo, broken = _file(tmp_path / "photo.png", _photo()), _broken(tmp_path)
+    shown = parts.analysis.fn(broken, label, None, [0], 0, Shown(photo), 3)[c.shown]
+    give_back = parts.give_back
+    assert give_back.inputs == [c.image, c.shown] and give_back.outputs == [c.image]
+    assert give_back.fn(broken, shown) == {c.image: photo}
+    other = _file(tmp_path / "other.png", _photo(64, 64))
+    assert give_back.fn(other, shown) == {c.image: other}  # another image put there since: left as it is
+    assert give_back.fn(None, shown) == {c.image: None}
+    gone = Shown(str(tmp_path / "deleted_since.png"), refused=True)  # gradio's cache deleted it
+    assert give_back.fn(broken, gone) == {c.image: None}
+    # wired to the refusals only: a good upload writes nothing to the image
+    events = [(demo.blocks[b].__class__.__name__, e) for d in _deps(demo, give_back.fn) for b, e in d.targets]
+    assert events == [("State", "change")] and all(d.show_progress == "hidden" for d in _deps(demo, give_back.fn))
+
+
+def test_a_bad_first_upload_empties_the_box_and_claims_no_kept_pictures(page, nano_checkpoint, tmp_path):
+    _, parts = page
+    c = parts.controls
+    broken = _broken(tmp_path)
+    out = parts.analysis.fn(broken, nano_checkpoint.name, None, [0], 0, Shown(), 0)
+    assert out[c.status].startswith("**Error:** broken.png") and messages.KEPT_PREVIOUS not in out[c.status]
+    assert out[c.shown] == Shown(None, refused=True) and out[c.refusals] == 1
+    assert parts.give_back.fn(broken, out[c.shown]) == {c.image: None}
+
+
+def test_a_tab_opened_after_a_bad_upload_shows_the_last_good_image(page, nano_checkpoint, tmp_path):
+    """A tab never opened before showed nothing after a bad upload (its views were skipped): opened,
+    it shows the image the other tabs show, or its usual empty state when there is none."""
+    _, parts = page
+    c, label = parts.controls, nano_checkpoint.name
+    photo, broken = _file(tmp_path / "photo.png", _photo()), _broken(tmp_path)
+    parts.analysis.fn(photo, label, None, [0, 1], 1, Shown(), 0)
+    kept = parts.analysis.fn(broken, label, None, [0, 1], 1, Shown(photo), 0)[c.shown]
+    assert list(parts.on_open) == [tab.id for tab in TABS]
+    for tab in (TAB_SOFT, TAB_CLASSES):
+        for step in parts.on_open[tab]:
+            raw = next(r for r in parts.tabs[tab].refresh if r.outputs == step.outputs)
+            base = {c.model: label, c.size: None, c.view: tab}
+            # the box may still hold the bad upload (the tab opened before the image came back)
+            for box in (broken, photo):
+                out = step.fn(*_args(step, {**base, c.image: box, c.shown: kept}))
+                assert _seen(out) == _seen(raw.fn(*_args(raw, {**base, c.image: photo}))), (tab, box)
+                assert not all(_empty(v) for v in _seen(out).values()), (tab, box)
+            nothing = step.fn(*_args(step, {**base, c.image: broken, c.shown: Shown(None, refused=True)}))
+            assert all(_empty(v) for v in _seen(nothing).values()), tab  # its usual empty state
+
+
+def test_the_image_given_back_adds_nothing_to_a_visitors_session(page, nano_checkpoint, tmp_path):
+    """gradio keeps any update of a component that is also an input (``gr.skip()`` included) as one
+    more component in the visitor's session, for good (eval/soak_app.py): good uploads leave the
+    session as it was, and a refused one followed by the image given back adds no image and no
+    state to it."""
+    import asyncio
+
+    from gradio.state_holder import SessionState
+
+    demo, parts = page
+    c, label = parts.controls, nano_checkpoint.name
+    analysis, give_back = _deps(demo, parts.analysis.fn)[0], _deps(demo, parts.give_back.fn)[0]
+    state, sizes, added = SessionState(demo), [], []
+    os.makedirs(demo.GRADIO_CACHE, exist_ok=True)
+
+    def upload(path: str) -> dict:  # an upload as the page sends it, from gradio's cache
+        return {"path": shutil.copy(path, demo.GRADIO_CACHE), "meta": {"_type": "gradio.FileData"}}
+
+    async def run(dep, inputs: list) -> None:
+        before = set(state.blocks_config.blocks)
+        await demo.process_api(dep, inputs, state=state)
+        added.extend(type(state.blocks_config.blocks[k]).__name__ for k in set(state.blocks_config.blocks) - before)
+
+    async def uploads() -> None:
+        for i in range(3):  # good uploads only
+            await run(analysis, [upload(_file(tmp_path / f"good_{i}.png", _photo(48 + i, 64))), label, 128, [0], 0,
+                                 None, None])
+            sizes.append(len(state.blocks_config.blocks))
+        for i in range(3):  # a refused upload, the image given back, a good upload
+            bad = upload(_broken(tmp_path))
+            await run(analysis, [bad, label, 128, [0], 0, None, None])
+            await run(give_back, [bad, None])
+            await run(analysis, [upload(_file(tmp_path / f"next_{i}.png", _photo(40 + i, 64))), label, 128, [0], 0,
+                                 None, None])
+
+    asyncio.run(uploads())
+    assert sizes[-1] == sizes[0], sizes
+    assert state[c.refusals._id] == 3 and state[c.shown._id] == Shown(state[c.shown._id].image)
+    assert not {"UploadImage", "State"} & set(added), added
 
 
 # ------------------------------------------------------------------------------ sizes

@@ -62,8 +62,9 @@ from .settings import (
     file_size,
 )
 
-__all__ = ["INTRO", "TABS", "Controls", "FigureRow", "ModelUpdate", "Page", "Step", "Tab", "TabView", "UploadImage",
-           "build_app", "class_colors", "classes_tab", "colorbar_html", "launch", "session_of", "slot_groups_tab", "soft_maps_tab"]
+__all__ = ["INTRO", "TABS", "Controls", "FigureRow", "ModelUpdate", "Page", "Shown", "Step", "Tab", "TabView",
+           "UploadImage", "build_app", "class_colors", "classes_tab", "colorbar_html", "launch", "session_of",
+           "slot_groups_tab", "soft_maps_tab"]
 
 
 class UploadImage(gr.Image):
@@ -144,15 +145,28 @@ class ModelUpdate:
     outputs: tuple[Any, ...]
 
 
+@dataclass(frozen=True)
+class Shown:
+    """What a visitor's pictures show (the value of :attr:`Controls.shown`): the last image that
+    could be read (``None``: none yet, or removed) and whether their latest upload was refused
+    (the pictures were kept)."""
+
+    image: str | None = None
+    refused: bool = False
+
+
 @dataclass
 class Controls:
-    """The widgets beside the tabs (image, model, input size, blocks), the open tab and what every
-    tab function may use: the backend, the gallery files and the first model's settings."""
+    """The widgets beside the tabs (image, model, input size, blocks), the open tab, what the
+    pictures show (:class:`Shown`), how many uploads were refused, and what every tab function may
+    use: the backend, the gallery files and the first model's settings."""
 
     app: SlotApp
     files: PictureFiles
     first: dict[str, Any]
     view: gr.State
+    shown: gr.State
+    refusals: gr.State
     image: UploadImage
     examples: gr.Examples | None
     model: gr.Dropdown
@@ -225,10 +239,13 @@ class Page:
     figure: FigureRow
     tabs: dict[str, TabView]
     analysis: Step
+    give_back: Step
     model_change: Step
     make_figure: Step
     #: Every tab's refresh as wired after an analysis (an unreadable upload leaves its widgets alone).
     follow_ups: list[Step] = field(default_factory=list)
+    #: Each tab's refresh as wired when it is opened, by tab (on the image the pictures show).
+    on_open: dict[str, list[Step]] = field(default_factory=dict)
     #: The API's endpoints by name (``/analyze``, ``/class_scores``, ``/mask``, ``/figure``):
     #: answers to a client, wired to no widget of the page.
     api: dict[str, Step] = field(default_factory=dict)
@@ -451,7 +468,10 @@ def _controls(app: SlotApp, first: dict[str, Any], view: gr.State) -> Controls:
     blocks = gr.CheckboxGroup(first["block_choices"], value=first["blocks"], label="GLMix blocks",
                               info=first["blocks_info"], elem_id="block-picker")
     run = gr.Button("Show slot maps", variant="primary")
-    return Controls(app, PictureFiles(), first, view, image, examples, model, model_note, size, blocks, run, status)
+    # per visitor, bounded with gradio's sessions (launch's max_sessions); each refusal changes the count
+    shown, refusals = gr.State(Shown()), gr.State(0)
+    return Controls(app, PictureFiles(), first, view, shown, refusals, image, examples, model, model_note, size,
+                    blocks, run, status)
 
 
 def _figure_row() -> FigureRow:
@@ -469,15 +489,17 @@ def _wire(c: Controls, figure: FigureRow, tabs: list[tuple[Tab, gr.Tab, TabView]
 
     A new image is analysed once: on its upload (a paste from the clipboard is one too), on an
     example and when it is removed, never on ``image.change``, which gradio's image fires twice for
-    every upload after the first. While it runs, every tab's pictures show progress over what they
-    held; an unreadable upload leaves them as they were (:func:`_unless_unreadable`)."""
+    every upload after the first (nor on the image given back after a refused upload, :func:`_give_back`).
+    While it runs, every tab's pictures show progress over what they held; an unreadable upload
+    leaves them as they were, and every view shows the last image that could be read
+    (:func:`_on_shown_image`)."""
     views = [v for _, _, v in tabs]
     plain = _analysis_step(c, figure, views)
-    page = Page(c, figure, {spec.id: v for spec, _, v in tabs}, _keeping_previous(c, plain),
+    page = Page(c, figure, {spec.id: v for spec, _, v in tabs}, _keeping_previous(c, plain), _give_back(c),
                 _model_step(c, tabs), _figure_step(c, figure, views))
     gallery = next(v.analysis_gallery for v in views if v.analysis_gallery is not None)
     pictures = [c.status, gallery, *dict.fromkeys(w for v in views for s in v.refresh for w in s.outputs)]
-    refresh = page.follow_ups = [_unless_unreadable(c, s) for v in views for s in v.refresh]
+    refresh = page.follow_ups = [_on_shown_image(c, s, after_analysis=True) for v in views for s in v.refresh]
 
     def analyse(event: Any, **options: Any) -> None:
         """A new analysis, progress shown on every tab's pictures at once, then the open tab's views."""
@@ -491,11 +513,13 @@ def _wire(c: Controls, figure: FigureRow, tabs: list[tuple[Tab, gr.Tab, TabView]
         triggers.append(c.examples.load_input_event.then)
     for trigger in triggers:
         analyse(trigger, api_name=False)
+    page.give_back.on(c.refusals.change, api_name=False, show_progress="hidden")
     analyse(page.model_change.on(c.model.input, api_name=False).then, api_name=False)
     for spec, tab, v in tabs:
         event = page.open_tab(spec.id).on(tab.select, api_name=False, queue=False)
-        for step in v.refresh:
-            event = _unless_unreadable(c, step).on(event.then, api_name=False)
+        page.on_open[spec.id] = [_on_shown_image(c, step) for step in v.refresh]
+        for step in page.on_open[spec.id]:
+            event = step.on(event.then, api_name=False)
         if v.figure_option is not None:  # a figure belongs to the view it was made of
             v.figure_option[1].input(figure.cleared, None, figure.outputs, api_name=False, queue=False)
     page.make_figure.on(figure.make.click, api_name=False)
@@ -503,18 +527,21 @@ def _wire(c: Controls, figure: FigureRow, tabs: list[tuple[Tab, gr.Tab, TabView]
     return page
 
 
-def _unless_unreadable(c: Controls, step: Step) -> Step:
-    """``step``, or no change to its widgets when its image is an upload that could not be read: a
-    bad upload must not wipe the last good result (the status under the image says why)."""
+def _on_shown_image(c: Controls, step: Step, *, after_analysis: bool = False) -> Step:
+    """``step`` on the image the pictures show: an upload that could not be read stands for the
+    visitor's last readable image (:class:`Shown`; none: the view's empty state), so a tab opened
+    after a bad upload shows what the other tabs show. Right after the analysis that refused an
+    upload (``after_analysis``) the step changes nothing: its widgets show that image already."""
     if not step.inputs or step.inputs[0] is not c.image:
         return step
 
-    def keep_or_run(img: Any, *rest: Any) -> Any:
-        if c.app.unreadable(img):
+    def on_shown(img: Any, *rest: Any) -> Any:
+        *values, shown = rest
+        if after_analysis and shown.refused:
             return {w: gr.skip() for w in step.outputs}
-        return step.fn(img, *rest)
+        return step.fn(shown.image if c.app.unreadable(img) else img, *values)
 
-    return Step(keep_or_run, step.inputs, step.outputs)
+    return Step(on_shown, [*step.inputs, c.shown], step.outputs)
 
 
 def session_of() -> str | None:
@@ -554,19 +581,41 @@ def _analysis_step(c: Controls, figure: FigureRow, views: list[TabView]) -> Step
 
 
 def _keeping_previous(c: Controls, analysis: Step) -> Step:
-    """The page's analysis: an upload that cannot be read leaves every picture as it was and says
-    so under the image (``/analyze``, for API clients, answers with an empty gallery instead)."""
+    """The page's analysis: an upload that cannot be read leaves every picture as it was and says so
+    under the image (that they show the last image that could be read, when there is one); the
+    image box then gets that image back (:func:`_give_back`). It keeps what the pictures show
+    (:class:`Shown`). ``/analyze``, for API clients, answers with an empty gallery instead."""
     follow = analysis.inputs[len(c.common) + 1:]  # the block choices that follow the chosen blocks
 
-    def keep_or_show(img: Any, label: str, input_size: float, chosen: list[int], *current: int | None) -> dict:
+    def keep_or_show(img: Any, label: str, input_size: float, chosen: list[int], *rest: Any) -> dict:
+        *current, shown, refusals = rest
         out = analysis.fn(img, label, input_size, chosen, *current)
         if not c.app.unreadable(img):
-            return out
+            return {**out, c.shown: Shown(img), c.refusals: gr.skip()}
         kept = {w: gr.skip() for w in analysis.outputs}
         kept.update(zip(follow, current))  # plain values: see on_analysis
-        return {**kept, c.status: f"{out[c.status].rstrip('.')}. {messages.KEPT_PREVIOUS}"}
+        status = out[c.status] if shown.image is None else f"{out[c.status].rstrip('.')}. {messages.KEPT_PREVIOUS}"
+        return {**kept, c.status: status, c.shown: Shown(shown.image, refused=True), c.refusals: refusals + 1}
 
-    return Step(keep_or_show, analysis.inputs, analysis.outputs)
+    return Step(keep_or_show, [*analysis.inputs, c.shown, c.refusals], [*analysis.outputs, c.shown, c.refusals])
+
+
+def _give_back(c: Controls) -> Step:
+    """After a refused upload (each one changes :attr:`Controls.refusals`), the image box gets back
+    the image the pictures show, or is emptied when there is none (or gradio has deleted its file),
+    unless the visitor has put another image there since. It fires the image's ``change``, never
+    its ``upload``: no second analysis.
+
+    A separate step, so that only a refusal writes to the image: gradio stores any update of a
+    component that is also an input, ``gr.skip()`` included, as one more component in the
+    visitor's session (see on_analysis); this one returns plain values only."""
+
+    def give_back(img: Any, shown: Shown) -> dict[Any, str | None]:
+        if not c.app.unreadable(img):
+            return {c.image: img}  # another image since: as it is
+        return {c.image: shown.image if shown.image is not None and os.path.exists(shown.image) else None}
+
+    return Step(give_back, [c.image, c.shown], [c.image])
 
 
 def _api_endpoints(c: Controls, figure: FigureRow, views: list[TabView], analysis: Step) -> dict[str, Step]:
