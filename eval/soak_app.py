@@ -12,9 +12,12 @@ visitors are new sessions, as new visitors are (``--same-visitors`` keeps them).
 After every round: the server's RSS (``/proc``), and from the server itself the glibc heap
 (``mallinfo2``: in use / free), Python objects (``gc``), its traced Python heap (``--trace``:
 ``tracemalloc``, which slows the server), gradio's sessions, the app's result cache, open file
-descriptors, and the files in gradio's and the app's temporary folders. At the end: RSS after round
-``--baseline-round`` and the growth from there to the last round, against ``--budget-mb``; with
-``--trace``, the source lines whose traced memory grew most over the same rounds.
+descriptors, the files in gradio's and the app's temporary folders, pymalloc's arenas and the
+anonymous mappings by size; then the server collects its garbage and trims its heap, as its own
+collector does every ``GC_INTERVAL_S`` seconds, and reports its *settled* RSS (the raw sample
+swings by tens of MB with what waits for that collection). At the end: RSS after round
+``--baseline-round`` and the growth from there to the last round, raw and settled, against
+``--budget-mb``; with ``--trace``, the source lines whose traced memory grew most over the same rounds.
 
     python eval/soak_app.py [--rounds 50] [--clients 8] [--requests 10] [--side 256] [--trace] [--no-gc-freeze]
                             [--baseline-round 5] [--budget-mb 10] [--json OUT]
