@@ -311,6 +311,30 @@ def test_figure_of_the_current_view(backend, label):
     assert path is None and "unknown figure format" in text
 
 
+def test_a_drawn_figure_leaves_no_picture_for_the_cycle_collector(backend, label):
+    """The figure's artists sit in reference cycles: left to the server's collector, each download
+    held its panels' arrays (MBs) for up to 20 s (the raw RSS of eval/soak_app.py swung with them)."""
+    import gc
+
+    img = _photo(120, 160)
+    backend.figure(img, label, None, [0, 1], 1, "slot-cam", "slots", "png")  # fonts, caches: not garbage
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for view in ("slots", "soft"):
+            assert backend.figure(img, label, None, [0, 1], 1, "slot-cam", view, "png")[0]
+        gc.collect()
+        garbage = list(gc.garbage)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    held = [v.shape for o in garbage if isinstance(o, dict) for v in o.values()
+            if isinstance(v, np.ndarray) and v.nbytes > 10_000]
+    assert held == [], held
+
+
 @pytest.mark.slow
 def test_figure_of_the_class_view(backend, label):
     path, text = backend.figure(_photo(), label, None, [0], 0, "slot-cam", "classes", "png")
@@ -403,8 +427,8 @@ def test_class_figure_uses_the_chosen_evidence_method(backend, nano_checkpoint, 
     made = []
     real = figures.save_figure
 
-    def keep(fig, path, *args, **kwargs):
-        made.append(fig)
+    def keep(fig, path, *args, **kwargs):  # the layouts' titles, read before the app empties the figure
+        made.append([t.get_text() for ax in fig.axes for t in ax.texts if t.get_text()])
         return real(fig, path, *args, **kwargs)
 
     monkeypatch.setattr(figures, "save_figure", keep)
@@ -412,7 +436,7 @@ def test_class_figure_uses_the_chosen_evidence_method(backend, nano_checkpoint, 
     for method in ("cam", "slot-cam"):
         path, text = backend.figure(_photo(), label, None, [0], 0, method, "classes", "png")
         assert path and Path(path).name == f"glmix_classes_{method}.png", text
-        titles = [t.get_text() for ax in made[-1].axes for t in ax.texts if t.get_text()]  # the layouts' titles
+        titles = made[-1]
         evidence = [t for t in titles if "evidence" in t]
         masks = [t for t in titles if "mask" in t or "CRF" in t]
         assert all(t.startswith(f"{method} evidence\n") for t in evidence), titles

@@ -407,6 +407,9 @@ class SlotApp:
             fig, name = views.view_figure(result, view, blocks, block, method, FIGURE_CLASSES)
             out = self._new_figure_path(f"glmix_{name}.{fmt}")
             figures.save_figure(fig, out)
+            # a figure's artists sit in reference cycles, holding the panels' arrays (~4 MB a figure) until
+            # the next full collection: emptied now, the arrays go at once (eval/RESULTS.md, memory soak)
+            fig.clear()
             return out
 
         try:
