@@ -53,6 +53,7 @@ from glmix_vis.app.settings import DEFAULT_MAX_SESSIONS
 from glmix_vis.io import atomic_write_bytes
 
 REPORT_ENV, TRACE_ENV, NO_FREEZE_ENV = "GLMIX_SOAK_REPORT", "GLMIX_SOAK_TRACE", "GLMIX_SOAK_NO_FREEZE"
+GC_INTERVAL_ENV = "GLMIX_SOAK_GC_INTERVAL"
 HOLDERS_ENV = "GLMIX_SOAK_HOLDERS"  # also list what holds the closed transports a full collection leaves
 
 
@@ -174,6 +175,8 @@ def serve(args: argparse.Namespace) -> int:
 
     if os.environ.get(NO_FREEZE_ENV):  # measure without the fix: launch() finds it done, and nothing runs
         serving._COLLECTOR = serving.CycleCollector()
+    if os.environ.get(GC_INTERVAL_ENV):  # the collector launch() starts, at another interval
+        serving.collect_cycles_promptly.__defaults__ = (float(os.environ[GC_INTERVAL_ENV]),)
     demo = launch(args.checkpoint, port=args.port, device="cpu", concurrency=args.concurrency,
                   max_sessions=args.max_sessions, prevent_thread_lock=True, quiet=True)
     report_path = Path(os.environ[REPORT_ENV])
@@ -305,6 +308,8 @@ class Server:
             env[TRACE_ENV] = "1"
         if args.no_gc_freeze:
             env[NO_FREEZE_ENV] = "1"
+        if args.gc_interval:
+            env[GC_INTERVAL_ENV] = str(args.gc_interval)
         cmd = [sys.executable, str(Path(__file__).resolve()), "--serve", "--port", str(self.port),
                "--concurrency", str(args.concurrency), "--max-sessions", str(args.max_sessions)] + (["--checkpoint", args.checkpoint] if args.checkpoint else [])
         self.log = open(folder / "server.log", "w")
@@ -352,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-gc-freeze", action="store_true",
                         help="serve without glmix_vis.app.serving.collect_cycles_promptly (no freeze, no periodic "
                              "collection: to measure its effect)")
+    parser.add_argument("--gc-interval", type=float,
+                        help=f"seconds between the server's own collections (default {GC_INTERVAL_S:.0f})")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
