@@ -328,7 +328,7 @@ def limit_heap_fragmentation(threshold: int = MMAP_THRESHOLD) -> bool:
 
 
 #: Seconds between the server's own full garbage collections (see collect_cycles_promptly).
-GC_INTERVAL_S = 20.0
+GC_INTERVAL_S = 10.0
 
 
 class CycleCollector:

@@ -42,9 +42,9 @@ DEFAULT_MAX_SESSIONS = 256
 #: seconds after they were written, checked every CACHE_CHECK_S seconds (gradio's delete_cache) ...
 CACHE_MAX_AGE_S, CACHE_CHECK_S = 3600, 600
 #: ... and beyond this many files or megabytes the oldest go first (glmix_vis.app.file_cache).
-CACHE_MAX_FILES, CACHE_MAX_MB = 4096, 1024
+CACHE_MAX_FILES, CACHE_MAX_MB = 2048, 1024
 #: Requests whose timing gradio's queue keeps for its monitoring page (gradio's default: 10,000).
-QUEUE_EVENT_RECORDS = 1000
+QUEUE_EVENT_RECORDS = 500
 
 # ------------------------------------------------------------------------------ what can be served
 DEMO_LABEL = "demo model (bundled)"
