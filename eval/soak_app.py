@@ -149,14 +149,6 @@ def _pymalloc() -> dict[str, float]:
     return found
 
 
-def _rss_self_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
-
-
 def _folder(path: str | None) -> dict[str, float]:
     if not path or not Path(path).is_dir():
         return dict(files=0, mb=0.0)
@@ -221,7 +213,7 @@ def serve(args: argparse.Namespace) -> int:
         # what the server's own collector reaches within GC_INTERVAL_S: the garbage collected, free heap trimmed
         gc.collect()
         serving.release_free_heap()
-        data["settled_rss_mb"] = _rss_self_mb()
+        data["settled_rss_mb"] = round(rss_mb(os.getpid()), 1)
         data["settled_anonymous"] = _anonymous_mappings()
         data.update({f"settled_{k}": v for k, v in _pymalloc().items()})
         atomic_write_bytes(report_path, json.dumps(data).encode())
