@@ -345,6 +345,7 @@ class CycleCollector:
             raise ValueError(f"interval_s must be positive, got {interval_s}")
         self.interval_s = interval_s
         self.collections = 0
+        self.busy_s = 0.0  # time spent collecting and trimming, all collections together
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="glmix-vis-gc", daemon=True)
 
@@ -359,9 +360,11 @@ class CycleCollector:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
+            start = time.perf_counter()
             gc.collect()
             self.collections += 1
             release_free_heap()  # after counting: a trim of a large heap takes a while
+            self.busy_s += time.perf_counter() - start
 
 
 def release_free_heap() -> bool:
