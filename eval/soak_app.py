@@ -342,6 +342,17 @@ class Server:
         self.log.close()
 
 
+def _growth_summary(values: list[float], baseline_round: int) -> str:
+    """Growth read three ways, less swayed by one sample than the verdict: the means of the five rounds
+    after the baseline and of the last five, and the least-squares trend from the baseline round on."""
+    v = np.asarray(values, dtype=float)
+    after, last = v[baseline_round:baseline_round + 5], v[-5:]
+    trend = np.polyfit(np.arange(baseline_round, len(v) + 1), v[baseline_round - 1:], 1)[0]
+    return (f"mean of rounds {baseline_round + 1}-{baseline_round + len(after)} {after.mean():.1f} MB -> "
+            f"of the last {len(last)} {last.mean():.1f} MB ({last.mean() - after.mean():+.1f}); "
+            f"trend {trend:+.2f} MB a round")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", help="checkpoint file (default: the bundled demo model)")
@@ -455,6 +466,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"settled RSS (after the collection and heap trim the server's collector makes every "
           f"{interval:g} s): {rounds[args.baseline_round - 1]['settled_rss_mb']:.1f} -> "
           f"{rounds[-1]['settled_rss_mb']:.1f} MB, growth {settled:+.1f} MB")
+    for key, name in (("rss_mb", "RSS"), ("settled_rss_mb", "settled RSS")):
+        print(f"{name}: " + _growth_summary([r[key] for r in rounds], args.baseline_round))
+    gaps = [r["rss_mb"] - r["settled_rss_mb"] for r in rounds[args.baseline_round:]]
+    print(f"waiting for the collection at a sample (RSS - settled RSS), rounds {args.baseline_round + 1}-{len(rounds)}: "
+          f"mean {np.mean(gaps):.1f} MB, at most {max(gaps):.1f} MB")
     if load := rounds[-1].get("collector"):
         print(f"the server's collector: {load['collections']} collections of {load['mean_ms']:.1f} ms on average, "
               f"{100 * load['core_share']:.2f}% of one core")
