@@ -158,9 +158,14 @@ def _collector_load(collector: Any) -> dict[str, float]:
 
 
 def _folder(path: str | None) -> dict[str, float]:
-    if not path or not Path(path).is_dir():
-        return dict(files=0, mb=0.0)
-    sizes = [p.stat().st_size for p in Path(path).rglob("*") if p.is_file()]
+    """Files and MB under ``path``; files the server deletes meanwhile (its cache sweeps) are skipped."""
+    sizes = []
+    for root, _dirs, names in os.walk(path or "", onerror=lambda _exc: None):
+        for name in names:
+            try:
+                sizes.append(os.stat(os.path.join(root, name)).st_size)
+            except OSError:
+                pass
     return dict(files=len(sizes), mb=round(sum(sizes) / 2 ** 20, 2))
 
 
@@ -182,7 +187,14 @@ def serve(args: argparse.Namespace) -> int:
     report_path = Path(os.environ[REPORT_ENV])
     state: dict[str, Any] = {"seq": 0, "baseline": None}
 
-    def report(signum: int, _frame: Any) -> None:
+    def report(signum: int, frame: Any) -> None:
+        """The signal handler: a failure is reported, never raised into the serving main thread."""
+        try:
+            write_report(signum, frame)
+        except Exception as exc:  # noqa: BLE001  diagnostics must not stop the server they measure
+            atomic_write_bytes(report_path, json.dumps(dict(seq=state["seq"], error=repr(exc))).encode())
+
+    def write_report(signum: int, _frame: Any) -> None:
         state["seq"] += 1
         app = demo.slot_app
         objects = gc.get_objects()  # no gc.collect() first: what waits for a collection counts too
@@ -327,11 +339,16 @@ class Server:
             try:
                 data = json.loads(self.report_path.read_text())
                 if data["seq"] == self._seq:
+                    if "error" in data:
+                        raise SystemExit(f"the server's report failed: {data['error']}")
                     return data
             except (OSError, ValueError, KeyError):
                 pass
             time.sleep(0.1)
-        raise SystemExit("the server did not write its report")
+        alive = "still running" if self.proc.poll() is None else f"exited with status {self.proc.returncode}"
+        self.log.flush()
+        tail = Path(self.log.name).read_text(errors="replace").splitlines()[-15:]
+        raise SystemExit("the server did not write its report (" + alive + "); its log ends:\n" + "\n".join(tail))
 
     def stop(self) -> None:
         self.proc.terminate()
