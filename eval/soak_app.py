@@ -13,7 +13,7 @@ After every round: the server's RSS (``/proc``), and from the server itself the 
 (``mallinfo2``: in use / free), Python objects (``gc``), its traced Python heap (``--trace``:
 ``tracemalloc``, which slows the server), gradio's sessions, the app's result cache, open file
 descriptors, the files in gradio's and the app's temporary folders, pymalloc's arenas and the
-anonymous mappings by size; then the server collects its garbage and trims its heap, as its own
+anonymous mappings by size. Then the server collects its garbage and trims its heap, as its own
 collector does every ``GC_INTERVAL_S`` seconds, and reports its *settled* RSS (the raw sample
 swings by tens of MB with what waits for that collection). At the end: RSS after round
 ``--baseline-round`` and the growth from there to the last round, raw and settled, against
@@ -149,10 +149,23 @@ def _pymalloc() -> dict[str, float]:
     return found
 
 
+def _collector_load(collector: Any) -> dict[str, float]:
+    """The server's own collector so far: its collections, their mean duration and its share of one core."""
+    if collector is None or not collector.collections:
+        return {}
+    return dict(collections=collector.collections, mean_ms=round(1e3 * collector.busy_s / collector.collections, 2),
+                core_share=round(collector.busy_s / (collector.collections * collector.interval_s), 5))
+
+
 def _folder(path: str | None) -> dict[str, float]:
-    if not path or not Path(path).is_dir():
-        return dict(files=0, mb=0.0)
-    sizes = [p.stat().st_size for p in Path(path).rglob("*") if p.is_file()]
+    """Files and MB under ``path``; files the server deletes meanwhile (its cache sweeps) are skipped."""
+    sizes = []
+    for root, _dirs, names in os.walk(path or "", onerror=lambda _exc: None):
+        for name in names:
+            try:
+                sizes.append(os.stat(os.path.join(root, name)).st_size)
+            except OSError:
+                pass
     return dict(files=len(sizes), mb=round(sum(sizes) / 2 ** 20, 2))
 
 
@@ -174,7 +187,14 @@ def serve(args: argparse.Namespace) -> int:
     report_path = Path(os.environ[REPORT_ENV])
     state: dict[str, Any] = {"seq": 0, "baseline": None}
 
-    def report(signum: int, _frame: Any) -> None:
+    def report(signum: int, frame: Any) -> None:
+        """The signal handler: a failure is reported, never raised into the serving main thread."""
+        try:
+            write_report(signum, frame)
+        except Exception as exc:  # noqa: BLE001  diagnostics must not stop the server they measure
+            atomic_write_bytes(report_path, json.dumps(dict(seq=state["seq"], error=repr(exc))).encode())
+
+    def write_report(signum: int, _frame: Any) -> None:
         state["seq"] += 1
         app = demo.slot_app
         objects = gc.get_objects()  # no gc.collect() first: what waits for a collection counts too
@@ -184,7 +204,7 @@ def serve(args: argparse.Namespace) -> int:
             state["types"] = types
         data: dict[str, Any] = dict(
             seq=state["seq"], python_objects=len(objects), gc_counts=list(gc.get_count()), closed_transports=closed,
-            frozen_objects=gc.get_freeze_count(),
+            frozen_objects=gc.get_freeze_count(), collector=_collector_load(serving._COLLECTOR),
             sessions=len(demo.state_holder.session_data), results=len(app.results), models=len(app.models),
             fds=len(os.listdir("/proc/self/fd")), threads=threading.active_count(),
             gradio_temp=_folder(os.environ.get("GRADIO_TEMP_DIR")), app_temp=_folder(tempfile.gettempdir()),
@@ -194,15 +214,6 @@ def serve(args: argparse.Namespace) -> int:
             grown.subtract(state["types"])
             data["object_growth"] = {k: v for k, v in grown.most_common(10) if v > 0}
         del objects
-        if tracemalloc.is_tracing():
-            data["traced_mb"] = round(tracemalloc.get_traced_memory()[0] / 2 ** 20, 2)
-            snapshot = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
-            if signum == signal.SIGUSR2:
-                state["baseline"] = snapshot
-            elif state["baseline"] is not None:
-                top = snapshot.compare_to(state["baseline"], "lineno")[:15]
-                data["traced_growth"] = [dict(where=str(s.traceback[0]), kb=round(s.size_diff / 1024, 1),
-                                              count=s.count_diff) for s in top]
         if os.environ.get(HOLDERS_ENV):  # who holds the closed transports that outlive a full collection
             gc.collect()
             held = [o for o in gc.get_objects() if type(o).__qualname__ == "_SelectorSocketTransport" and o.is_closing()]
@@ -216,6 +227,18 @@ def serve(args: argparse.Namespace) -> int:
         data["settled_rss_mb"] = round(rss_mb(os.getpid()), 1)
         data["settled_anonymous"] = _anonymous_mappings()
         data.update({f"settled_{k}": v for k, v in _pymalloc().items()})
+        if tracemalloc.is_tracing():  # after the collection: what lives on, not what waits for it
+            data["traced_mb"] = round(tracemalloc.get_traced_memory()[0] / 2 ** 20, 2)
+            snapshot = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
+            if signum == signal.SIGUSR2:
+                state["baseline"] = snapshot
+            elif state["baseline"] is not None:
+                top = snapshot.compare_to(state["baseline"], "lineno")[:15]
+                data["traced_growth"] = [dict(where=str(s.traceback[0]), kb=round(s.size_diff / 1024, 1),
+                                              count=s.count_diff) for s in top]
+                stacks = snapshot.compare_to(state["baseline"], "traceback")[:8] if tracemalloc.get_traceback_limit() > 1 else []
+                data["traced_growth_stacks"] = [dict(kb=round(s.size_diff / 1024, 1), count=s.count_diff,
+                                                     stack=[str(f) for f in s.traceback]) for s in stacks]
         atomic_write_bytes(report_path, json.dumps(data).encode())
 
     signal.signal(signal.SIGUSR1, report)
@@ -297,7 +320,7 @@ class Server:
                "GRADIO_TEMP_DIR": str(folder / "gradio"), "TMPDIR": str(folder / "server-tmp")}
         (folder / "server-tmp").mkdir()
         if args.trace:
-            env[TRACE_ENV] = "1"
+            env[TRACE_ENV] = str(args.trace_frames)
         if args.no_gc_freeze:
             env[NO_FREEZE_ENV] = "1"
         if args.gc_interval:
@@ -316,11 +339,16 @@ class Server:
             try:
                 data = json.loads(self.report_path.read_text())
                 if data["seq"] == self._seq:
+                    if "error" in data:
+                        raise SystemExit(f"the server's report failed: {data['error']}")
                     return data
             except (OSError, ValueError, KeyError):
                 pass
             time.sleep(0.1)
-        raise SystemExit("the server did not write its report")
+        alive = "still running" if self.proc.poll() is None else f"exited with status {self.proc.returncode}"
+        self.log.flush()
+        tail = Path(self.log.name).read_text(errors="replace").splitlines()[-15:]
+        raise SystemExit("the server did not write its report (" + alive + "); its log ends:\n" + "\n".join(tail))
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -329,6 +357,17 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
         self.log.close()
+
+
+def _growth_summary(values: list[float], baseline_round: int) -> str:
+    """Growth read three ways, less swayed by one sample than the verdict: the means of the five rounds
+    after the baseline and of the last five, and the least-squares trend from the baseline round on."""
+    v = np.asarray(values, dtype=float)
+    after, last = v[baseline_round:baseline_round + 5], v[-5:]
+    trend = np.polyfit(np.arange(baseline_round, len(v) + 1), v[baseline_round - 1:], 1)[0]
+    return (f"mean of rounds {baseline_round + 1}-{baseline_round + len(after)} {after.mean():.1f} MB -> "
+            f"of the last {len(last)} {last.mean():.1f} MB ({last.mean() - after.mean():+.1f}); "
+            f"trend {trend:+.2f} MB a round")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -346,6 +385,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--analyze-only", action="store_true", help="no soft-map or figure requests")
     parser.add_argument("--same-visitors", action="store_true", help="keep the same visitors (sessions) every round")
     parser.add_argument("--trace", action="store_true", help="tracemalloc in the server (slower; lists what grew)")
+    parser.add_argument("--trace-frames", type=int, default=1,
+                        help="with --trace: frames kept per allocation; above 1 the growing call stacks are listed too "
+                             "(16 frames: ~8x slower rounds)")
     parser.add_argument("--no-gc-freeze", action="store_true",
                         help="serve without glmix_vis.app.serving.collect_cycles_promptly (no freeze, no periodic "
                              "collection: to measure its effect)")
@@ -437,9 +479,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"RSS after round {args.baseline_round}: {base:.1f} MB; after round {len(rounds)}: {rounds[-1]['rss_mb']:.1f} MB; "
           f"growth {growth:+.1f} MB (budget {args.budget_mb:.0f} MB); {len(problems)} failed requests -> {verdict}")
     settled = rounds[-1]["settled_rss_mb"] - rounds[args.baseline_round - 1]["settled_rss_mb"]
+    interval = args.gc_interval or GC_INTERVAL_S
     print(f"settled RSS (after the collection and heap trim the server's collector makes every "
-          f"{GC_INTERVAL_S:.0f} s): {rounds[args.baseline_round - 1]['settled_rss_mb']:.1f} -> "
+          f"{interval:g} s): {rounds[args.baseline_round - 1]['settled_rss_mb']:.1f} -> "
           f"{rounds[-1]['settled_rss_mb']:.1f} MB, growth {settled:+.1f} MB")
+    for key, name in (("rss_mb", "RSS"), ("settled_rss_mb", "settled RSS")):
+        print(f"{name}: " + _growth_summary([r[key] for r in rounds], args.baseline_round))
+    gaps = [r["rss_mb"] - r["settled_rss_mb"] for r in rounds[args.baseline_round:]]
+    print(f"waiting for the collection at a sample (RSS - settled RSS), rounds {args.baseline_round + 1}-{len(rounds)}: "
+          f"mean {np.mean(gaps):.1f} MB, at most {max(gaps):.1f} MB")
+    if load := rounds[-1].get("collector"):
+        print(f"the server's collector: {load['collections']} collections of {load['mean_ms']:.1f} ms on average, "
+              f"{100 * load['core_share']:.2f}% of one core")
     for p in problems[:10]:
         print("  failed:", p)
     if rounds[-1].get("object_growth"):
