@@ -15,7 +15,7 @@ After every round: the server's RSS (``/proc``), and from the server itself the 
 descriptors, the files in gradio's and the app's temporary folders, pymalloc's arenas and the
 anonymous mappings by size. Then the server collects its garbage and trims its heap, as its own
 collector does every ``GC_INTERVAL_S`` seconds, and reports its *settled* RSS (the raw sample
-swings by tens of MB with what waits for that collection). At the end: RSS after round
+also holds what waits for that collection). At the end: RSS after round
 ``--baseline-round`` and the growth from there to the last round, raw and settled, against
 ``--budget-mb``; with ``--trace``, the source lines whose traced memory grew most over the same rounds.
 
@@ -180,10 +180,10 @@ def serve(args: argparse.Namespace) -> int:
 
     if os.environ.get(NO_FREEZE_ENV):  # measure without the fix: launch() finds it done, and nothing runs
         serving._COLLECTOR = serving.CycleCollector()
-    if os.environ.get(GC_INTERVAL_ENV):  # the collector launch() starts, at another interval
-        serving.collect_cycles_promptly.__defaults__ = (float(os.environ[GC_INTERVAL_ENV]),)
     demo = launch(args.checkpoint, port=args.port, device="cpu", concurrency=args.concurrency,
                   max_sessions=args.max_sessions, prevent_thread_lock=True, quiet=True)
+    if os.environ.get(GC_INTERVAL_ENV):  # the collector launch() started, at another interval (read every wait)
+        serving._COLLECTOR.interval_s = float(os.environ[GC_INTERVAL_ENV])
     report_path = Path(os.environ[REPORT_ENV])
     state: dict[str, Any] = {"seq": 0, "baseline": None}
 
